@@ -1,0 +1,84 @@
+"""``imgsynth inpaint``: fill the holes of photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
+from imgsynth.cli.options import (
+    BatchSizeOpt, DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt,
+    PrecisionOpt, QuietOpt, RevisionOpt, SeedOpt, WeightsOpt, WorkersOpt,
+)
+
+MASK_PANEL = "Mask"
+
+HELP = """Fill the holes of photos (white mask pixels) with a network or a classical method.
+
+[bold]Examples:[/bold]
+
+  imgsynth inpaint photo.png --mask hole.png -o out.png
+
+  imgsynth inpaint photos/ --mask masks/ -o filled/ --model telea
+
+  cat photo.png | imgsynth inpaint - --mask hole.png --model ns > out.png
+
+  imgsynth inpaint cutout.png -o out.png          [dim]# RGBA: transparent pixels are the hole[/dim]
+"""
+
+
+@handle_errors
+def inpaint(
+    inputs: Annotated[list[str], typer.Argument(help="Photos: files, folders, globs, @list.txt or - (stdin).",
+                                                show_default=False)],
+    mask: Annotated[Optional[str], typer.Option(
+        "--mask", help="One mask for all photos, or a folder of masks named <stem>.png / <stem>_mask.png. "
+        "Default: <stem>_mask.png beside each photo, else its alpha channel.", rich_help_panel=MASK_PANEL)] = None,
+    invert_mask: Annotated[bool, typer.Option("--invert-mask", help="Black marks the hole instead of white.",
+                                              rich_help_panel=MASK_PANEL)] = False,
+    resize_mask: Annotated[bool, typer.Option("--resize-mask", help="Scale a mask of another size to the photo.",
+                                              rich_help_panel=MASK_PANEL)] = False,
+    dilate: Annotated[int, typer.Option("--dilate", min=0, help="Grow the hole by N pixels.",
+                                        rich_help_panel=MASK_PANEL)] = 0,
+    radius: Annotated[int, typer.Option("--radius", min=1, help="Neighbourhood radius of telea / ns.")] = 3,
+    strategy: Annotated[str, typer.Option("--strategy", help="Networks: pad (to the net's multiple, crop back) "
+                                          "or resize (run at the card's resolution).")] = "pad",
+    concat: Annotated[bool, typer.Option("--concat", help="Write input | mask | result side by side.",
+                                         rich_help_panel="Output")] = False,
+    output: OutputOpt = None,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    revision: RevisionOpt = None,
+    offline: OfflineOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    batch_size: BatchSizeOpt = 1,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    from imgsynth.engine.device import prepare_threads
+
+    prepare_threads()
+    from imgsynth.engine.inpaint import InpaintRequest, run_inpaint
+
+    if json and output == "-":
+        raise typer.BadParameter("--json cannot be combined with -o - (stdout carries the image)")
+    request = InpaintRequest(
+        inputs=inputs, mask=mask, output=output, model=model, weights=weights, revision=revision,
+        offline=offline, device=device, precision=precision, batch_size=batch_size, workers=workers,
+        seed=seed, invert_mask=invert_mask, resize_mask=resize_mask, dilate=dilate, radius=radius,
+        strategy=strategy, concat=concat, overwrite=overwrite,
+    )
+    with progress_bar(quiet, "inpaint") as progress:
+        report = run_inpaint(request, progress)
+    emit_report(report, as_json=json, quiet=quiet)
+    finish(report)
+
+
+inpaint.__doc__ = HELP

@@ -1,0 +1,55 @@
+"""The ``imgsynth`` command: a thin Typer app over the library.
+
+Heavy imports (torch, cv2, the engine) happen inside command bodies, so ``imgsynth --help`` and
+``imgsynth models list`` never import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from imgsynth import __version__
+from imgsynth.cli import inpaint as inpaint_cmd
+from imgsynth.cli import models as models_cmd
+
+app = typer.Typer(
+    name="imgsynth",
+    help="Deep-learning image synthesis and editing: sample GANs, translate label maps, inpaint photos, train.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"imgsynth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """Deep-learning image synthesis and editing from the command line.
+
+    [bold]Examples:[/bold]
+
+      imgsynth inpaint photo.png --mask hole.png -o out.png
+
+      imgsynth models list --task inpaint
+    """
+
+
+app.command("inpaint", help=inpaint_cmd.HELP)(inpaint_cmd.inpaint)
+app.add_typer(models_cmd.app, name="models")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

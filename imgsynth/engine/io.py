@@ -1,0 +1,396 @@
+"""Image input and output for every command: expansion, decoding, naming and atomic writing.
+
+Inputs: files, directories (their images, sorted, not recursive), globs, ``@list.txt`` (one path
+per line, relative to the list file; blank lines and ``#`` comments skipped) and ``-`` (one image
+on stdin). Readable formats: PNG, JPEG, WebP, BMP, TIFF (whatever Pillow decodes, minus animated
+images). Every image becomes 8-bit RGB plus an optional 8-bit alpha plane:
+
+==========  ============================================================================
+mode        conversion
+==========  ============================================================================
+1           0 -> 0, 1 -> 255, replicated to RGB
+L           replicated to RGB
+LA          L replicated to RGB, A kept as alpha
+P / PA      palette expanded; RGBA if the palette has transparency, else RGB
+RGB         as is
+RGBA        RGB, A kept as alpha
+CMYK        Pillow's CMYK -> RGB conversion (inverted JPEGs from Photoshop are handled)
+I;16, I     16-bit range: value / 257, rounded, clipped to 0..255
+F           values in [0, 1] scaled by 255, otherwise clipped to 0..255
+==========  ============================================================================
+
+EXIF orientation is applied. Images above ``IMGSYNTH_MAX_PIXELS`` (default Pillow's 89.5 M) are
+refused before decoding (a decompression-bomb guard that is an error, not a warning).
+
+Outputs: a file, a directory (named by input stem, or ``seed0042.png`` for samples) or ``-`` for
+stdout (PNG, refused when stdout is a terminal). Writes are atomic (temp file + rename), never
+replace an input, and in directory mode skip outputs that already exist unless ``overwrite``.
+PNG outputs carry their metadata (model id, revision, seed, options) in an ``imgsynth`` text
+chunk; other formats get a ``.json`` sidecar.
+"""
+
+from __future__ import annotations
+
+import glob as globmod
+import io
+import json
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from imgsynth.errors import InputError, OutputError, UsageError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+WRITE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+STDIN = "-"
+
+
+def max_pixels() -> int:
+    """The decompression-bomb limit in pixels (``IMGSYNTH_MAX_PIXELS`` overrides)."""
+    return int(os.environ.get("IMGSYNTH_MAX_PIXELS", 89_478_485))
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input: a path (or ``-``) and the stem that names its output."""
+
+    path: str
+    stem: str
+    error: str | None = None  # set when the item is already known to be unusable
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path == STDIN
+
+
+@dataclass
+class Decoded:
+    """A decoded image: RGB uint8 (H, W, 3) and an optional alpha plane (H, W) uint8."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    mode: str = "RGB"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.rgb.shape[0], self.rgb.shape[1]
+
+
+def _is_glob(spec: str) -> bool:
+    return any(ch in spec for ch in "*?[")
+
+
+def _dir_images(directory: Path) -> list[Path]:
+    try:
+        entries = sorted(directory.iterdir())
+    except PermissionError:
+        raise InputError(f"{directory}: directory is not readable (permission denied)") from None
+    return [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+
+
+def expand_inputs(specs: list[str], *, exclude_suffix: str | None = None) -> list[InputItem]:
+    """Expand command-line inputs into items, in order, duplicates removed.
+
+    A missing file becomes an item with ``error`` set (the batch reports it and goes on); a
+    directory or glob with no images, or nothing at all, raises :class:`InputError`.
+    ``exclude_suffix`` drops files whose stem ends with it (e.g. ``_mask`` beside photos).
+    """
+    if not specs:
+        raise UsageError("no inputs given")
+    if specs.count(STDIN) > 1 or (STDIN in specs and len(specs) > 1):
+        raise UsageError("'-' (stdin) must be the only input")
+    items: list[InputItem] = []
+    seen: set[str] = set()
+
+    def add(path: str, error: str | None = None) -> None:
+        key = path if path == STDIN else os.path.abspath(path)
+        if key in seen:
+            return
+        seen.add(key)
+        stem = "stdin" if path == STDIN else Path(path).stem
+        if error is None and exclude_suffix and stem.endswith(exclude_suffix):
+            return
+        items.append(InputItem(path, stem, error))
+
+    for spec in specs:
+        if spec == STDIN:
+            add(STDIN)
+        elif spec.startswith("@"):
+            listfile = Path(spec[1:])
+            try:
+                lines = listfile.read_text().splitlines()
+            except OSError as e:
+                raise InputError(f"{listfile}: cannot read list file ({e.strerror})") from None
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    p = Path(line)
+                    p = p if p.is_absolute() else listfile.parent / p
+                    add(str(p), None if p.exists() else "file not found")
+        elif os.path.isdir(spec):
+            found = _dir_images(Path(spec))
+            if not found:
+                raise InputError(f"{spec}: no images ({', '.join(IMAGE_EXTS)}) in this directory")
+            for p in found:
+                add(str(p))
+        elif os.path.exists(spec):
+            add(spec)
+        elif _is_glob(spec):
+            found = sorted(p for p in globmod.glob(spec) if os.path.isfile(p))
+            if not found:
+                raise InputError(f"{spec}: the pattern matches no files")
+            for p in found:
+                add(p)
+        else:
+            add(spec, "file not found")
+    if not items:
+        raise InputError("no input images left to process")
+    return items
+
+
+def read_bytes(item: InputItem, stdin: BinaryIO | None = None) -> bytes:
+    """The raw bytes of an input (stdin for ``-``)."""
+    if item.is_stdin:
+        stream = stdin or sys.stdin.buffer
+        if hasattr(stream, "isatty") and stream.isatty():
+            raise InputError("-: stdin is a terminal; pipe an image in (e.g. `cat photo.png | imgsynth ...`)")
+        return stream.read()
+    try:
+        return Path(item.path).read_bytes()
+    except IsADirectoryError:
+        raise InputError(f"{item.path}: is a directory") from None
+    except PermissionError:
+        raise InputError(f"{item.path}: not readable (permission denied)") from None
+    except FileNotFoundError:
+        raise InputError(f"{item.path}: file not found") from None
+
+
+def _to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "F":
+        arr = arr.astype(np.float64)
+        finite = arr[np.isfinite(arr)]
+        if finite.size and finite.max() <= 1.0 and finite.min() >= 0.0:
+            arr = arr * 255.0
+        return np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
+    # I;16 and I: 16-bit range
+    return np.clip(np.round(arr.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+
+
+def decode_image(data: bytes, name: str) -> Decoded:
+    """Decode image bytes into :class:`Decoded`, with the conversions in the module docs.
+
+    Raises :class:`InputError` naming ``name`` for empty, non-image, truncated, animated or
+    oversized inputs.
+    """
+    from PIL import Image, ImageOps
+
+    if not data:
+        raise InputError(f"{name}: empty file")
+    Image.MAX_IMAGE_PIXELS = None  # our own check below is the guard, and it is an error
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > max_pixels():
+                raise InputError(
+                    f"{name}: declared size {w}x{h} exceeds the {max_pixels():,}-pixel limit "
+                    f"(set IMGSYNTH_MAX_PIXELS to allow it)"
+                )
+            if getattr(img, "n_frames", 1) > 1:
+                raise InputError(f"{name}: animated image with {img.n_frames} frames; extract one frame first")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except InputError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise InputError(f"{name}: not a recognised image file (PNG, JPEG, WebP, BMP, TIFF)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise InputError(f"{name}: corrupt or truncated image data ({e})") from None
+    mode = img.mode
+    if w == 0 or h == 0:
+        raise InputError(f"{name}: image has zero size")
+    alpha = None
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = _to_uint8(np.asarray(img), "F" if mode == "F" else "I")
+        rgb = np.repeat(arr[..., None], 3, axis=2)
+    else:
+        if mode == "P":
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        elif mode == "PA":
+            img = img.convert("RGBA")
+        elif mode == "LA":
+            la = np.asarray(img)
+            alpha = la[..., 1].copy()
+            img = img.getchannel(0)
+        if img.mode == "RGBA":
+            arr = np.asarray(img)
+            alpha = arr[..., 3].copy()
+            rgb = arr[..., :3].copy()
+        else:
+            rgb = np.asarray(img.convert("RGB")).copy()
+    return Decoded(np.ascontiguousarray(rgb), alpha, mode)
+
+
+def decode_mask(data: bytes, name: str, *, invert: bool = False) -> np.ndarray:
+    """Decode a mask image into a (H, W) bool array, True = hole (white, value >= 128)."""
+    dec = decode_image(data, name)
+    gray = dec.rgb.astype(np.uint16).sum(axis=2) // 3
+    if dec.alpha is not None:  # transparent mask pixels count as black (keep)
+        gray = np.where(dec.alpha >= 128, gray, 0)
+    hole = gray >= 128
+    return ~hole if invert else hole
+
+
+def encode_image(rgb: np.ndarray, fmt: str = "png", metadata: dict[str, Any] | None = None) -> bytes:
+    """Encode (H, W, 3|1) uint8 into image bytes; PNG gets an ``imgsynth`` text chunk."""
+    from PIL import Image, PngImagePlugin
+
+    arr = rgb[..., 0] if rgb.ndim == 3 and rgb.shape[2] == 1 else rgb
+    img = Image.fromarray(np.ascontiguousarray(arr))
+    buf = io.BytesIO()
+    fmt = fmt.lower().lstrip(".")
+    fmt = {"jpg": "jpeg", "tif": "tiff"}.get(fmt, fmt)
+    if fmt == "png":
+        info = PngImagePlugin.PngInfo()
+        if metadata:
+            info.add_text("imgsynth", json.dumps(metadata, sort_keys=True))
+        img.save(buf, format="PNG", pnginfo=info)
+    elif fmt == "jpeg":
+        img.save(buf, format="JPEG", quality=95)
+    elif fmt == "webp":
+        img.save(buf, format="WEBP", lossless=True)
+    else:
+        img.save(buf, format=fmt.upper())
+    return buf.getvalue()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_metadata(path: Path) -> dict[str, Any] | None:
+    """The metadata imgsynth stored with an output (PNG text chunk or ``.json`` sidecar)."""
+    from PIL import Image
+
+    side = Path(str(path) + ".json")
+    if side.exists():
+        return json.loads(side.read_text())
+    with Image.open(path) as img:
+        text = getattr(img, "text", {}) or img.info
+        return json.loads(text["imgsynth"]) if "imgsynth" in text else None
+
+
+@dataclass
+class OutputPlan:
+    """Where each result goes: ``mode`` is ``file``, ``dir`` or ``stdout``."""
+
+    mode: str
+    target: Path | None
+    ext: str = ".png"
+    overwrite: bool = False
+    inputs: set[str] = field(default_factory=set)
+
+    def path_for(self, name: str) -> Path | None:
+        """Output path for a result named ``name`` (a stem or ``seed0042``); None for stdout."""
+        if self.mode == "stdout":
+            return None
+        if self.mode == "file":
+            return self.target
+        return self.target / f"{name}{self.ext}"
+
+    def check(self, path: Path | None) -> str | None:
+        """None if ``path`` may be written now, ``"skip"`` if done already; raises if forbidden."""
+        if path is None:
+            return None
+        if os.path.abspath(path) in self.inputs:
+            raise OutputError(f"{path}: output would overwrite an input; choose another --output")
+        if self.mode == "dir" and path.exists() and not self.overwrite:
+            return "skip"
+        return None
+
+    def write(self, name: str, rgb: np.ndarray, metadata: dict[str, Any], stdout: BinaryIO | None = None) -> Path | None:
+        """Encode and write one result atomically (or to stdout); returns the path written."""
+        path = self.path_for(name)
+        if path is None:
+            stream = stdout or sys.stdout.buffer
+            stream.write(encode_image(rgb, "png", metadata))
+            stream.flush()
+            return None
+        self.check(path)
+        ext = path.suffix.lower()
+        write_atomic(path, encode_image(rgb, ext, metadata))
+        if ext != ".png":
+            write_atomic(Path(str(path) + ".json"), json.dumps(metadata, indent=1, sort_keys=True).encode())
+        return path
+
+
+def plan_output(
+    output: str | None,
+    *,
+    n_results: int,
+    default: str,
+    inputs: list[InputItem] = (),
+    overwrite: bool = False,
+    force_dir: bool = False,
+    stdout: BinaryIO | None = None,
+) -> OutputPlan:
+    """Decide how results are written.
+
+    ``-`` means stdout (one result only, refused on a terminal). A path with an image extension
+    means one file (one result only). Anything else is a directory, created if needed.
+    ``default`` is used when ``output`` is None.
+    """
+    output = output if output is not None else default
+    input_paths = {os.path.abspath(i.path) for i in inputs if not i.is_stdin}
+    if output == STDIN:
+        stream = stdout or sys.stdout
+        if n_results != 1:
+            raise UsageError(f"-o - writes one PNG to stdout, but there are {n_results} results; use a directory")
+        if hasattr(stream, "isatty") and stream.isatty():
+            raise UsageError("refusing to write PNG bytes to a terminal; redirect stdout or use -o FILE")
+        return OutputPlan("stdout", None, ".png", overwrite, input_paths)
+    path = Path(output)
+    ext = path.suffix.lower()
+    if ext in WRITE_EXTS and not force_dir and not path.is_dir():
+        if n_results != 1:
+            raise UsageError(f"-o {output} is one file but there are {n_results} results; give a directory")
+        if os.path.abspath(path) in input_paths:
+            raise OutputError(f"{path}: output would overwrite an input; choose another --output")
+        _check_writable_dir(path.parent if str(path.parent) else Path("."))
+        return OutputPlan("file", path, ext, True, input_paths)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a directory")
+    _check_writable_dir(path, create=True)
+    return OutputPlan("dir", path, ".png", overwrite, input_paths)
+
+
+def _check_writable_dir(path: Path, create: bool = False) -> None:
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise OutputError(f"{path}: output directory does not exist")
+    except PermissionError:
+        raise OutputError(f"{path}: cannot create the output directory (permission denied)") from None
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create the output directory ({e.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: output directory is not writable")
