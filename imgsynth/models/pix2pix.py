@@ -1,0 +1,194 @@
+"""pix2pix U-Net generator: conditional image-to-image translation.
+
+Paper: Isola, Zhu, Zhou, Efros, "Image-to-Image Translation with Conditional Adversarial
+Networks", CVPR 2017 (U-Net of Ronneberger, Fischer, Brox, MICCAI 2015).
+Official code: https://github.com/junyanz/pytorch-CycleGAN-and-pix2pix (BSD licence).
+Checkpoints (``latest_net_G.pth``) convert with :mod:`imgsynth.convert.pix2pix`.
+
+Architecture (``unet_256`` = ``num_downs=8``, ``unet_128`` = 7): an encoder of ``num_downs``
+4x4 stride-2 convolutions down to a 1x1 bottleneck and a mirrored decoder of 4x4 stride-2
+transposed convolutions; every decoder stage but the last sees the matching encoder features
+concatenated before its own output (skip connections)::
+
+    encoder stage j:  [LeakyReLU(0.2)] · Conv4x4 s2 · [norm]     (no activation at j=0,
+                                                                  no norm at j=0 and innermost)
+    decoder stage j:  ReLU · ConvTranspose4x4 s2 · norm · [Dropout(0.5)]   (j=0: ... · tanh)
+    channels:         ngf * min(2**j, 8)
+
+Decoder stage j receives ``cat([encoder_{j-1} output, decoder_{j+1} output])`` (skip first, as
+in the official ``torch.cat([x, model(x)], 1)``). Dropout sits in the stages ``4 .. num_downs-2``
+(the ``num_downs - 5`` blocks just outside the innermost one).
+
+Module layout: the official code nests one ``UnetSkipConnectionBlock`` inside the next
+(``model.model.1.model.3.model.3...``, 8 levels deep for unet_256). Here the same layers are two
+flat lists, ``down[j]`` and ``up[j]`` (j = 0 outermost), which reads like the paper's figure;
+:func:`imgsynth.convert.pix2pix.from_junyanz_unet` maps the nested keys.
+
+Test-time behaviour: the official ``test.py`` calls ``model.eval()`` only with ``--eval``. Its
+default (and the released facades results) runs the generator in train mode: BatchNorm uses the
+statistics of the current batch and Dropout(0.5) is active, so outputs are stochastic
+("noise via dropout", paper Sec. 2.1). ``.eval()`` gives the ``--eval`` behaviour; ``.train()``
+the default one. The dropout masks are drawn from the global RNG in the official order (the
+stage nearest the bottleneck first), so ``torch.manual_seed(s)`` before the forward reproduces the
+official output for seed ``s`` on CPU.
+
+Deviations from the original:
+- Flat ``down``/``up`` module lists instead of recursive blocks (same layers, same order of
+  operations; the official in-place LeakyReLU also rewrites the skip tensor, which the following
+  ReLU makes irrelevant: relu(leaky_relu(s)) == relu(s)).
+- On CPU, float32 layers whose input grid is small (<= 16x16 pixels) or whose output has fewer
+  than 8 channels run as a matrix product + ``fold``/``unfold`` instead of the oneDNN
+  convolution, which is dominated by weight re-layout there; same numbers to float32 rounding.
+- ``norm="none"`` is not offered (no released model uses it).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from imgsynth.errors import ConfigError
+from imgsynth.models.cyclegan import make_norm
+from imgsynth.models.registry import register_model
+
+# Grids at or below this many input pixels use the matrix-product path on CPU (see module doc).
+_SMALL_GRID = 16 * 16
+
+
+def _cpu_gemm_ok(x: torch.Tensor, out_channels: int) -> bool:
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return False
+    return x.shape[-2] * x.shape[-1] <= _SMALL_GRID or out_channels < 8
+
+
+def conv4x4_s2(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(x)`` for the 4x4 stride-2 pad-1 encoder conv; CPU small grids via ``unfold`` + matmul."""
+    if not _cpu_gemm_ok(x, conv.out_channels):
+        return conv(x)
+    n, _, h, w = x.shape
+    cols = F.unfold(x, 4, padding=1, stride=2)  # (N, Cin*16, L)
+    out = torch.matmul(conv.weight.reshape(conv.out_channels, -1), cols)
+    out = out.reshape(n, conv.out_channels, h // 2, w // 2)
+    if conv.bias is not None:
+        out = out + conv.bias.view(1, -1, 1, 1)
+    return out
+
+
+def conv_transpose4x4_s2(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """``conv(x)`` for the 4x4 stride-2 pad-1 decoder conv; CPU small grids via matmul + ``fold``."""
+    if not _cpu_gemm_ok(x, conv.out_channels):
+        return conv(x)
+    n, cin, h, w = x.shape
+    cols = torch.matmul(conv.weight.reshape(cin, -1).t(), x.reshape(n, cin, h * w))  # (N, Cout*16, HW)
+    out = F.fold(cols, (2 * h, 2 * w), 4, padding=1, stride=2)
+    if conv.bias is not None:
+        out = out + conv.bias.view(1, -1, 1, 1)
+    return out
+
+
+class UnetDown(nn.Module):
+    """Encoder stage: [LeakyReLU(0.2)] · Conv4x4 stride 2 · [norm]; halves H and W."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, norm: str | None, activation: bool, bias: bool) -> None:
+        super().__init__()
+        self.activation = activation
+        self.conv = nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
+        self.norm = make_norm(norm, out_channels) if norm is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, Cin, H, W) -> (N, Cout, H/2, W/2)."""
+        if self.activation:
+            x = F.leaky_relu(x, 0.2)
+        h = conv4x4_s2(x, self.conv)
+        return self.norm(h) if self.norm is not None else h
+
+
+class UnetUp(nn.Module):
+    """Decoder stage: ReLU · ConvTranspose4x4 stride 2 · (norm · [Dropout(0.5)] | tanh); doubles H and W."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, norm: str | None, bias: bool, use_dropout: bool = False
+    ) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
+        self.norm = make_norm(norm, out_channels) if norm is not None else None
+        self.dropout = nn.Dropout(0.5) if use_dropout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, Cin, H, W) -> (N, Cout, 2H, 2W); the outermost stage (no norm) ends in tanh, [-1, 1]."""
+        h = conv_transpose4x4_s2(F.relu(x), self.conv)
+        if self.norm is None:
+            return torch.tanh(h)
+        h = self.norm(h)
+        if self.dropout is not None:
+            h = self.dropout(h)
+        return h
+
+
+@register_model("pix2pix_unet", task="translate", tiny={"num_downs": 5, "ngf": 4})
+class UnetGenerator(nn.Module):
+    """pix2pix U-Net generator (``unet_256``: ``num_downs=8``; ``unet_128``: ``num_downs=7``).
+
+    Args:
+        input_nc: input image channels.
+        output_nc: output image channels.
+        num_downs: stride-2 stages; inputs must be multiples of ``2**num_downs`` (256 for
+            unet_256). At least 5, as in the official constructor.
+        ngf: channels of the outermost stage (64 in the released models).
+        norm: ``"batch"`` (pix2pix default; convs before it have no bias) or ``"instance"``.
+        use_dropout: Dropout(0.5) in the decoder stages next to the bottleneck (pix2pix: on).
+    """
+
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        num_downs: int = 8,
+        ngf: int = 64,
+        norm: str = "batch",
+        use_dropout: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_downs < 5:
+            raise ConfigError(f"num_downs must be >= 5 (the official U-Net has at least 5 levels), got {num_downs}")
+        make_norm(norm, 1)  # validate early with the shared message
+        self.input_nc = input_nc
+        self.output_nc = output_nc
+        self.num_downs = num_downs
+        bias = norm == "instance"  # a bias before BatchNorm is cancelled by it
+        width = [ngf * min(2**j, 8) for j in range(num_downs)]
+        innermost = num_downs - 1
+
+        self.down = nn.ModuleList([UnetDown(input_nc, ngf, norm=None, activation=False, bias=bias)])
+        for j in range(1, num_downs):
+            self.down.append(
+                UnetDown(width[j - 1], width[j], norm=None if j == innermost else norm, activation=True, bias=bias)
+            )
+
+        self.up = nn.ModuleList([UnetUp(2 * ngf, output_nc, norm=None, bias=True)])
+        for j in range(1, num_downs):
+            in_ch = width[j] if j == innermost else 2 * width[j]
+            dropout = use_dropout and 4 <= j < innermost
+            self.up.append(UnetUp(in_ch, width[j - 1], norm=norm, bias=bias, use_dropout=dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, input_nc, H, W) image in [-1, 1], H and W multiples of ``2**num_downs`` -> (N, output_nc, H, W) in [-1, 1]."""
+        skips = []
+        h = x
+        for stage in self.down:
+            h = stage(h)
+            skips.append(h)
+        h = skips.pop()  # the bottleneck feeds the innermost decoder stage directly
+        for j in range(self.num_downs - 1, -1, -1):
+            h = self.up[j](h)
+            if j > 0:
+                h = torch.cat([skips[j - 1], h], dim=1)
+        return h
+
+    def dummy_inputs(self, batch_size: int, generator: torch.Generator) -> tuple:
+        """A batch of random images in [-1, 1] at the smallest valid size, ``2**num_downs``."""
+        size = 2**self.num_downs
+        x = torch.rand(batch_size, self.input_nc, size, size, generator=generator) * 2 - 1
+        p = next(self.parameters())
+        return (x.to(p.device, p.dtype),)
