@@ -1,0 +1,379 @@
+"""Training recipes: a TOML file mapped onto typed dataclasses, with checked ``--set`` overrides.
+
+A recipe has the sections ``[run]``, ``[data]``, ``[model]`` (with ``[model.generator]`` and
+``[model.discriminator]`` tables of constructor keyword arguments), ``[loss]``, ``[optim]`` and
+``[export]``. Every key is checked against the dataclass field types; an unknown key or a value of
+the wrong type is a :class:`~imgsynth.errors.ConfigError` naming the key. The resolved config is
+written back as TOML beside every checkpoint (:func:`dumps_toml`), so a run can be repeated.
+
+This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from imgsynth.errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    """Where a run writes, how long it runs and how often it reports."""
+
+    out_dir: str = "runs/train"
+    steps: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    grid_samples: int = 64
+    tensorboard: Literal["auto", "on", "off"] = "auto"
+
+
+@dataclass
+class DataConfig:
+    """The training images and how they are prepared.
+
+    ``source``: ``folder`` (one folder of images, searched recursively), ``paired`` (``path`` holds
+    inputs A, ``path_b`` targets B, matched by file stem), ``fashion-mnist`` (the IDX files in
+    ``path``). ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3
+    converts every image. ``fit`` says how an image reaches ``load_size`` (``resize`` the short side
+    then centre crop, or ``pad`` with black); with ``load_size`` > ``resolution`` a random crop of
+    ``resolution`` is then taken (seeded).
+    """
+
+    source: Literal["folder", "paired", "fashion-mnist"] = "folder"
+    path: str = ""
+    path_b: str = ""
+    split: Literal["train", "test"] = "train"
+    resolution: int = 64
+    load_size: int = 0
+    channels: int = 0
+    fit: Literal["resize", "pad"] = "resize"
+    hflip: bool = False
+    batch_size: int = 64
+    workers: int = 0
+    shuffle: bool = True
+    name: str = ""
+    license: str = ""
+
+
+@dataclass
+class ModelConfig:
+    """Which family is trained and the constructor arguments of its two networks."""
+
+    family: str = "dcgan"
+    generator: dict[str, Any] = field(default_factory=dict)
+    discriminator: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """Adversarial loss and regularisers (see :mod:`imgsynth.training.losses`)."""
+
+    gan: Literal["vanilla", "nonsaturating", "lsgan", "hinge", "wgan-gp"] = "nonsaturating"
+    gp_weight: float = 10.0
+    r1_gamma: float = 0.0
+    r1_every: int = 1
+    feature_matching: float = 0.0
+    d_steps: int = 1
+
+
+@dataclass
+class OptimConfig:
+    """Optimisers: separate learning rates for G and D (TTUR, Heusel et al. 2017), clipping, EMA."""
+
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0
+    ema_decay: float = 0.0
+    ema_start: int = 0
+
+
+@dataclass
+class ExportConfig:
+    """What an export writes: weight precision and the licence / name shown on the model card."""
+
+    dtype: Literal["fp32", "fp16"] = "fp32"
+    license: str = ""
+    name: str = ""
+
+
+@dataclass
+class TrainConfig:
+    """A whole recipe."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (TOML / JSON serialisable)."""
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- type checking
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{origin.__name__}[{args}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` as type ``tp`` or raise ConfigError; ints widen to floats, nothing else converts."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value in typing.get_args(tp) and isinstance(value, str):
+            return value
+        raise bad
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise ConfigError(f"{key}: unsupported field type {tp!r}")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unknown(key: str, name: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = _hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name not in hints:
+            raise _unknown(key, name, known)
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key} must be a table ([{key}])")
+            kwargs[name] = _build(tp, value, f"{key}.")
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Build and check a :class:`TrainConfig` from nested dicts (e.g. a parsed TOML file)."""
+    cfg = _build(TrainConfig, data, "")
+    validate(cfg)
+    return cfg
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a TOML recipe, apply ``key=value`` overrides and check the result."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"recipe {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return from_dict(apply_overrides(data, overrides))
+
+
+# ---------------------------------------------------------------- overrides
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$")
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as TOML (``3``, ``2e-4``, ``true``, ``[0.5, 0.99]``, ``"x"``), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of nested ``data`` with each ``section.key=value`` set (types are checked later)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not _KEY.match(key) or "." not in key:
+            raise ConfigError(f"--set expects section.key=value (e.g. optim.g_lr=1e-4), got {item!r}")
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a table")
+            node = nxt
+        node[parts[-1]] = parse_value(raw.strip())
+    return out
+
+
+# ---------------------------------------------------------------- semantic checks
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Range checks that types alone cannot express."""
+    positive = {
+        "run.steps": cfg.run.steps,
+        "run.log_every": cfg.run.log_every,
+        "run.sample_every": cfg.run.sample_every,
+        "run.checkpoint_every": cfg.run.checkpoint_every,
+        "data.resolution": cfg.data.resolution,
+        "data.batch_size": cfg.data.batch_size,
+        "loss.d_steps": cfg.loss.d_steps,
+        "loss.r1_every": cfg.loss.r1_every,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    non_negative = {
+        "run.keep_checkpoints": cfg.run.keep_checkpoints,
+        "run.grid_samples": cfg.run.grid_samples,
+        "data.workers": cfg.data.workers,
+        "data.load_size": cfg.data.load_size,
+        "loss.gp_weight": cfg.loss.gp_weight,
+        "loss.r1_gamma": cfg.loss.r1_gamma,
+        "loss.feature_matching": cfg.loss.feature_matching,
+        "optim.weight_decay": cfg.optim.weight_decay,
+        "optim.grad_clip": cfg.optim.grad_clip,
+        "optim.ema_start": cfg.optim.ema_start,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key} must not be negative, got {value}")
+    if cfg.data.channels not in (0, 1, 3):
+        raise ConfigError(f"data.channels must be 0 (from the data), 1 or 3, got {cfg.data.channels}")
+    if cfg.data.load_size and cfg.data.load_size < cfg.data.resolution:
+        raise ConfigError(
+            f"data.load_size ({cfg.data.load_size}) must be 0 or at least data.resolution "
+            f"({cfg.data.resolution})"
+        )
+    if not 0.0 <= cfg.optim.ema_decay < 1.0:
+        raise ConfigError(f"optim.ema_decay must be in [0, 1), got {cfg.optim.ema_decay}")
+    if cfg.optim.g_lr <= 0 or cfg.optim.d_lr <= 0:
+        raise ConfigError("optim.g_lr and optim.d_lr must be positive")
+    if len(cfg.optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
+        raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {cfg.optim.betas}")
+    if cfg.data.source == "paired" and not cfg.data.path_b:
+        raise ConfigError("data.source = 'paired' needs data.path (inputs) and data.path_b (targets)")
+
+
+# ---------------------------------------------------------------- writing TOML
+
+
+def _toml_key(key: str) -> str:
+    return key if re.match(r"^[A-Za-z0-9_\-]+$", key) else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return {"nan": "nan", "inf": "inf", "-inf": "-inf"}[repr(value)]
+        return repr(value)
+    if isinstance(value, str):
+        escaped = (
+            value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+        )
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def dumps_toml(data: dict[str, Any]) -> str:
+    """Write nested dicts of str/int/float/bool/list as TOML tables (enough for recipes and cards)."""
+    lines: list[str] = []
+
+    def table(node: dict[str, Any], path: list[str]) -> None:
+        scalars = {k: v for k, v in node.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in node.items() if isinstance(v, dict)}
+        if path and (scalars or not tables):
+            if lines:
+                lines.append("")
+            lines.append("[" + ".".join(_toml_key(p) for p in path) + "]")
+        for k, v in scalars.items():
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+        for k, v in tables.items():
+            table(v, path + [k])
+
+    table(data, [])
+    return "\n".join(lines) + "\n"
+
+
+def dumps_config(cfg: TrainConfig) -> str:
+    """The resolved recipe as TOML (loads back with :func:`load_recipe` into an equal config)."""
+    return dumps_toml(cfg.to_dict())

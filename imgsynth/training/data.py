@@ -1,0 +1,418 @@
+"""Training data: image folders, paired folders, Fashion-MNIST IDX files; seeded augmentation.
+
+Every dataset yields dicts of float tensors in [-1, 1], shape (C, H, W): ``{"image": x}`` for
+unconditional sources and ``{"a": x, "b": y}`` for paired ones.
+
+Augmentation (random crop, horizontal flip) is a pure function of ``(seed, epoch, index)``: the
+sampler hands each item its epoch, so the same run sees the same crops whatever the number of
+DataLoader workers, and a resumed run sees exactly what the uninterrupted one would have.
+:class:`ResumableBatchSampler` shards with :class:`torch.utils.data.DistributedSampler` (one
+shard per rank) and can start in the middle of an epoch.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from imgsynth.errors import ConfigError, InputError
+from imgsynth.training.config import DataConfig
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+# Channel count each PIL mode converts to without losing colour (alpha is dropped).
+_MODE_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 1, "P": 3, "RGB": 3, "RGBA": 3,
+                  "CMYK": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBX": 3, "PA": 3}
+
+
+# ---------------------------------------------------------------- files
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """All image files under ``root`` (recursively), sorted; InputError when there are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"data folder {str(root)!r} does not exist or is not a folder")
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file()
+    )
+    if not files:
+        raise InputError(
+            f"data folder {str(root)!r} holds no images ({', '.join(IMAGE_EXTS)})"
+        )
+    return files
+
+
+def image_channels(path: Path) -> int:
+    """Channel count of an image file after conversion (1 for grey, 3 for colour); reads the header only."""
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise InputError(f"cannot read image {str(path)!r}: {exc}") from None
+    if mode.startswith("I;16"):
+        return 1
+    return _MODE_CHANNELS.get(mode, 3)
+
+
+def common_channels(files: Sequence[Path], what: str) -> int:
+    """The one channel count shared by ``files``, or InputError naming one file of each kind."""
+    seen: dict[int, Path] = {}
+    for p in files:
+        seen.setdefault(image_channels(p), p)
+    if len(seen) > 1:
+        examples = ", ".join(f"{c} channel(s): {p.name}" for c, p in sorted(seen.items()))
+        raise InputError(
+            f"{what} mixes channel counts ({examples}); set data.channels = 1 or 3 to convert all"
+        )
+    return next(iter(seen))
+
+
+def match_pairs(a_files: Sequence[Path], b_files: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """Pair files of two folders by stem (``x.png`` with ``x.jpg``); InputError on any mismatch."""
+
+    def by_stem(files: Sequence[Path], side: str) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for p in files:
+            if p.stem in out:
+                raise InputError(f"two {side} files share the stem {p.stem!r}: {out[p.stem].name}, {p.name}")
+            out[p.stem] = p
+        return out
+
+    a, b = by_stem(a_files, "input"), by_stem(b_files, "target")
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if only_a or only_b:
+        parts = []
+        if only_a:
+            parts.append(f"{len(only_a)} input(s) without a target (e.g. {only_a[0]!r})")
+        if only_b:
+            parts.append(f"{len(only_b)} target(s) without an input (e.g. {only_b[0]!r})")
+        raise InputError("paired folders do not match by file stem: " + "; ".join(parts))
+    return [(a[s], b[s]) for s in sorted(a)]
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format; gzip-compressed or not) into a numpy array.
+
+    Header: two zero bytes, a type code (0x08 = uint8), the number of dimensions, then each
+    dimension as a big-endian uint32 (LeCun et al., MNIST database file formats).
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise InputError(f"IDX file {str(path)!r} does not exist") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read IDX file {str(path)!r}: {exc}") from None
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in dtypes:
+        raise InputError(f"{str(path)!r} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise InputError(f"{str(path)!r} is truncated (header)")
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    dtype = np.dtype(dtypes[raw[2]])
+    count = int(np.prod(shape)) if shape else 1
+    body = raw[4 + 4 * ndim :]
+    if len(body) != count * dtype.itemsize:
+        raise InputError(
+            f"{str(path)!r} is truncated or padded: {len(body)} data bytes for shape {tuple(shape)}"
+        )
+    return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def fashion_mnist_files(root: str | Path, split: str) -> Path:
+    """Path of the Fashion-MNIST image file of ``split`` (``train``/``test``) in ``root``."""
+    stem = {"train": "train", "test": "t10k"}[split]
+    root = Path(root)
+    for name in (f"{stem}-images-idx3-ubyte.gz", f"{stem}-images-idx3-ubyte"):
+        if (root / name).is_file():
+            return root / name
+    raise InputError(
+        f"no Fashion-MNIST {split} images in {str(root)!r} (expected {stem}-images-idx3-ubyte.gz); "
+        "on Debian: apt-get install dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist)"
+    )
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Geometry of one sample: fit to ``load_size``, crop ``resolution`` at (top, left), maybe flip."""
+
+    top: int
+    left: int
+    flip: bool
+
+
+def draw_augment(cfg: DataConfig, seed: int, epoch: int, index: int) -> Augment:
+    """The augmentation of item ``index`` in ``epoch``: a pure function of its arguments."""
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, epoch, index])
+    load = cfg.load_size or cfg.resolution
+    span = load - cfg.resolution
+    top = int(rng.integers(0, span + 1)) if span else 0
+    left = int(rng.integers(0, span + 1)) if span else 0
+    flip = bool(rng.random() < 0.5) if cfg.hflip else False
+    return Augment(top, left, flip)
+
+
+def _fit(im: Image.Image, size: int, fit: str, resample: int) -> Image.Image:
+    w, h = im.size
+    if fit == "pad":
+        if w > size or h > size:
+            scale = size / max(w, h)
+            im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample)
+            w, h = im.size
+        if (w, h) == (size, size):
+            return im
+        canvas = Image.new(im.mode, (size, size), 0)
+        canvas.paste(im, ((size - w) // 2, (size - h) // 2))
+        return canvas
+    # resize the short side to size, then centre crop the long side
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), resample)
+    x0, y0 = (nw - size) // 2, (nh - size) // 2
+    return im.crop((x0, y0, x0 + size, y0 + size))
+
+
+def prepare(im: Image.Image, cfg: DataConfig, aug: Augment, channels: int) -> torch.Tensor:
+    """PIL image -> (C, resolution, resolution) float tensor in [-1, 1] with augmentation ``aug``."""
+    im = im.convert("L" if channels == 1 else "RGB")
+    im = _fit(im, cfg.load_size or cfg.resolution, cfg.fit, Image.BICUBIC)
+    r = cfg.resolution
+    if im.size != (r, r):
+        im = im.crop((aug.left, aug.top, aug.left + r, aug.top + r))
+    arr = np.array(im, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if aug.flip:
+        arr = arr[:, ::-1]
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
+    return x / 127.5 - 1.0
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise InputError(f"cannot read image {str(path)!r}: {exc}") from None
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def _split_key(key: Any) -> tuple[int, int]:
+    """Dataset keys are ``(index, epoch)`` from the sampler, or a bare index (epoch 0)."""
+    if isinstance(key, (tuple, list)):
+        return int(key[0]), int(key[1])
+    return int(key), 0
+
+
+class FolderImages(Dataset):
+    """Every image under a folder, for unconditional training: items ``{"image": (C, R, R)}``."""
+
+    kind = "images"
+
+    def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
+        self.cfg, self.seed = cfg, seed
+        self.files = list_images(cfg.path)
+        self.channels = cfg.channels or common_channels(self.files, f"data folder {cfg.path!r}")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        index, epoch = _split_key(key)
+        aug = draw_augment(self.cfg, self.seed, epoch, index)
+        return {"image": prepare(_open(self.files[index]), self.cfg, aug, self.channels)}
+
+
+class PairedFolders(Dataset):
+    """Inputs in ``path`` and targets in ``path_b`` matched by stem: items ``{"a": ..., "b": ...}``.
+
+    Both images of a pair get the same crop and flip.
+    """
+
+    kind = "paired"
+
+    def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
+        self.cfg, self.seed = cfg, seed
+        self.pairs = match_pairs(list_images(cfg.path), list_images(cfg.path_b))
+        a_files, b_files = [a for a, _ in self.pairs], [b for _, b in self.pairs]
+        self.channels_a = cfg.channels or common_channels(a_files, f"input folder {cfg.path!r}")
+        self.channels_b = cfg.channels or common_channels(b_files, f"target folder {cfg.path_b!r}")
+        self.channels = self.channels_b
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        index, epoch = _split_key(key)
+        aug = draw_augment(self.cfg, self.seed, epoch, index)
+        a, b = self.pairs[index]
+        return {
+            "a": prepare(_open(a), self.cfg, aug, self.channels_a),
+            "b": prepare(_open(b), self.cfg, aug, self.channels_b),
+        }
+
+
+class FashionMNIST(Dataset):
+    """Fashion-MNIST (Xiao et al. 2017) from its IDX files: items ``{"image": (C, R, R)}``.
+
+    The 28x28 grey images are fitted to ``resolution`` like any other image (``fit = "pad"`` puts
+    a 28x28 image in the middle of a 32x32 black frame, the usual DCGAN setup).
+    """
+
+    kind = "images"
+
+    def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
+        self.cfg, self.seed = cfg, seed
+        images = read_idx(fashion_mnist_files(cfg.path, cfg.split))
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise InputError(
+                f"Fashion-MNIST images must be uint8 (N, H, W), got {images.dtype} {images.shape}"
+            )
+        if len(images) == 0:
+            raise InputError(f"Fashion-MNIST {cfg.split} file in {cfg.path!r} holds no images")
+        self.images = images
+        self.channels = cfg.channels or 1
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        index, epoch = _split_key(key)
+        aug = draw_augment(self.cfg, self.seed, epoch, index)
+        return {"image": prepare(Image.fromarray(self.images[index]), self.cfg, aug, self.channels)}
+
+
+SOURCES = {"folder": FolderImages, "paired": PairedFolders, "fashion-mnist": FashionMNIST}
+
+
+def build_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
+    """The dataset named by ``cfg.source``."""
+    if cfg.source != "fashion-mnist" and not cfg.path:
+        raise ConfigError(f"data.source = {cfg.source!r} needs data.path")
+    return SOURCES[cfg.source](cfg, seed)
+
+
+def dataset_name(cfg: DataConfig) -> str:
+    """A human name of the data for model cards."""
+    if cfg.name:
+        return cfg.name
+    if cfg.source == "fashion-mnist":
+        return f"Fashion-MNIST ({cfg.split})"
+    if cfg.source == "paired":
+        return f"{Path(cfg.path).name} -> {Path(cfg.path_b).name}"
+    return Path(cfg.path).name or cfg.path
+
+
+# ---------------------------------------------------------------- sampling
+
+
+class ResumableBatchSampler:
+    """Batches of ``(index, epoch)`` keys for one rank; can start anywhere inside an epoch.
+
+    The order of an epoch is :class:`~torch.utils.data.DistributedSampler`'s (shuffled by
+    ``seed + epoch``, one shard per rank); only whole batches are used, so every step sees
+    ``batch_size`` items. The state is ``(epoch, batch)``: :meth:`state_dict` / :meth:`load_state_dict`.
+    """
+
+    def __init__(
+        self, size: int, batch_size: int, *, rank: int = 0, world_size: int = 1,
+        shuffle: bool = True, seed: int = 0,
+    ) -> None:
+        self.sampler = DistributedSampler(
+            range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
+        )
+        self.batch_size = batch_size
+        if len(self) == 0:
+            raise ConfigError(
+                f"the data holds {size} item(s), fewer than one batch of {batch_size} per process "
+                f"({world_size} process(es)); lower data.batch_size"
+            )
+        self.epoch = 0
+        self.batch = 0
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, start = self.epoch, self.batch
+        self.sampler.set_epoch(epoch)
+        order = list(self.sampler)
+        bs = self.batch_size
+        for b in range(start, len(self)):
+            yield [(i, epoch) for i in order[b * bs : (b + 1) * bs]]
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the next batch starts."""
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue at ``state`` (as returned by :meth:`state_dict`)."""
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+
+
+class BatchStream:
+    """An endless stream of batches over epochs that knows its position for checkpoints."""
+
+    def __init__(
+        self, dataset: Dataset, sampler: ResumableBatchSampler, workers: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.sampler = sampler
+        # ``generator`` feeds the workers' base seed; without one the loader would draw it from
+        # the global RNG at every epoch and shift that RNG's stream
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            generator=generator if generator is not None else torch.Generator().manual_seed(0),
+        )
+        self._it: Iterator[Any] | None = None
+
+    def next(self) -> dict[str, torch.Tensor]:
+        """The next batch; advances the sampler state past it."""
+        while True:
+            if self._it is None:
+                self._it = iter(self.loader)
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                self._it = None
+                self.sampler.epoch += 1
+                self.sampler.batch = 0
+                continue
+            self.sampler.batch += 1
+            if self.sampler.batch >= len(self.sampler):
+                # the epoch is used up: the state points at the start of the next one
+                self._it = None
+                self.sampler.epoch += 1
+                self.sampler.batch = 0
+            return batch
+
+    def state_dict(self) -> dict[str, int]:
+        """Sampler position of the next batch."""
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a saved position (drops any prefetched batches)."""
+        self._it = None
+        self.sampler.load_state_dict(state)

@@ -1,0 +1,236 @@
+"""Turn a training checkpoint into a ``--weights DIR`` folder.
+
+The folder holds:
+
+- ``model.safetensors``: exactly ``build_model(arch, config).state_dict()`` of the generator
+  (the EMA weights when the run kept an EMA), in fp32 or fp16;
+- ``config.json``: ``{"format": "imgsynth-weights", "version": 1, "arch", "task", "config",
+  "io", "license", "source"}``, what the engine reads to rebuild the network;
+- ``README.md``: a model card (data, steps, losses, last logged values, licence).
+
+:func:`export` also returns a TOML stanza for a ``weights/`` card, so a trained model can become a
+bundled or Hub default (the schema of :mod:`imgsynth.engine.cards`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from imgsynth.errors import ConfigError, OutputError, WeightsError
+from imgsynth.training.checkpoint import load_checkpoint
+from imgsynth.training.config import dumps_toml
+
+WEIGHTS_FORMAT = "imgsynth-weights"
+WEIGHTS_VERSION = 1
+
+_PAPERS = {
+    "dcgan": "Radford, Metz, Chintala 2016, Unsupervised Representation Learning with Deep "
+             "Convolutional Generative Adversarial Networks (arXiv:1511.06434)",
+    "gan": "Goodfellow et al. 2014, Generative Adversarial Nets (arXiv:1406.2661)",
+}
+
+
+@dataclass
+class ExportResult:
+    """Where an export went and what it contains."""
+
+    out_dir: Path
+    arch: str
+    task: str
+    steps: int
+    dtype: str
+    ema: bool
+    sha256: str
+    card_toml: str
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _weights(state: dict[str, Any], use_ema: bool) -> tuple[dict[str, torch.Tensor], bool]:
+    if use_ema and state.get("G_ema") is not None:
+        return state["G_ema"], True
+    return state["G"], False
+
+
+def _card_readme(state: dict[str, Any], cfg: dict[str, Any], info: dict[str, Any], ema: bool,
+                 dtype: str) -> str:
+    arch, steps = state["arch"], int(state["step"])
+    loss, optim, data = cfg["loss"], cfg["optim"], cfg["data"]
+    history = state.get("history") or []
+    last = history[-1] if history else {}
+    lines = [
+        f"# {info['name']}",
+        "",
+        f"A `{arch}` generator ({info['task']}) trained with `imgsynth train`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | `{arch}` ({_PAPERS.get(arch, 'see imgsynth.models.' + arch)}) |",
+        f"| data | {state['dataset']} ({data['source']}, {data['resolution']}x{data['resolution']}, "
+        f"{state['channels']} channel(s)) |",
+        f"| steps | {steps} x batch {data['batch_size']} x {state.get('world_size', 1)} process(es) |",
+        f"| adversarial loss | {loss['gan']} |",
+    ]
+    regs = []
+    if loss["gan"] == "wgan-gp":
+        regs.append(f"gradient penalty x {loss['gp_weight']}")
+    if loss["r1_gamma"] > 0:
+        regs.append(f"R1 gamma {loss['r1_gamma']} every {loss['r1_every']}")
+    if loss["feature_matching"] > 0:
+        regs.append(f"feature matching x {loss['feature_matching']}")
+    lines += [
+        f"| regularisers | {', '.join(regs) or 'none'} |",
+        f"| optimiser | {optim['optimizer']}, lr G {optim['g_lr']} / D {optim['d_lr']}, "
+        f"betas {optim['betas']} |",
+        f"| weights | {'EMA of G (decay ' + str(optim['ema_decay']) + ')' if ema else 'G'}, {dtype} |",
+        f"| training precision | {state.get('precision', 'fp32')} |",
+        f"| licence | {info['license']} |",
+    ]
+    if last:
+        vals = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "step")
+        lines += ["", f"Last logged losses (step {int(last['step'])}): {vals}."]
+    lines += [
+        "",
+        "No sample-quality metric (FID, KID) was computed for this export.",
+        "",
+        "## Use",
+        "",
+        "```",
+        f"imgsynth {info['task']} --weights DIR ...",
+        "```",
+        "",
+        "## Generator config",
+        "",
+        "```json",
+        json.dumps(info["config"], indent=2),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export(
+    checkpoint_or_state: str | Path | dict[str, Any],
+    out_dir: str | Path,
+    *,
+    dtype: str | None = None,
+    use_ema: bool = True,
+    license: str | None = None,
+    name: str | None = None,
+) -> ExportResult:
+    """Write ``model.safetensors`` + ``config.json`` + ``README.md`` for a trained generator.
+
+    ``checkpoint_or_state``: a checkpoint file, a run folder (its newest checkpoint) or a state dict
+    as returned by :meth:`Trainer.state_dict`. ``dtype`` ``fp32``/``fp16`` and ``license``/``name``
+    default to the recipe's ``[export]`` section.
+    """
+    from imgsynth.models.registry import build_model
+
+    state = (
+        checkpoint_or_state if isinstance(checkpoint_or_state, dict)
+        else load_checkpoint(checkpoint_or_state)
+    )
+    cfg = state["config"]
+    exp = cfg.get("export", {})
+    dtype = dtype or exp.get("dtype") or "fp32"
+    if dtype not in ("fp32", "fp16"):
+        raise ConfigError(f"export dtype must be fp32 or fp16, got {dtype!r}")
+    arch, task = state["arch"], state["task"]
+    g_config = dict(state["generator_config"])
+
+    weights, ema = _weights(state, use_ema)
+    # the weights must load into the registry's network exactly as the engine will load them
+    model = build_model(arch, g_config)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"checkpoint weights do not fit {arch!r}: {str(exc).splitlines()[0]}") from None
+    out_state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if dtype == "fp16" and v.is_floating_point():
+            v = v.half()
+        out_state[k] = v.contiguous().clone()
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {str(out)!r}: {exc.strerror}") from None
+    weights_path = out / "model.safetensors"
+    tmp = weights_path.with_name(f".{weights_path.name}.tmp-{os.getpid()}")
+    save_file(out_state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, weights_path)
+    sha = _sha256(weights_path)
+
+    licence = license or exp.get("license") or cfg["data"].get("license") or "unspecified"
+    model_name = name or exp.get("name") or f"{arch}-{Path(cfg['run']['out_dir']).name}"
+    channels, res = int(state["channels"]), int(cfg["data"]["resolution"])
+    from imgsynth.training.families import get_family
+
+    io = get_family(state["family"]).io(g_config, channels, res)
+    config_json = {
+        "format": WEIGHTS_FORMAT,
+        "version": WEIGHTS_VERSION,
+        "arch": arch,
+        "task": task,
+        "config": g_config,
+        "io": io,
+        "license": licence,
+        "source": {
+            "trained_by": "imgsynth train",
+            "steps": int(state["step"]),
+            "dataset": state["dataset"],
+            "family": state["family"],
+            "ema": ema,
+            "dtype": dtype,
+        },
+    }
+    _atomic_write(out / "config.json", json.dumps(config_json, indent=2) + "\n")
+    info = {"name": model_name, "task": task, "license": licence, "config": g_config}
+    _atomic_write(out / "README.md", _card_readme(state, cfg, info, ema, dtype))
+
+    card_id = re.sub(r"[^a-z0-9._-]+", "-", model_name.lower()).strip("-._") or arch
+    card = {
+        "id": card_id,
+        "arch": arch,
+        "task": task,
+        "title": f"{arch} trained on {state['dataset']} ({int(state['step'])} steps, imgsynth train)",
+        "license": licence,
+        "paper": _PAPERS.get(arch, ""),
+        "dataset": state["dataset"],
+        "description": f"Generator exported by imgsynth train ({'EMA weights, ' if ema else ''}{dtype}).",
+        "source": {"kind": "bundled", "path": f"{card_id}.safetensors", "sha256": sha},
+        "config": g_config,
+        "io": io,
+    }
+    card_toml = (
+        f"# weights/{card_id}.toml: copy model.safetensors to weights/{card_id}.safetensors, or upload it\n"
+        "# (imgsynth models push) and use [source] kind = \"hub\" with repo_id, filename and revision\n"
+        + dumps_toml(card)
+    )
+    return ExportResult(
+        out_dir=out, arch=arch, task=task, steps=int(state["step"]), dtype=dtype, ema=ema,
+        sha256=sha, card_toml=card_toml,
+    )

@@ -1,0 +1,222 @@
+"""Families: what the shared loop needs to know about one kind of model.
+
+A family says how to build the generator G and discriminator D from the recipe, which kind of
+data it trains on, what G is fed, what D looks at, which extra generator losses it adds, and
+what an export is (registry architecture + constructor config + task). The loop in
+:mod:`imgsynth.training.loop` does everything else (steps, losses, EMA, precision, checkpoints,
+DDP) the same way for every family.
+
+Registered families: ``dcgan`` (Radford et al. 2016), ``gan`` (Goodfellow et al. 2014, the MLP
+networks of :mod:`imgsynth.models.gan` when that module is present).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from imgsynth.errors import ConfigError
+from imgsynth.training.config import TrainConfig
+
+_FAMILIES: dict[str, Callable[[], "Family"]] = {}
+
+
+def register_family(name: str) -> Callable[[type["Family"]], type["Family"]]:
+    """Class decorator adding a :class:`Family` under ``name``."""
+
+    def deco(cls: type[Family]) -> type[Family]:
+        _FAMILIES[name] = cls
+        return cls
+
+    return deco
+
+
+def get_family(name: str) -> "Family":
+    """A fresh instance of family ``name`` or ConfigError listing the known ones."""
+    try:
+        return _FAMILIES[name]()
+    except KeyError:
+        raise ConfigError(
+            f"unknown model.family {name!r}; known: {', '.join(sorted(_FAMILIES))}"
+        ) from None
+
+
+def list_families() -> list[str]:
+    """Names of the registered families."""
+    return sorted(_FAMILIES)
+
+
+def _fill_data_kwargs(cls: Any, given: dict[str, Any], data: dict[str, Any], what: str) -> dict[str, Any]:
+    """Fill constructor arguments that the data determines (channels, resolution) if absent.
+
+    A value given in the recipe that contradicts the data is a ConfigError naming both.
+    """
+    params = inspect.signature(cls).parameters
+    out = dict(given)
+    for name, value in data.items():
+        if name not in params:
+            continue
+        if name in out and out[name] != value:
+            raise ConfigError(
+                f"model.{what}.{name} = {out[name]!r} does not match the data ({name} = {value!r}); "
+                f"remove it from the recipe or change the data settings"
+            )
+        out[name] = value
+    return out
+
+
+class Family:
+    """Base class: an unconditional image GAN (G(z) -> image, D(image) -> logits).
+
+    Subclasses set ``name``, ``arch`` (the registry name of G, written to exports) and implement
+    :meth:`discriminator_class`; conditional families override the data hooks.
+    """
+
+    name = ""
+    arch = ""
+    task = "sample"
+    data_kind = "images"
+    #: how feature matching compares real and fake features ("mean" or "paired")
+    feature_matching_mode = "mean"
+
+    # ------------------------------------------------------------ building
+    def data_kwargs(self, channels: int, resolution: int) -> dict[str, Any]:
+        """Constructor arguments that follow from the data (filled when the class takes them)."""
+        return {"img_channels": channels, "img_resolution": resolution}
+
+    def generator_class(self) -> Any:
+        """The registered generator class."""
+        from imgsynth.models.registry import get_model
+
+        return get_model(self.arch).cls
+
+    def discriminator_class(self) -> Any:
+        """The discriminator class."""
+        raise NotImplementedError
+
+    def generator_config(self, cfg: TrainConfig, channels: int) -> dict[str, Any]:
+        """Constructor kwargs of G: the recipe's ``[model.generator]`` plus data-derived values."""
+        return _fill_data_kwargs(
+            self.generator_class(), cfg.model.generator,
+            self.data_kwargs(channels, cfg.data.resolution), "generator",
+        )
+
+    def discriminator_config(self, cfg: TrainConfig, channels: int) -> dict[str, Any]:
+        """Constructor kwargs of D: ``[model.discriminator]`` plus data-derived values."""
+        return _fill_data_kwargs(
+            self.discriminator_class(), cfg.model.discriminator,
+            self.data_kwargs(channels, cfg.data.resolution), "discriminator",
+        )
+
+    def build_generator(self, config: dict[str, Any]) -> nn.Module:
+        """G from its constructor kwargs (through the registry, as exports are loaded)."""
+        from imgsynth.models.registry import build_model
+
+        try:
+            return build_model(self.arch, config)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model.generator: {exc}") from None
+
+    def build_discriminator(self, config: dict[str, Any]) -> nn.Module:
+        """D from its constructor kwargs."""
+        cls = self.discriminator_class()
+        params = inspect.signature(cls).parameters
+        unknown = sorted(set(config) - set(params))
+        if unknown:
+            raise ConfigError(
+                f"model.discriminator has no option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(p for p in params if p != 'self')}"
+            )
+        try:
+            return cls(**config)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model.discriminator: {exc}") from None
+
+    def init_weights(self, module: nn.Module) -> None:
+        """Initialise a freshly built network (default: keep PyTorch's initialisation)."""
+
+    # ------------------------------------------------------------ one step
+    def generator_inputs(
+        self, G: nn.Module, batch: dict[str, Tensor], generator: torch.Generator
+    ) -> tuple:
+        """Positional inputs of G for this batch: latents drawn from ``generator`` (a CPU generator)."""
+        n = next(iter(batch.values())).shape[0]
+        return G.dummy_inputs(n, generator)
+
+    def real(self, batch: dict[str, Tensor]) -> Tensor:
+        """The real images of a batch (what G should produce)."""
+        return batch["image"]
+
+    def d_input(self, batch: dict[str, Tensor], images: Tensor) -> Tensor:
+        """What D sees for ``images`` (conditional families concatenate their condition)."""
+        return images
+
+    def extra_g_losses(
+        self, cfg: TrainConfig, batch: dict[str, Tensor], fake: Tensor
+    ) -> dict[str, Tensor]:
+        """Non-adversarial generator losses by name (already weighted); none for plain GANs."""
+        return {}
+
+    # ------------------------------------------------------------ grids and exports
+    def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
+        """Fixed inputs for sample grids: one latent per seed, each from its own CPU generator.
+
+        The same seed gives the same latent whatever the grid size (as ``imgsynth sample`` does).
+        """
+        parts = [G.dummy_inputs(1, torch.Generator().manual_seed(s)) for s in seeds]
+        return tuple(torch.cat(xs, 0) for xs in zip(*parts))
+
+    def feature_layers(self, D: nn.Module) -> list[nn.Module]:
+        """Modules whose outputs are D's features for feature matching: its nonlinearities."""
+        acts = (nn.LeakyReLU, nn.ReLU, nn.SiLU, nn.GELU, nn.ELU)
+        return [m for m in D.modules() if isinstance(m, acts)]
+
+    def io(self, generator_config: dict[str, Any], channels: int, resolution: int) -> dict[str, Any]:
+        """The ``io`` block of an export's ``config.json``."""
+        return {"value_range": [-1, 1], "image_channels": channels, "resolution": resolution}
+
+
+@register_family("dcgan")
+class DCGANFamily(Family):
+    """DCGAN (Radford et al. 2016): :class:`imgsynth.models.dcgan.DCGANGenerator` / ``DCGANDiscriminator``."""
+
+    name = "dcgan"
+    arch = "dcgan"
+
+    def discriminator_class(self) -> Any:
+        return importlib.import_module("imgsynth.models.dcgan").DCGANDiscriminator
+
+    @torch.no_grad()
+    def init_weights(self, module: nn.Module) -> None:
+        """Weights ~ N(0, 0.02), BatchNorm scales ~ N(1, 0.02) (Radford et al. 2016, Sec. 4)."""
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+
+@register_family("gan")
+class GANFamily(Family):
+    """The original GAN (Goodfellow et al. 2014) with MLP networks from :mod:`imgsynth.models.gan`."""
+
+    name = "gan"
+    arch = "gan"
+
+    def discriminator_class(self) -> Any:
+        try:
+            module = importlib.import_module("imgsynth.models.gan")
+        except ModuleNotFoundError:
+            raise ConfigError("the 'gan' family needs imgsynth.models.gan, which is not installed") from None
+        for obj in vars(module).values():
+            if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__ \
+                    and "Discriminator" in obj.__name__:
+                return obj
+        raise ConfigError("imgsynth.models.gan defines no discriminator class")

@@ -1,0 +1,743 @@
+"""The shared GAN training loop: steps, EMA, precision, checkpoints, exact resume, data parallelism.
+
+One step is ``loss.d_steps`` discriminator updates followed by one generator update (Goodfellow
+et al. 2014, Algorithm 1). With one D update per step the generated batch is reused for the G
+update, as pytorch/examples ``dcgan/main.py`` does.
+
+Resume is exact: a checkpoint holds G, D, the EMA of G, both optimisers, both GradScalers, the
+sampler position (epoch, batch) and every RNG the run draws from (torch CPU and CUDA, numpy,
+Python ``random``, the latent generator; one set per rank), so N steps + resume + M steps gives
+the same weights bit for bit as N + M steps (on CPU; on GPU as far as the kernels are
+deterministic).
+
+Started by ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) the loop joins the process
+group (NCCL on GPUs, gloo on CPU), gives each rank its shard of every epoch, and averages
+gradients across ranks after every backward pass, so all ranks take identical optimiser steps.
+The averaging is the all-reduce that DistributedDataParallel performs, done explicitly (as
+StyleGAN2-ADA does) because a GAN step runs D inside G's backward pass and R1 / WGAN-GP need
+double backward, neither of which DDP's bucketed reducer supports. BatchNorm buffers are
+broadcast from rank 0 before each step (DDP's ``broadcast_buffers``). Only rank 0 reports
+progress and writes files.
+
+Ctrl-C (SIGINT) finishes the current step, writes a checkpoint and returns with
+``interrupted=True``; a second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from imgsynth.errors import ConfigError, DeviceError
+from imgsynth.training import losses as L
+from imgsynth.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from imgsynth.training.config import TrainConfig, dumps_config
+from imgsynth.training.data import BatchStream, ResumableBatchSampler, build_dataset, dataset_name
+from imgsynth.training.families import Family, get_family
+from imgsynth.training.visuals import save_grid, save_loss_curve
+
+# ---------------------------------------------------------------- environment
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a (possibly one-process) job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_from_env() -> DistInfo:
+    """Read torchrun's ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (a single process without them)."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise ConfigError("RANK, WORLD_SIZE and LOCAL_RANK must be integers") from None
+    return DistInfo(rank, world, local)
+
+
+def resolve_device(spec: str, info: DistInfo) -> torch.device:
+    """``auto`` -> this rank's GPU if CUDA is available, else MPS, else CPU; others are checked."""
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", info.local_rank % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available() \
+                and not info.enabled:
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {spec!r} asked for, but CUDA is not available here")
+        if device.index is None:
+            device = torch.device("cuda", info.local_rank % torch.cuda.device_count())
+    elif device.type == "mps" and not (torch.backends.mps.is_available()):
+        raise DeviceError("device 'mps' asked for, but MPS is not available here")
+    return device
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(spec: str, device: torch.device) -> str:
+    """``auto`` -> fp16 on CUDA, bf16 on CPUs with native bf16 (AMX / AVX512-BF16), else fp32."""
+    if spec == "auto":
+        if device.type == "cuda":
+            return "fp16"
+        if device.type == "cpu" and _cpu_has_native_bf16():
+            return "bf16"
+        return "fp32"
+    if spec == "fp16" and device.type == "cpu":
+        raise DeviceError("fp16 training needs a GPU; use precision bf16 (or fp32) on CPU")
+    return spec
+
+
+# ---------------------------------------------------------------- reporting
+
+
+@dataclass
+class Progress:
+    """One report from the loop to whoever draws it.
+
+    ``kind``: ``start``, ``step`` (after every step), ``log`` (every ``run.log_every`` steps, with
+    averaged ``losses`` and ``images_per_s``), ``sample`` / ``checkpoint`` (``path`` written),
+    ``info`` (``message``), ``done`` or ``interrupted``.
+    """
+
+    kind: str
+    step: int
+    total: int
+    losses: dict[str, float] = field(default_factory=dict)
+    images_per_s: float = 0.0
+    path: Path | None = None
+    message: str = ""
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class TrainResult:
+    """What a run did."""
+
+    step: int
+    out_dir: Path
+    checkpoint: Path | None
+    interrupted: bool
+    images_per_s: float
+    history: list[dict[str, float]]
+    precision: str
+    device: str
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class EMA:
+    """Exponential moving average of G's weights (Karras et al. 2018, Sec. 3; Yazici et al. 2019)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, copy_only: bool = False) -> None:
+        """ema = decay * ema + (1 - decay) * model for float parameters; buffers are copied."""
+        w = 1.0 if copy_only else 1.0 - self.decay
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach(), w)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def _rng_state(noise: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_initialized() else [],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": random.getstate(),
+        "noise": noise.get_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], noise: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
+    noise.set_state(state["noise"])
+
+
+def _seed_for(seed: int, *parts: int) -> int:
+    """A 63-bit seed derived from ``seed`` and ``parts`` (so ranks and streams differ)."""
+    lo, hi = np.random.SeedSequence([seed & 0xFFFFFFFF, *parts]).generate_state(2, np.uint32)
+    return (int(hi) << 31) ^ int(lo)
+
+
+def _cast_batch(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, Tensor)}
+
+
+class _FeatureTap:
+    """Collects the outputs of chosen modules during a forward pass (for feature matching)."""
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self.modules, self.outputs = modules, []
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> list[Tensor]:
+        self.outputs = []
+        self.handles = [m.register_forward_hook(lambda _m, _i, o: self.outputs.append(o))
+                        for m in self.modules]
+        return self.outputs
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+class Trainer:
+    """Trains one recipe. ``Trainer(cfg, resume=True).run()`` continues from the newest checkpoint."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        resume: bool = False,
+        progress: ProgressFn | None = None,
+        dist_info: DistInfo | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.resume = resume
+        self.info = dist_info or dist_from_env()
+        self._progress = progress
+        self.out_dir = Path(cfg.run.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.family: Family = get_family(cfg.model.family)
+        self._stop = False
+        self._owns_group = False
+        self._tb: Any = None
+
+    # ------------------------------------------------------------ reporting
+    def _emit(self, kind: str, **kw: Any) -> None:
+        if self._progress is not None and self.info.is_main:
+            self._progress(Progress(kind, self.step, self.cfg.run.steps, **kw))
+
+    # ------------------------------------------------------------ setup
+    def _setup_dist(self) -> None:
+        if not self.info.enabled or dist.is_initialized():
+            return
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        dist.init_process_group(backend=backend, rank=self.info.rank, world_size=self.info.world_size)
+        self._owns_group = True
+
+    def _setup(self) -> None:
+        cfg, info = self.cfg, self.info
+        self.device = resolve_device(cfg.run.device, info)
+        self.precision = resolve_precision(cfg.run.precision, self.device)
+        self._setup_dist()
+
+        self.dataset = build_dataset(cfg.data, seed=cfg.run.seed)
+        if getattr(self.dataset, "kind", "images") != self.family.data_kind:
+            raise ConfigError(
+                f"model.family {self.family.name!r} trains on {self.family.data_kind} data, "
+                f"but data.source {cfg.data.source!r} gives {self.dataset.kind}"
+            )
+        self.channels = int(self.dataset.channels)
+        sampler = ResumableBatchSampler(
+            len(self.dataset), cfg.data.batch_size, rank=info.rank, world_size=info.world_size,
+            shuffle=cfg.data.shuffle, seed=cfg.run.seed,
+        )
+        # the loader draws its worker base seed from its own generator, not from the global RNG
+        self.stream = BatchStream(
+            self.dataset, sampler, workers=cfg.data.workers,
+            generator=torch.Generator().manual_seed(_seed_for(cfg.run.seed, 3, info.rank)),
+        )
+
+        # identical initial weights on every rank; rank 0's are broadcast below anyway
+        torch.manual_seed(cfg.run.seed)
+        self.g_config = self.family.generator_config(cfg, self.channels)
+        self.d_config = self.family.discriminator_config(cfg, self.channels)
+        self.G = self.family.build_generator(self.g_config)
+        self.D = self.family.build_discriminator(self.d_config)
+        self.family.init_weights(self.G)
+        self.family.init_weights(self.D)
+        self.G.to(self.device).train()
+        self.D.to(self.device).train()
+        self._check_shapes()
+
+        opt = cfg.optim
+        betas = (opt.betas[0], opt.betas[1])
+        if opt.optimizer == "adam":
+            self.opt_g = torch.optim.Adam(self.G.parameters(), opt.g_lr, betas=betas, weight_decay=opt.weight_decay)
+            self.opt_d = torch.optim.Adam(self.D.parameters(), opt.d_lr, betas=betas, weight_decay=opt.weight_decay)
+        else:
+            self.opt_g = torch.optim.RMSprop(self.G.parameters(), opt.g_lr, weight_decay=opt.weight_decay)
+            self.opt_d = torch.optim.RMSprop(self.D.parameters(), opt.d_lr, weight_decay=opt.weight_decay)
+        fp16 = self.precision == "fp16"
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        self.ema = EMA(self.G, opt.ema_decay) if opt.ema_decay > 0 else None
+
+        self.noise = torch.Generator().manual_seed(_seed_for(cfg.run.seed, 1, info.rank))
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self._logs: dict[str, Tensor] = {}
+        self._window_steps = 0
+        self.grid_seeds = list(range(cfg.run.grid_samples))
+        self.fm_layers = self.family.feature_layers(self.D) if cfg.loss.feature_matching > 0 else []
+        if cfg.loss.feature_matching > 0 and not self.fm_layers:
+            raise ConfigError("loss.feature_matching needs a discriminator with activation layers")
+
+        if self.resume:
+            self._load_latest()
+        elif latest_checkpoint(self.ckpt_dir) is not None:
+            raise ConfigError(
+                f"{str(self.out_dir)!r} already holds checkpoints; pass --resume to continue that run, "
+                "or choose another run.out_dir"
+            )
+        if info.enabled:
+            self._broadcast_from_rank0()
+
+    def _check_shapes(self) -> None:
+        r = self.cfg.data.resolution
+        want = (self.channels, r, r)
+        with torch.no_grad():
+            self.G.eval()
+            inputs = self.family.grid_inputs(self.G, [0, 1], self.dataset)
+            out = self.G(*(x.to(self.device) for x in inputs))
+            self.G.train()
+        if tuple(out.shape[1:]) != want:
+            raise ConfigError(
+                f"the generator makes {tuple(out.shape[1:])} images but the data is {want} "
+                f"(channels, height, width); adjust [model.generator] or data.resolution/channels"
+            )
+
+    @torch.no_grad()
+    def _broadcast_from_rank0(self) -> None:
+        for module in (self.G, self.D) + ((self.ema.model,) if self.ema else ()):
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, 0)
+
+    @torch.no_grad()
+    def _broadcast_buffers(self) -> None:
+        for module in (self.G, self.D):
+            for b in module.buffers():
+                dist.broadcast(b, 0)
+
+    # ------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly (this rank's RNG states only)."""
+        return {
+            "step": self.step,
+            "family": self.family.name,
+            "arch": self.family.arch,
+            "task": self.family.task,
+            "config": self.cfg.to_dict(),
+            "generator_config": self.g_config,
+            "discriminator_config": self.d_config,
+            "channels": self.channels,
+            "dataset": dataset_name(self.cfg.data),
+            "world_size": self.info.world_size,
+            "precision": self.precision,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.ema.model.state_dict() if self.ema else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+            "data": self.stream.state_dict(),
+            "history": self.history,
+            "log_window": {"steps": self._window_steps,
+                           "sums": {k: float(v) for k, v in self._logs.items()}},
+        }
+
+    def _gather_rng(self) -> list[dict[str, Any]]:
+        mine = _rng_state(self.noise)
+        if not self.info.enabled:
+            return [mine]
+        everyone: list[Any] = [None] * self.info.world_size
+        dist.all_gather_object(everyone, mine)
+        return everyone
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step (rank 0 writes; every rank must call this)."""
+        rngs = self._gather_rng()
+        if not self.info.is_main:
+            return None
+        state = self.state_dict()
+        state["rng"] = rngs
+        path = save_checkpoint(state, self.ckpt_dir, self.step, dumps_config(self.cfg))
+        prune_checkpoints(self.ckpt_dir, self.cfg.run.keep_checkpoints)
+        self._last_ckpt = path
+        return path
+
+    def _load_latest(self) -> None:
+        path = latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            self._emit("info", message=f"nothing to resume in {self.ckpt_dir}; starting at step 0")
+            return
+        state = load_checkpoint(path)
+        self._check_compatible(state)
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if self.ema is not None:
+            if state["G_ema"] is not None:
+                self.ema.model.load_state_dict(state["G_ema"])
+            else:
+                self.ema.update(self.G, copy_only=True)
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler_g.load_state_dict(state["scaler_g"])
+        self.scaler_d.load_state_dict(state["scaler_d"])
+        self.stream.load_state_dict(state["data"])
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+        window = state["log_window"]
+        self._window_steps = int(window["steps"])
+        self._logs = {k: torch.tensor(v, dtype=torch.float32, device=self.device)
+                      for k, v in window["sums"].items()}
+        rngs = state["rng"]
+        if len(rngs) == self.info.world_size:
+            _set_rng_state(rngs[self.info.rank], self.noise)
+        else:
+            self._emit("info", message=(
+                f"checkpoint written by {len(rngs)} process(es), resuming with {self.info.world_size}: "
+                "data order and latents will differ from an uninterrupted run"))
+        self._last_ckpt = path
+        self._emit("info", message=f"resumed from {path} at step {self.step}")
+
+    def _check_compatible(self, state: dict[str, Any]) -> None:
+        saved = state["config"]
+        now = self.cfg.to_dict()
+        if saved["model"] != now["model"]:
+            raise ConfigError(
+                "the recipe's [model] differs from the checkpoint's; resume with the same model settings"
+            )
+        ignore = {"workers", "path", "path_b", "name", "license"}
+        diff = sorted(k for k in now["data"] if k not in ignore and now["data"][k] != saved["data"].get(k))
+        if diff:
+            raise ConfigError(
+                f"data setting(s) {', '.join('data.' + k for k in diff)} changed since the checkpoint; "
+                "resume with the same values"
+            )
+
+    # ------------------------------------------------------------ steps
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _sync_grads(self, module: nn.Module) -> None:
+        """Average gradients over ranks (one flat all-reduce, as DDP's reducer does per bucket)."""
+        if not self.info.enabled:
+            return
+        params = [p for p in module.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        flat /= self.info.world_size
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+            offset += n
+
+    def _apply(self, loss: Tensor, module: nn.Module, opt: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler) -> None:
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        self._sync_grads(module)
+        if self.cfg.optim.grad_clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.optim.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+
+    def _d_step(self, batch: dict[str, Tensor], fake: Tensor, d_iter: int, logs: dict[str, Tensor]) -> None:
+        cfg, fam = self.cfg.loss, self.family
+        self.D.requires_grad_(True)
+        x_real = fam.d_input(batch, fam.real(batch))
+        x_fake = fam.d_input(batch, fake.detach())
+        use_r1 = cfg.r1_gamma > 0 and d_iter % cfg.r1_every == 0
+        if use_r1:
+            x_real = x_real.detach().requires_grad_(True)
+        scale = self.scaler_d.get_scale() if self.scaler_d.is_enabled() else None
+        with self._autocast():
+            real_out = self.D(x_real)
+            fake_out = self.D(x_fake)
+        loss = L.d_loss(cfg.gan, real_out, fake_out)
+        logs["d"] = logs.get("d", 0) + loss.detach()
+        if cfg.gan == "wgan-gp" and cfg.gp_weight > 0:
+            def critic(x: Tensor) -> Any:
+                with self._autocast():
+                    return self.D(x)
+            gp = L.gradient_penalty(critic, x_real.detach(), x_fake, self.noise, scale)
+            logs["gp"] = logs.get("gp", 0) + gp.detach()
+            loss = loss + cfg.gp_weight * gp
+        if use_r1:
+            # lazy regularisation: every r1_every steps, weighted by r1_every (Karras et al. 2020, Sec. 3.1)
+            r1 = L.r1_penalty(real_out, x_real, scale)
+            logs["r1"] = logs.get("r1", 0) + r1.detach()
+            loss = loss + (cfg.r1_gamma / 2) * cfg.r1_every * r1
+        self._apply(loss, self.D, self.opt_d, self.scaler_d)
+
+    def _g_step(self, batch: dict[str, Tensor], fake: Tensor, logs: dict[str, Tensor]) -> None:
+        cfg, fam = self.cfg.loss, self.family
+        self.D.requires_grad_(False)
+        x_fake = fam.d_input(batch, fake)
+        use_fm = cfg.feature_matching > 0
+        with self._autocast():
+            if use_fm:
+                with _FeatureTap(self.fm_layers) as fake_feats:
+                    fake_out = self.D(x_fake)
+                with torch.no_grad(), _FeatureTap(self.fm_layers) as real_feats:
+                    self.D(fam.d_input(batch, fam.real(batch)))
+            else:
+                fake_out = self.D(x_fake)
+        loss = L.g_loss(cfg.gan, fake_out)
+        logs["g"] = logs.get("g", 0) + loss.detach()
+        if use_fm:
+            fm = L.feature_matching(real_feats, fake_feats, fam.feature_matching_mode)
+            logs["fm"] = logs.get("fm", 0) + fm.detach()
+            loss = loss + cfg.feature_matching * fm
+        for name, extra in fam.extra_g_losses(self.cfg, batch, fake).items():
+            logs[name] = logs.get(name, 0) + extra.detach()
+            loss = loss + extra
+        self._apply(loss, self.G, self.opt_g, self.scaler_g)
+        self.D.requires_grad_(True)
+
+    def _generate(self, batch: dict[str, Tensor], grad: bool) -> Tensor:
+        inputs = self.family.generator_inputs(self.G, batch, self.noise)
+        inputs = tuple(x.to(self.device) if isinstance(x, Tensor) else x for x in inputs)
+        with torch.set_grad_enabled(grad), self._autocast():
+            return self.G(*inputs)
+
+    def train_step(self, batches: list[dict[str, Tensor]], logs: dict[str, Tensor]) -> None:
+        """One step: a D update per batch, then a G update (on the last batch's fakes)."""
+        if self.info.enabled:
+            self._broadcast_buffers()
+        n = len(batches)
+        fake = None
+        for i, batch in enumerate(batches):
+            last = i == n - 1
+            fake = self._generate(batch, grad=last)
+            self._d_step(batch, fake, self.step * n + i, logs)
+        assert fake is not None
+        self._g_step(batches[-1], fake, logs)
+        if self.ema is not None:
+            self.ema.update(self.G, copy_only=self.step < self.cfg.optim.ema_start)
+
+    # ------------------------------------------------------------ outputs
+    @torch.no_grad()
+    def sample_grid(self) -> Path | None:
+        """Write ``samples/step-NNNNNNNN.png`` from the fixed grid seeds (EMA weights if on)."""
+        if not self.info.is_main or not self.grid_seeds:
+            return None
+        G = self.ema.model if self.ema is not None else self.G
+        was_training = G.training
+        G.eval()
+        inputs = self.family.grid_inputs(G, self.grid_seeds, self.dataset)
+        inputs = tuple(x.to(self.device) for x in inputs)
+        images = torch.cat([G(*(x[i : i + 64] for x in inputs)).float()
+                            for i in range(0, inputs[0].shape[0], 64)])
+        G.train(was_training)
+        return save_grid(images, self.out_dir / "samples" / f"step-{self.step:08d}.png")
+
+    def _open_tensorboard(self) -> None:
+        mode = self.cfg.run.tensorboard
+        if mode == "off" or not self.info.is_main:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            if mode == "on":
+                raise ConfigError("run.tensorboard = 'on' needs the tensorboard package (pip install tensorboard)") from None
+            return
+        self._tb = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"), purge_step=self.step)
+
+    # ------------------------------------------------------------ signals
+    @contextlib.contextmanager
+    def _sigint_stops(self) -> Iterator[None]:
+        """First Ctrl-C asks the loop to stop after this step; a second one interrupts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop:
+                raise KeyboardInterrupt
+            self._stop = True
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def request_stop(self) -> None:
+        """Stop after the current step and write a checkpoint (what Ctrl-C does)."""
+        self._stop = True
+
+    def _should_stop(self) -> bool:
+        if not self.info.enabled:
+            return self._stop
+        flag = torch.tensor([1.0 if self._stop else 0.0],
+                            device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    # ------------------------------------------------------------ the run
+    def run(self) -> TrainResult:
+        """Train up to ``run.steps`` steps (from the newest checkpoint with ``resume``)."""
+        self.step = 0
+        self._last_ckpt: Path | None = None
+        try:
+            with self._sigint_stops():
+                return self._run()
+        finally:
+            if self._tb is not None:
+                self._tb.close()
+            if self._owns_group and dist.is_initialized():
+                dist.destroy_process_group()
+
+    def _run(self) -> TrainResult:
+        cfg = self.cfg
+        self._setup()
+        if self.info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.toml").write_text(dumps_config(cfg), encoding="utf-8")
+        self._open_tensorboard()
+        self._emit("start", message=(
+            f"{self.family.name} on {dataset_name(cfg.data)} ({len(self.dataset)} items), "
+            f"{self.device} {self.precision}, {self.info.world_size} process(es)"))
+        per_step = cfg.data.batch_size * cfg.loss.d_steps * self.info.world_size
+        window_start = time.perf_counter()
+        overall_start, overall_steps = window_start, 0
+        ips = 0.0
+        interrupted = False
+        while self.step < cfg.run.steps:
+            if self._should_stop():
+                interrupted = True
+                break
+            data_state = self.stream.state_dict()
+            try:
+                batches = [_cast_batch(self.stream.next(), self.device) for _ in range(cfg.loss.d_steps)]
+            except Exception:
+                if not self._stop:
+                    raise
+                # Ctrl-C reached a DataLoader worker first: nothing of this step was applied
+                self.stream.load_state_dict(data_state)
+                interrupted = True
+                break
+            self.train_step(batches, self._logs)
+            self.step += 1
+            self._window_steps += 1
+            overall_steps += 1
+            self._emit("step")
+            last = self.step == cfg.run.steps
+            if self.step % cfg.run.log_every == 0 or last:
+                elapsed = time.perf_counter() - window_start
+                ips = self._window_steps * per_step / max(elapsed, 1e-9)
+                record = {k: float(v) / self._window_steps for k, v in self._logs.items()}
+                if self.info.enabled:
+                    # the loss curve shows the mean over ranks
+                    t = torch.tensor([record[k] for k in sorted(record)], dtype=torch.float64)
+                    dist.all_reduce(t)
+                    record = {k: float(v) / self.info.world_size for k, v in zip(sorted(record), t)}
+                self.history.append({"step": self.step, **record})
+                self._emit("log", losses=record, images_per_s=ips)
+                if self._tb is not None:
+                    for k, v in record.items():
+                        self._tb.add_scalar(f"loss/{k}", v, self.step)
+                    self._tb.add_scalar("speed/images_per_s", ips, self.step)
+                self._logs, self._window_steps, window_start = {}, 0, time.perf_counter()
+            if self.step % cfg.run.sample_every == 0 or last:
+                path = self.sample_grid()
+                if path is not None:
+                    self._emit("sample", path=path)
+                    self._write_curve()
+            if self.step % cfg.run.checkpoint_every == 0 or last:
+                path = self.save()
+                if path is not None:
+                    self._emit("checkpoint", path=path)
+        else:
+            if self._last_ckpt is None or not str(self._last_ckpt).endswith(f"{self.step:08d}.safetensors"):
+                # resumed at (or past) the last step: make sure the final state is on disk
+                path = self.save()
+                if path is not None:
+                    self._emit("checkpoint", path=path)
+        if interrupted:
+            path = self.save()
+            if path is not None:
+                self._emit("checkpoint", path=path)
+            self._write_curve()
+        total = time.perf_counter() - overall_start
+        mean_ips = overall_steps * per_step / total if overall_steps and total > 0 else 0.0
+        self._emit("interrupted" if interrupted else "done", images_per_s=mean_ips,
+                   path=self._last_ckpt)
+        return TrainResult(
+            step=self.step, out_dir=self.out_dir, checkpoint=self._last_ckpt,
+            interrupted=interrupted, images_per_s=mean_ips, history=list(self.history),
+            precision=self.precision, device=str(self.device),
+        )
+
+    def _write_curve(self) -> None:
+        if self.info.is_main:
+            save_loss_curve(self.history, self.out_dir / "losses.png")
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: ProgressFn | None = None) -> TrainResult:
+    """Run a recipe to its last step (or until Ctrl-C); see :class:`Trainer`."""
+    return Trainer(cfg, resume=resume, progress=progress).run()

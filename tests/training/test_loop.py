@@ -1,0 +1,203 @@
+import gzip
+import os
+import signal
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgsynth.errors import ConfigError, DeviceError
+from imgsynth.training.checkpoint import list_checkpoints, load_checkpoint
+from imgsynth.training.config import from_dict
+from imgsynth.training.loop import EMA, Trainer, resolve_precision, train
+from imgsynth.training.losses import GAN_LOSSES
+
+
+def write_fashion(root, n=24, seed=0):
+    root.mkdir(parents=True, exist_ok=True)
+    imgs = np.random.default_rng(seed).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    with gzip.open(root / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + struct.pack(">3I", n, 28, 28) + imgs.tobytes())
+    return root
+
+
+def tiny(tmp_path, out="run", **sections):
+    data_dir = write_fashion(tmp_path / "fm")
+    raw = {
+        "run": {"out_dir": str(tmp_path / out), "steps": 4, "log_every": 2, "sample_every": 100,
+                "checkpoint_every": 100, "grid_samples": 4, "keep_checkpoints": 0},
+        "data": {"source": "fashion-mnist", "path": str(data_dir), "resolution": 8, "load_size": 10,
+                 "hflip": True, "batch_size": 4},
+        "model": {"family": "dcgan", "generator": {"z_dim": 4, "ngf": 4}, "discriminator": {"ndf": 4}},
+        "optim": {"ema_decay": 0.9},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return from_dict(raw)
+
+
+def states_equal(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert torch.equal(a[k], b[k]), k
+        elif isinstance(a[k], dict):
+            states_equal(a[k], b[k])
+        else:
+            assert a[k] == b[k], k
+
+
+def final_state(out_dir):
+    return load_checkpoint(list_checkpoints(out_dir / "checkpoints")[-1][1])
+
+
+def compare_runs(a, b, history=True):
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "data", "step"):
+        if isinstance(a[key], dict):
+            states_equal(a[key], b[key])
+        else:
+            assert a[key] == b[key], key
+    if history:
+        assert a["history"] == b["history"]
+    for ra, rb in zip(a["rng"], b["rng"]):
+        assert torch.equal(ra["torch"], rb["torch"]) and torch.equal(ra["noise"], rb["noise"])
+        assert ra["numpy"] == rb["numpy"] and ra["python"] == rb["python"]
+
+
+def test_resume_is_exact(tmp_path):
+    """N + M steps == N steps, resume, M steps (bit for bit), with a data epoch boundary inside."""
+    r1 = r"r1_gamma"
+    full = train(tiny(tmp_path, "full", run={"steps": 9}, loss={r1: 1.0, "feature_matching": 0.5}))
+    assert full.step == 9 and not full.interrupted
+    first = train(tiny(tmp_path, "split", run={"steps": 5}, loss={r1: 1.0, "feature_matching": 0.5}))
+    assert first.step == 5
+    # the rest with DataLoader workers: they must not change what the run sees
+    rest = train(tiny(tmp_path, "split", run={"steps": 9}, data={"workers": 1},
+                      loss={r1: 1.0, "feature_matching": 0.5}), resume=True)
+    assert rest.step == 9
+    # (the loss history differs: the first part logged its own last step 5)
+    compare_runs(final_state(tmp_path / "full"), final_state(tmp_path / "split"), history=False)
+    # the split run left a checkpoint at 5 beside the final one, each with its resolved recipe
+    steps = [s for s, _ in list_checkpoints(tmp_path / "split" / "checkpoints")]
+    assert steps == [5, 9]
+    assert (tmp_path / "split" / "checkpoints" / "step-00000005.toml").read_text().count("[run]") == 1
+
+
+def test_ctrl_c_checkpoints_then_resume_is_exact(tmp_path):
+    cfg = tiny(tmp_path, "stopped", run={"steps": 6}, loss={"gan": "wgan-gp", "d_steps": 2})
+
+    def press_ctrl_c(p):
+        if p.kind == "step" and p.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = train(cfg, progress=press_ctrl_c)
+    assert stopped.interrupted and stopped.step == 3
+    assert [s for s, _ in list_checkpoints(tmp_path / "stopped" / "checkpoints")] == [3]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    resumed = train(cfg, resume=True)
+    assert resumed.step == 6 and not resumed.interrupted
+    train(tiny(tmp_path, "straight", run={"steps": 6}, loss={"gan": "wgan-gp", "d_steps": 2}))
+    compare_runs(final_state(tmp_path / "straight"), final_state(tmp_path / "stopped"))
+
+
+def test_outputs_of_a_run(tmp_path):
+    events = []
+    cfg = tiny(tmp_path, run={"steps": 4, "sample_every": 2, "checkpoint_every": 2, "keep_checkpoints": 1})
+    result = train(cfg, progress=events.append)
+    out = tmp_path / "run"
+    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [4]  # pruned to the newest
+    with Image.open(out / "samples" / "step-00000004.png") as im:
+        assert im.mode == "L" and im.size == (2 + 2 * 10, 2 + 2 * 10)  # 2x2 grid of 8 px + 2 px gaps
+    assert (out / "samples" / "step-00000002.png").exists()
+    with Image.open(out / "losses.png") as im:
+        assert im.size == (800, 450)
+    assert (out / "config.toml").exists()
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("step") == 4
+    logs = [e for e in events if e.kind == "log"]
+    assert [e.step for e in logs] == [2, 4] and set(logs[0].losses) == {"d", "g"}
+    assert all(e.images_per_s > 0 for e in logs)
+    assert [h["step"] for h in result.history] == [2, 4]
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    train(tiny(tmp_path, run={"steps": 1}))
+    with pytest.raises(ConfigError, match="already holds checkpoints; pass --resume"):
+        train(tiny(tmp_path, run={"steps": 2}))
+
+
+def test_resume_with_other_model_is_refused(tmp_path):
+    train(tiny(tmp_path, run={"steps": 1}))
+    cfg = tiny(tmp_path, run={"steps": 2}, model={"family": "dcgan", "generator": {"z_dim": 4, "ngf": 8},
+                                                   "discriminator": {"ndf": 4}})
+    with pytest.raises(ConfigError, match=r"\[model\] differs"):
+        train(cfg, resume=True)
+
+
+def test_generator_that_does_not_fit_the_data(tmp_path):
+    cfg = tiny(tmp_path, model={"generator": {"z_dim": 4, "ngf": 4, "img_channels": 3}})
+    with pytest.raises(ConfigError, match=r"model.generator.img_channels = 3 does not match the data"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("gan", GAN_LOSSES)
+def test_every_loss_trains(tmp_path, gan):
+    result = train(tiny(tmp_path, run={"steps": 2}, loss={"gan": gan, "r1_gamma": 0.1, "r1_every": 2}))
+    assert all(np.isfinite(v) for rec in result.history for v in rec.values())
+    assert {"d", "g", "r1"} <= set(result.history[-1])
+    if gan == "wgan-gp":
+        assert "gp" in result.history[-1]
+
+
+def test_grad_clipping_and_ttur(tmp_path):
+    cfg = tiny(tmp_path, optim={"grad_clip": 1e-3, "g_lr": 1e-3, "d_lr": 4e-3})
+    trainer = Trainer(cfg)
+    trainer.step = 0
+    trainer._setup()
+    assert trainer.opt_g.param_groups[0]["lr"] == 1e-3 and trainer.opt_d.param_groups[0]["lr"] == 4e-3
+    batch = {k: v for k, v in trainer.stream.next().items()}
+    trainer.train_step([batch], {})
+    for net in (trainer.G, trainer.D):
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in net.parameters()]))
+        assert norm <= 1e-3 * (1 + 1e-4)
+
+
+def test_ema_follows_the_weights():
+    net = torch.nn.Linear(2, 2)
+    ema = EMA(net, 0.75)
+    start = ema.model.weight.clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net)
+    torch.testing.assert_close(ema.model.weight, 0.75 * start + 0.25 * net.weight)
+    ema.update(net, copy_only=True)
+    torch.testing.assert_close(ema.model.weight, net.weight)
+    assert not ema.model.weight.requires_grad
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    result = train(tiny(tmp_path, run={"steps": 2, "precision": "bf16"}))
+    assert result.precision == "bf16"
+    assert all(np.isfinite(v) for v in result.history[-1].values())
+    state = final_state(tmp_path / "run")
+    assert state["G"]["main.0.weight"].dtype == torch.float32  # master weights stay fp32
+
+
+def test_precision_resolution():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+    with pytest.raises(DeviceError, match="fp16 training needs a GPU"):
+        resolve_precision("fp16", cpu)
+
+
+def test_tensorboard_on_without_the_package(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    with pytest.raises(ConfigError, match="pip install tensorboard"):
+        train(tiny(tmp_path, run={"steps": 1, "tensorboard": "on"}))
