@@ -15,3 +15,108 @@ def _offline_env(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.setenv("NO_COLOR", "1")
+
+
+# --- a loopback server that speaks the Hub's resolve protocol ------------------------------------
+import hashlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class HubServer:
+    """Serves ``/{repo_id}/resolve/{revision}/{filename}`` (and plain ``/files/...`` URLs) on 127.0.0.1.
+
+    ``add(repo_id, filename, data, revision=COMMIT, aliases=("main",))`` publishes a file; a
+    request for anything else answers 404 with the Hub's ``X-Error-Code`` header, which
+    huggingface_hub turns into RepositoryNotFound / RevisionNotFound / EntryNotFound errors.
+    ``requests`` counts the requests served so tests can prove a cache hit made none.
+    """
+
+    def __init__(self):
+        self.files: dict[tuple[str, str, str], tuple[bytes, str]] = {}
+        self.repos: set[str] = set()
+        self.revisions: dict[tuple[str, str], str] = {}
+        self.plain: dict[str, bytes] = {}
+        self.requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code, headers, body=b""):
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD" and body:
+                    self.wfile.write(body)
+
+            def _handle(self):
+                server.requests += 1
+                path = self.path.split("?", 1)[0]
+                if path.startswith("/files/"):
+                    data = server.plain.get(path)
+                    if data is None:
+                        return self._send(404, {"Content-Length": "0"})
+                    return self._send(200, {"Content-Length": str(len(data))}, data)
+                if "/resolve/" not in path:
+                    return self._send(404, {"Content-Length": "0", "X-Error-Code": "RepoNotFound"})
+                repo, rest = path.lstrip("/").split("/resolve/", 1)
+                rev, _, filename = rest.partition("/")
+                if repo not in server.repos:
+                    return self._send(404, {"Content-Length": "0", "X-Error-Code": "RepoNotFound",
+                                            "X-Error-Message": "Repository not found"})
+                commit = server.revisions.get((repo, rev))
+                if commit is None:
+                    return self._send(404, {"Content-Length": "0", "X-Error-Code": "RevisionNotFound",
+                                            "X-Error-Message": "Invalid rev id"})
+                entry = server.files.get((repo, commit, filename))
+                if entry is None:
+                    return self._send(404, {"Content-Length": "0", "X-Error-Code": "EntryNotFound",
+                                            "X-Error-Message": "Entry not found", "X-Repo-Commit": commit})
+                data, etag = entry
+                return self._send(200, {"Content-Length": str(len(data)), "ETag": f'"{etag}"',
+                                        "X-Repo-Commit": commit, "Accept-Ranges": "bytes"}, data)
+
+            do_GET = _handle
+            do_HEAD = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def add(self, repo_id: str, filename: str, data: bytes, revision: str = "a" * 40,
+            aliases: tuple[str, ...] = ("main",)) -> str:
+        self.repos.add(repo_id)
+        for name in (revision, *aliases):
+            self.revisions[(repo_id, name)] = revision
+        self.files[(repo_id, revision, filename)] = (data, hashlib.sha256(data).hexdigest())
+        return hashlib.sha256(data).hexdigest()
+
+    def add_plain(self, path: str, data: bytes) -> str:
+        self.plain[path] = data
+        return f"{self.endpoint}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def hub_server(monkeypatch):
+    server = HubServer()
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def cards_dir(tmp_path, monkeypatch):
+    """An empty weights/ folder for cards written by a test (IMGSYNTH_WEIGHTS_DIR)."""
+    d = tmp_path / "weights"
+    d.mkdir()
+    monkeypatch.setenv("IMGSYNTH_WEIGHTS_DIR", str(d))
+    return d
