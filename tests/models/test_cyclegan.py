@@ -1,0 +1,99 @@
+"""CycleGAN ResNet generator: structure, options, CPU transposed-conv path, dtypes (tiny configs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from imgsynth.errors import ConfigError
+from imgsynth.models import build_model, get_model
+from imgsynth.models.cyclegan import ResnetBlock, ResnetGenerator, conv_transpose_cpu
+
+TINY = get_model("cyclegan_resnet").tiny
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_registered_translate_model() -> None:
+    spec = get_model("cyclegan_resnet")
+    assert spec.task == "translate" and spec.cls is ResnetGenerator
+
+
+def test_forward_shape_and_range() -> None:
+    torch.manual_seed(0)
+    m = build_model("cyclegan_resnet", TINY).eval()
+    (x,) = m.dummy_inputs(2, _gen())
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == (2, 3, *x.shape[-2:])
+    assert y.abs().max() <= 1.0 and y.std() > 0.01
+
+
+@pytest.mark.parametrize("n_blocks", [6, 9])
+def test_released_layouts_have_official_widths(n_blocks: int) -> None:
+    with torch.device("meta"):
+        m = build_model("cyclegan_resnet", {"ngf": 64, "n_blocks": n_blocks})
+    assert len(m.blocks) == n_blocks
+    assert m.blocks[0].conv1.weight.shape == (256, 256, 3, 3)
+    assert m.up[1].conv.weight.shape == (128, 64, 3, 3)  # ConvTranspose2d: (in, out, k, k)
+    # 11,378,179 parameters for resnet_9blocks ngf 64 (official manifest)
+    if n_blocks == 9:
+        assert sum(p.numel() for p in m.parameters()) == 11_378_179
+
+
+def test_batch_norm_drops_conv_biases_instance_norm_keeps_them() -> None:
+    inst = build_model("cyclegan_resnet", {**TINY, "norm": "instance"})
+    batch = build_model("cyclegan_resnet", {**TINY, "norm": "batch"})
+    assert inst.stem.conv.bias is not None and not any("running_mean" in k for k in inst.state_dict())
+    assert batch.stem.conv.bias is None and "stem.norm.running_mean" in batch.state_dict()
+    assert batch.head.bias is not None  # the output conv always has one
+
+
+def test_dropout_option_adds_dropout_to_every_block() -> None:
+    m = build_model("cyclegan_resnet", {**TINY, "use_dropout": True})
+    assert sum(isinstance(x, nn.Dropout) for x in m.modules()) == TINY["n_blocks"]
+    assert sum(isinstance(x, nn.Dropout) for x in build_model("cyclegan_resnet", TINY).modules()) == 0
+
+
+@pytest.mark.parametrize("padding_type,mode", [("reflect", "reflect"), ("replicate", "replicate"), ("zero", "zeros")])
+def test_padding_types(padding_type: str, mode: str) -> None:
+    block = ResnetBlock(4, padding_type=padding_type)
+    assert block.conv1.padding_mode == mode
+    x = torch.randn(1, 4, 6, 6)
+    assert block(x).shape == x.shape
+
+
+def test_invalid_options_raise_config_error() -> None:
+    with pytest.raises(ConfigError, match="norm"):
+        build_model("cyclegan_resnet", {**TINY, "norm": "group"})
+    with pytest.raises(ConfigError, match="padding_type"):
+        build_model("cyclegan_resnet", {**TINY, "padding_type": "circular"})
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cin,cout,k,s,p,op,size", [(8, 4, 3, 2, 1, 1, 5), (6, 3, 4, 2, 1, 0, 4), (3, 5, 3, 1, 1, 0, 7)])
+def test_conv_transpose_cpu_matches_torch(bias: bool, cin: int, cout: int, k: int, s: int, p: int, op: int, size: int) -> None:
+    torch.manual_seed(1)
+    conv = nn.ConvTranspose2d(cin, cout, k, s, p, output_padding=op, bias=bias)
+    x = torch.randn(2, cin, size, size + 1)
+    torch.testing.assert_close(conv_transpose_cpu(x, conv), conv(x), atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_reach_every_parameter() -> None:
+    torch.manual_seed(0)
+    m = build_model("cyclegan_resnet", TINY)
+    (x,) = m.dummy_inputs(1, _gen())
+    m(x).square().mean().backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing
+
+
+def test_bfloat16_forward() -> None:
+    m = build_model("cyclegan_resnet", TINY).to(torch.bfloat16)
+    (x,) = m.dummy_inputs(1, _gen())
+    assert x.dtype == torch.bfloat16
+    y = m(x)
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()

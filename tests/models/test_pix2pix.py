@@ -1,0 +1,136 @@
+"""pix2pix U-Net: structure, skip/dropout layout, test-time modes, CPU matmul paths (tiny configs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from imgsynth.errors import ConfigError
+from imgsynth.models import build_model, get_model
+from imgsynth.models.pix2pix import UnetGenerator, conv4x4_s2, conv_transpose4x4_s2
+
+TINY = get_model("pix2pix_unet").tiny
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _model(**kw) -> UnetGenerator:
+    torch.manual_seed(0)
+    return build_model("pix2pix_unet", {**TINY, **kw})
+
+
+def test_registered_translate_model() -> None:
+    spec = get_model("pix2pix_unet")
+    assert spec.task == "translate" and spec.cls is UnetGenerator
+
+
+def test_forward_shape_and_range() -> None:
+    m = _model().eval()
+    (x,) = m.dummy_inputs(2, _gen())
+    assert x.shape == (2, 3, 32, 32)
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == x.shape and y.abs().max() <= 1.0 and y.std() > 0.01
+
+
+def test_unet256_widths_and_parameter_count() -> None:
+    with torch.device("meta"):
+        m = build_model("pix2pix_unet", {"num_downs": 8, "ngf": 64})
+    assert [s.conv.out_channels for s in m.down] == [64, 128, 256, 512, 512, 512, 512, 512]
+    assert [s.conv.in_channels for s in m.up] == [128, 256, 512, 1024, 1024, 1024, 1024, 512]
+    assert m.down[0].norm is None and m.down[-1].norm is None and m.up[0].norm is None
+    assert m.up[0].conv.bias is not None and m.up[1].conv.bias is None
+    # 54,413,955 parameters for unet_256 ngf 64 (official manifest)
+    assert sum(p.numel() for p in m.parameters()) == 54_413_955
+
+
+@pytest.mark.parametrize("num_downs,expected", [(5, []), (7, [4, 5]), (8, [4, 5, 6])])
+def test_dropout_in_the_stages_next_to_the_bottleneck(num_downs: int, expected: list[int]) -> None:
+    with torch.device("meta"):
+        m = build_model("pix2pix_unet", {"num_downs": num_downs, "ngf": 2})
+        off = build_model("pix2pix_unet", {"num_downs": num_downs, "ngf": 2, "use_dropout": False})
+    assert [j for j, s in enumerate(m.up) if isinstance(s.dropout, nn.Dropout)] == expected
+    assert not any(isinstance(x, nn.Dropout) for x in off.modules())
+
+
+def test_eval_mode_is_deterministic_train_mode_is_seeded() -> None:
+    m = _model(num_downs=6)  # one dropout stage
+    (x,) = m.dummy_inputs(1, _gen())
+    with torch.no_grad():
+        m.eval()
+        a, b = m(x), m(x)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        m.train()
+        torch.manual_seed(7)
+        c = m(x)
+        torch.manual_seed(7)
+        d = m(x)
+        torch.manual_seed(8)
+        e = m(x)
+    torch.testing.assert_close(c, d, rtol=0, atol=0)
+    assert (c - e).abs().max() > 1e-4  # different dropout masks
+    assert (a - c).abs().max() > 1e-4  # batch statistics + dropout differ from eval
+
+
+def test_train_mode_uses_batch_statistics() -> None:
+    m = _model(use_dropout=False)
+    (x,) = m.dummy_inputs(2, _gen())
+    before = m.down[1].norm.running_mean.clone()
+    with torch.no_grad():
+        m.train()(x)
+    assert not torch.equal(before, m.down[1].norm.running_mean)
+
+
+def test_skip_connections_carry_encoder_features() -> None:
+    m = _model(use_dropout=False).train()  # batch statistics: the bottleneck matters
+    (x,) = m.dummy_inputs(2, _gen())
+    with torch.no_grad():
+        ref = m(x)
+        m.down[-1].conv.weight.zero_()  # bottleneck silenced: the skips still carry the image
+        y = m(x)
+    assert (y - ref).abs().max() > 1e-3
+    assert y.std() > 0.01
+
+
+def test_instance_norm_variant_has_biases_and_no_running_stats() -> None:
+    m = _model(norm="instance")
+    assert m.down[0].conv.bias is not None
+    assert not any("running" in k for k in m.state_dict())
+    (x,) = m.dummy_inputs(1, _gen())
+    assert m.eval()(x).shape == x.shape
+
+
+def test_invalid_options_raise_config_error() -> None:
+    with pytest.raises(ConfigError, match="num_downs"):
+        build_model("pix2pix_unet", {"num_downs": 4})
+    with pytest.raises(ConfigError, match="norm"):
+        build_model("pix2pix_unet", {**TINY, "norm": "layer"})
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cin,cout,size", [(6, 5, 4), (4, 3, 16), (2, 16, 2)])
+def test_cpu_matmul_paths_match_torch(bias: bool, cin: int, cout: int, size: int) -> None:
+    torch.manual_seed(2)
+    conv = nn.Conv2d(cin, cout, 4, 2, 1, bias=bias)
+    convt = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+    x = torch.randn(2, cin, size, size)
+    torch.testing.assert_close(conv4x4_s2(x, conv), conv(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(conv_transpose4x4_s2(x, convt), convt(x), atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_reach_every_parameter() -> None:
+    m = _model()
+    (x,) = m.dummy_inputs(2, _gen())
+    m.train()(x).square().mean().backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing
+
+
+def test_bfloat16_forward() -> None:
+    m = _model().to(torch.bfloat16).eval()
+    (x,) = m.dummy_inputs(1, _gen())
+    y = m(x)
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
