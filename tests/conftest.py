@@ -120,3 +120,30 @@ def cards_dir(tmp_path, monkeypatch):
     d.mkdir()
     monkeypatch.setenv("IMGSYNTH_WEIGHTS_DIR", str(d))
     return d
+
+
+@pytest.fixture
+def make_export(tmp_path):
+    """Write a tiny registered architecture as an ``imgsynth train --export`` folder."""
+
+    def make(arch: str, config: dict | None = None, task: str | None = None, seed: int = 0):
+        import json
+
+        import torch
+        from safetensors.torch import save_file
+
+        from imgsynth.models.registry import get_model
+
+        spec = get_model(arch)
+        cfg = dict(spec.tiny if config is None else config)
+        torch.manual_seed(seed)
+        model = spec.build(cfg)
+        d = tmp_path / f"export-{arch}-{seed}"
+        d.mkdir()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
+        (d / "config.json").write_text(json.dumps({
+            "format": "imgsynth-weights", "version": 1, "arch": arch, "task": task or spec.task,
+            "config": cfg, "io": {}}))
+        return d
+
+    return make

@@ -13,6 +13,7 @@ import typer
 from imgsynth import __version__
 from imgsynth.cli import inpaint as inpaint_cmd
 from imgsynth.cli import models as models_cmd
+from imgsynth.cli import sample as sample_cmd
 
 app = typer.Typer(
     name="imgsynth",
@@ -46,6 +47,8 @@ def main(
     """
 
 
+app.command("sample", help=sample_cmd.SAMPLE_HELP)(sample_cmd.sample)
+app.command("interpolate", help=sample_cmd.INTERP_HELP)(sample_cmd.interpolate)
 app.command("inpaint", help=inpaint_cmd.HELP)(inpaint_cmd.inpaint)
 app.add_typer(models_cmd.app, name="models")
 

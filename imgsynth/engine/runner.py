@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from imgsynth.errors import ImgsynthError
+from imgsynth.errors import ImgsynthError, UsageError
 
 ProgressFn = Callable[[int, int, str], None]  # done, total, message
 
@@ -88,11 +88,12 @@ class _PrepareDataset:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> Any:
+    def __getitem__(self, i: int) -> tuple[str, Any]:
+        name = self.name_of(self.items[i])
         try:
-            return self.prepare(self.items[i])
+            return name, self.prepare(self.items[i])
         except ImgsynthError as e:
-            return Failed(self.name_of(self.items[i]), str(e))
+            return name, Failed(name, str(e))
 
 
 def _identity(batch: list[Any]) -> list[Any]:
@@ -103,7 +104,7 @@ def iter_prepared(
     items: Sequence[Any], prepare: Callable[[Any], Any], *, name_of: Callable[[Any], str],
     batch_size: int, workers: int,
 ) -> Iterator[list[Any]]:
-    """Yield lists of prepared items (or :class:`Failed`), decoded in ``workers`` processes."""
+    """Yield lists of (name, prepared item or :class:`Failed`), decoded in ``workers`` processes."""
     dataset = _PrepareDataset(items, prepare, name_of)
     if workers <= 0 or len(items) <= 1:
         for start in range(0, len(items), batch_size):
@@ -135,7 +136,7 @@ def run_batched(
     ``skip(item)`` returns an output path when the item is already done (it is then neither
     decoded nor computed). ``process`` maps a list of prepared items to a list of results;
     ``write(prepared, result)`` stores one and returns its :class:`ItemResult`. Library errors
-    (:class:`ImgsynthError`) fail one item; anything else propagates.
+    (:class:`ImgsynthError`) fail one item; usage errors and anything else propagate.
     """
     t0 = time.perf_counter()
     report = Report()
@@ -150,31 +151,32 @@ def run_batched(
     if progress:
         progress(len(report.results), total, "")
     for batch in iter_prepared(todo, prepare, name_of=name_of, batch_size=batch_size, workers=workers):
-        good = [p for p in batch if not isinstance(p, Failed)]
-        for p in batch:
+        good = [(n, p) for n, p in batch if not isinstance(p, Failed)]
+        for n, p in batch:
             if isinstance(p, Failed):
-                report.results.append(ItemResult(p.name, "failed", error=p.error))
+                report.results.append(ItemResult(n, "failed", error=p.error))
         if good:
             tb = time.perf_counter()
             try:
-                outs = process(good)
+                outs = process([p for _, p in good])
+            except UsageError:
+                raise
             except ImgsynthError as e:
                 outs = None
-                for p in good:
-                    report.results.append(ItemResult(p.name, "failed", error=str(e)))
+                for n, _ in good:
+                    report.results.append(ItemResult(n, "failed", error=str(e)))
             per = (time.perf_counter() - tb) / len(good)
-            for p, out in zip(good, outs or []):
-                if isinstance(out, Failed):
-                    report.results.append(ItemResult(p.name, "failed", error=out.error))
-                    continue
+            for (n, p), out in zip(good, outs or []):
                 try:
                     res = write(p, out)
+                except UsageError:
+                    raise
                 except ImgsynthError as e:
-                    res = ItemResult(p.name, "failed", error=str(e))
-                res.seconds = per
+                    res = ItemResult(n, "failed", error=str(e))
+                res.name, res.seconds = n, per
                 report.results.append(res)
         if progress:
-            progress(len(report.results), total, batch[-1].name if batch else "")
+            progress(len(report.results), total, batch[-1][0] if batch else "")
     order = {name_of(it): i for i, it in enumerate(items)}
     report.results.sort(key=lambda r: order.get(r.name, 0))
     report.seconds = time.perf_counter() - t0

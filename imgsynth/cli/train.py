@@ -1,0 +1,253 @@
+"""``imgsynth train`` and ``imgsynth models export`` / ``models push``: train, export, publish."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from imgsynth.cli._common import handle_errors, stderr_console
+from imgsynth.cli.options import (
+    DebugOpt, DeviceOpt, JsonOpt, PrecisionOpt, QuietOpt, SeedOpt, WorkersOpt,
+)
+
+HELP = """Train a model from a TOML recipe; Ctrl-C writes a checkpoint, --resume continues exactly.
+
+[bold]Examples:[/bold]
+
+  imgsynth train examples/train/dcgan-fashion-mnist.toml
+
+  imgsynth train examples/train/dcgan-fashion-mnist.toml --resume --export runs/dcgan-fashion-mnist/export
+
+  imgsynth train recipe.toml --set run.steps=200 --set optim.g_lr=1e-4 --set data.batch_size=32
+
+  torchrun --nproc_per_node=2 -m imgsynth train recipe.toml      [dim]# data-parallel, one process per GPU[/dim]
+
+Outputs go to run.out_dir: checkpoints/ (with the resolved recipe beside each), samples/ (grids from
+fixed seeds), losses.png, config.toml. stdout gets the last checkpoint's path, or with --export the
+weights-card stanza of the exported model.
+"""
+
+EXPORT_HELP = """Export a training checkpoint (or a run folder's newest) as a --weights folder.
+
+Writes model.safetensors (the generator; EMA weights when the run kept an EMA), config.json and a
+model-card README.md, and prints a weights/ card stanza on stdout.
+
+[bold]Examples:[/bold]
+
+  imgsynth models export runs/dcgan-fashion-mnist runs/dcgan-fashion-mnist/export
+
+  imgsynth models export runs/x/checkpoints/step-00002000.safetensors out/ --dtype fp16
+"""
+
+PUSH_HELP = """Publish an exported folder to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`).
+
+[bold]Examples:[/bold]
+
+  imgsynth models push runs/dcgan-fashion-mnist/export you/dcgan-fashion-mnist --dry-run
+
+  imgsynth models push runs/dcgan-fashion-mnist/export you/dcgan-fashion-mnist --private
+"""
+
+
+def _is_rank0() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _fmt_losses(losses: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4g}" for k, v in losses.items())
+
+
+class _Reporter:
+    """Draws training progress: a rich bar on a terminal, plain lines otherwise, nothing with --quiet."""
+
+    def __init__(self, quiet: bool, as_json: bool) -> None:
+        self.quiet, self.as_json = quiet, as_json
+        self.console = stderr_console()
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> "_Reporter":
+        if not self.quiet and sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]}"), TextColumn("{task.fields[losses]}"),
+                TimeRemainingColumn(), console=self.console,
+            )
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def _line(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.console.print(text, markup=False, highlight=False)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def __call__(self, p: Any) -> None:
+        if self.as_json and p.kind == "log":
+            sys.stdout.write(jsonlib.dumps({"event": "log", "step": p.step, "losses": p.losses,
+                                            "images_per_s": round(p.images_per_s, 2)}) + "\n")
+            sys.stdout.flush()
+        if p.kind == "start":
+            if self.bar is not None:
+                self.task = self.bar.add_task("train", total=p.total, completed=p.step, speed="", losses="")
+            self._line(p.message)
+        elif p.kind == "step":
+            if self.bar is not None and self.task is not None:
+                self.bar.update(self.task, completed=p.step)
+        elif p.kind == "log":
+            if self.bar is not None and self.task is not None:
+                self.bar.update(self.task, completed=p.step, speed=f"{p.images_per_s:.0f} img/s",
+                                losses=_fmt_losses(p.losses))
+            else:
+                self._line(f"step {p.step}/{p.total}  {_fmt_losses(p.losses)}  {p.images_per_s:.0f} img/s")
+        elif p.kind in ("sample", "checkpoint"):
+            if self.bar is None:
+                self._line(f"{p.kind}: {p.path}")
+        elif p.kind == "info":
+            self._line(p.message)
+
+
+@handle_errors
+def train(
+    recipe: Annotated[Path, typer.Argument(help="TOML recipe (see examples/train/).", show_default=False)],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a recipe value, section.key=value (repeatable), e.g. --set run.steps=500.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue from the newest checkpoint in run.out_dir (exactly where it stopped).")] = False,
+    export: Annotated[Optional[Path], typer.Option(
+        "--export", help="After training, export the generator to this folder (loads with --weights).")] = None,
+    device: DeviceOpt = None,  # type: ignore[assignment]
+    precision: PrecisionOpt = None,  # type: ignore[assignment]
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,  # type: ignore[assignment]
+    quiet: QuietOpt = False,
+    json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    overrides = list(set_ or [])
+    # command-line options win over the recipe and over --set
+    for key, value in (("run.device", device), ("run.precision", precision),
+                       ("data.workers", workers), ("run.seed", seed)):
+        if value is not None:
+            overrides.append(f"{key}={jsonlib.dumps(value)}")
+
+    from imgsynth.training.config import load_recipe
+
+    cfg = load_recipe(recipe, overrides)
+    from imgsynth.training.loop import train as run_training
+
+    main = _is_rank0()
+    with _Reporter(quiet or not main, json) as reporter:
+        result = run_training(cfg, resume=resume, progress=reporter)
+    if not main:
+        return
+    record: dict[str, Any] = {
+        "event": "done", "step": result.step, "interrupted": result.interrupted,
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "out_dir": str(result.out_dir), "images_per_s": round(result.images_per_s, 2),
+        "device": result.device, "precision": result.precision,
+    }
+    if result.interrupted:
+        if json:
+            sys.stdout.write(jsonlib.dumps(record) + "\n")
+        sys.stderr.write(
+            f"interrupted at step {result.step}; checkpoint {result.checkpoint}\n"
+            f"continue with: imgsynth train {recipe} --resume\n"
+        )
+        raise typer.Exit(130)
+    if not quiet:
+        sys.stderr.write(f"trained {result.step} steps ({result.images_per_s:.0f} img/s); "
+                         f"checkpoint {result.checkpoint}\n")
+    if export is None:
+        sys.stdout.write((jsonlib.dumps(record) if json else str(result.checkpoint)) + "\n")
+        return
+    from imgsynth.training.export import export as export_weights
+
+    out = export_weights(result.checkpoint, export)
+    _print_export(out, record, json, quiet)
+
+
+def _print_export(out: Any, record: dict[str, Any], as_json: bool, quiet: bool) -> None:
+    if as_json:
+        record = {**record, "export": str(out.out_dir), "sha256": out.sha256, "card": out.card_toml}
+        sys.stdout.write(jsonlib.dumps(record) + "\n")
+    else:
+        sys.stdout.write(out.card_toml)
+    if not quiet:
+        sys.stderr.write(
+            f"exported {out.arch} ({out.task}, {'EMA, ' if out.ema else ''}{out.dtype}, step {out.steps}) "
+            f"to {out.out_dir}; try: imgsynth {out.task} --weights {out.out_dir}\n"
+        )
+
+
+@handle_errors
+def models_export(
+    checkpoint: Annotated[Path, typer.Argument(
+        help="A checkpoint file, or a run folder (its newest checkpoint).", show_default=False)],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write.", show_default=False)],
+    dtype: Annotated[Optional[str], typer.Option(
+        "--dtype", help="fp32 | fp16 (default: the recipe's export.dtype).")] = None,
+    no_ema: Annotated[bool, typer.Option("--no-ema", help="Export the raw generator, not its EMA.")] = False,
+    license: Annotated[Optional[str], typer.Option("--license", help="Licence on the card (SPDX id).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name / card id.")] = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    from imgsynth.training.export import export as export_weights
+
+    out = export_weights(checkpoint, out_dir, dtype=dtype, use_ema=not no_ema, license=license, name=name)
+    _print_export(out, {"event": "export"}, json, quiet)
+
+
+@handle_errors
+def models_push(
+    folder: Annotated[Path, typer.Argument(help="A folder written by --export / models export.",
+                                           show_default=False)],
+    repo_id: Annotated[str, typer.Argument(help="Hub repository, namespace/name.", show_default=False)],
+    revision: Annotated[Optional[str], typer.Option(
+        "--revision", help="Branch to push to (created if missing; default main).")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the repository as private.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Check the folder and show what would be uploaded; no network.")] = False,
+    message: Annotated[Optional[str], typer.Option("--message", help="Commit message.")] = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    from imgsynth.training.export import push_to_hub
+
+    result = push_to_hub(folder, repo_id, revision=revision, private=private, dry_run=dry_run,
+                         commit_message=message)
+    if json:
+        sys.stdout.write(jsonlib.dumps(result.record()) + "\n")
+        return
+    if dry_run:
+        if not quiet:
+            sys.stderr.write(f"dry run: would upload to {result.repo_url} ({result.revision}):\n")
+        for f in result.files:
+            sys.stdout.write(f"{f['path']}\t{f['size']}\t{f['sha256']}\n")
+        return
+    sys.stdout.write(f"{result.commit_url}\n")
+    if not quiet:
+        sys.stderr.write(
+            f"pushed {len(result.files)} file(s) to {result.repo_url} at commit {result.commit}; card source:\n"
+            f'[source]\nkind = "hub"\nrepo_id = "{repo_id}"\nfilename = "model.safetensors"\n'
+            f'revision = "{result.commit}"\n'
+        )
