@@ -79,7 +79,18 @@ def _card_readme(state: dict[str, Any], cfg: dict[str, Any], info: dict[str, Any
     loss, optim, data = cfg["loss"], cfg["optim"], cfg["data"]
     history = state.get("history") or []
     last = history[-1] if history else {}
+    spdx = info["license"].lower()
+    hub_licence = spdx if re.fullmatch(r"[a-z0-9][a-z0-9.\-]*", spdx) and spdx != "unspecified" else "other"
     lines = [
+        # Hub model-card metadata (YAML front matter)
+        "---",
+        f"license: {hub_licence}",
+        "library_name: imgsynth",
+        "pipeline_tag: unconditional-image-generation" if info["task"] == "sample"
+        else "pipeline_tag: image-to-image",
+        f"tags: [imgsynth, gan, {arch}]",
+        "---",
+        "",
         f"# {info['name']}",
         "",
         f"A `{arch}` generator ({info['task']}) trained with `imgsynth train`.",
@@ -234,3 +245,86 @@ def export(
         out_dir=out, arch=arch, task=task, steps=int(state["step"]), dtype=dtype, ema=ema,
         sha256=sha, card_toml=card_toml,
     )
+
+
+@dataclass
+class PushResult:
+    """What :func:`push_to_hub` uploaded (or would upload, with ``dry_run``)."""
+
+    repo_id: str
+    repo_url: str
+    revision: str
+    files: list[dict[str, Any]]
+    dry_run: bool
+    commit: str | None = None
+    commit_url: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """JSON-friendly summary."""
+        return dict(vars(self))
+
+
+PUSH_FILES = ("model.safetensors", "config.json", "README.md")
+
+
+def push_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    private: bool = False,
+    dry_run: bool = False,
+    commit_message: str | None = None,
+) -> PushResult:
+    """Upload an exported folder (model.safetensors, config.json, README.md) to a Hub model repo.
+
+    The repository is created if needed (``private`` then applies), and so is branch ``revision``.
+    With ``dry_run`` only the folder is checked and the files listed; nothing touches the network.
+    Endpoint and token come from huggingface_hub's usual settings (``HF_ENDPOINT``, ``HF_TOKEN``).
+    """
+    folder = Path(folder)
+    meta_path = folder / "config.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WeightsError(f"{str(folder)!r} has no config.json; export a checkpoint first") from None
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{meta_path}: invalid JSON ({exc})") from None
+    if meta.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{meta_path}: not an imgsynth export (format {WEIGHTS_FORMAT!r})")
+    if not (folder / "model.safetensors").is_file():
+        raise WeightsError(f"{str(folder)!r} has no model.safetensors")
+    if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", repo_id):
+        raise ConfigError(f"repository id must look like namespace/name, got {repo_id!r}")
+    files = [
+        {"path": name, "size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+        for name in PUSH_FILES if (folder / name).is_file()
+    ]
+    from huggingface_hub import constants
+
+    # read at call time (huggingface_hub reads HF_ENDPOINT once, at import)
+    endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    branch = revision or "main"
+    repo_url = f"{endpoint}/{repo_id}"
+    if dry_run:
+        return PushResult(repo_id, repo_url, branch, files, True)
+
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(endpoint=endpoint)
+    message = commit_message or (
+        f"imgsynth: {meta.get('arch')} ({meta.get('source', {}).get('steps', '?')} steps on "
+        f"{meta.get('source', {}).get('dataset', '?')})"
+    )
+    try:
+        repo_url = str(api.create_repo(repo_id, private=private, exist_ok=True))
+        if branch != "main":
+            api.create_branch(repo_id, branch=branch, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), revision=branch,
+            allow_patterns=list(PUSH_FILES), commit_message=message,
+        )
+    except HfHubHTTPError as exc:
+        raise OutputError(f"cannot push to {repo_id!r}: {str(exc).splitlines()[0]}") from None
+    return PushResult(repo_id, repo_url, branch, files, False, info.oid, info.commit_url)

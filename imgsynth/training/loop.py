@@ -16,7 +16,8 @@ gradients across ranks after every backward pass, so all ranks take identical op
 The averaging is the all-reduce that DistributedDataParallel performs, done explicitly (as
 StyleGAN2-ADA does) because a GAN step runs D inside G's backward pass and R1 / WGAN-GP need
 double backward, neither of which DDP's bucketed reducer supports. BatchNorm buffers are
-broadcast from rank 0 before each step (DDP's ``broadcast_buffers``). Only rank 0 reports
+broadcast from rank 0 after each step (DDP's ``broadcast_buffers``), so every rank ends every step
+with the same state. Only rank 0 reports
 progress and writes files.
 
 Ctrl-C (SIGINT) finishes the current step, writes a checkpoint and returns with
@@ -411,6 +412,7 @@ class Trainer:
     def save(self) -> Path | None:
         """Write a checkpoint of the current step (rank 0 writes; every rank must call this)."""
         rngs = self._gather_rng()
+        self._saved_step = self.step
         if not self.info.is_main:
             return None
         state = self.state_dict()
@@ -453,6 +455,7 @@ class Trainer:
                 f"checkpoint written by {len(rngs)} process(es), resuming with {self.info.world_size}: "
                 "data order and latents will differ from an uninterrupted run"))
         self._last_ckpt = path
+        self._saved_step = self.step
         self._emit("info", message=f"resumed from {path} at step {self.step}")
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
@@ -565,8 +568,6 @@ class Trainer:
 
     def train_step(self, batches: list[dict[str, Tensor]], logs: dict[str, Tensor]) -> None:
         """One step: a D update per batch, then a G update (on the last batch's fakes)."""
-        if self.info.enabled:
-            self._broadcast_buffers()
         n = len(batches)
         fake = None
         for i, batch in enumerate(batches):
@@ -575,6 +576,9 @@ class Trainer:
             self._d_step(batch, fake, self.step * n + i, logs)
         assert fake is not None
         self._g_step(batches[-1], fake, logs)
+        if self.info.enabled:
+            # BatchNorm statistics saw only this rank's batch: take rank 0's everywhere
+            self._broadcast_buffers()
         if self.ema is not None:
             self.ema.update(self.G, copy_only=self.step < self.cfg.optim.ema_start)
 
@@ -643,6 +647,7 @@ class Trainer:
         """Train up to ``run.steps`` steps (from the newest checkpoint with ``resume``)."""
         self.step = 0
         self._last_ckpt: Path | None = None
+        self._saved_step = -1
         try:
             with self._sigint_stops():
                 return self._run()
@@ -713,12 +718,12 @@ class Trainer:
                 if path is not None:
                     self._emit("checkpoint", path=path)
         else:
-            if self._last_ckpt is None or not str(self._last_ckpt).endswith(f"{self.step:08d}.safetensors"):
+            if self._saved_step != self.step:
                 # resumed at (or past) the last step: make sure the final state is on disk
                 path = self.save()
                 if path is not None:
                     self._emit("checkpoint", path=path)
-        if interrupted:
+        if interrupted and self._saved_step != self.step:
             path = self.save()
             if path is not None:
                 self._emit("checkpoint", path=path)

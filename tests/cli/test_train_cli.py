@@ -150,7 +150,8 @@ class UploadHub:
                 if path == "/api/repos/create":
                     req = json.loads(body)
                     repo = f"{req['organization']}/{req['name']}" if req.get("organization") else req["name"]
-                    hub.repos.setdefault(repo, {"private": req.get("private"), "branches": {"main"}})
+                    private = req.get("private") or req.get("visibility") == "private"
+                    hub.repos.setdefault(repo, {"private": bool(private), "branches": {"main"}})
                     return self._json(200, {"url": f"{hub.endpoint}/{repo}", "name": repo})
                 if path == "/api/validate-yaml":
                     return self._json(200, {"errors": [], "warnings": []})
