@@ -6,7 +6,7 @@ Heavy imports (torch, cv2, the engine) happen inside command bodies, so ``imgsyn
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,6 +14,7 @@ from imgsynth import __version__
 from imgsynth.cli import inpaint as inpaint_cmd
 from imgsynth.cli import models as models_cmd
 from imgsynth.cli import sample as sample_cmd
+from imgsynth.cli import train as train_cmd
 
 app = typer.Typer(
     name="imgsynth",
@@ -34,8 +35,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version and exit.")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     """Deep-learning image synthesis and editing from the command line.
 
@@ -50,6 +51,9 @@ def main(
 app.command("sample", help=sample_cmd.SAMPLE_HELP)(sample_cmd.sample)
 app.command("interpolate", help=sample_cmd.INTERP_HELP)(sample_cmd.interpolate)
 app.command("inpaint", help=inpaint_cmd.HELP)(inpaint_cmd.inpaint)
+app.command("train", help=train_cmd.HELP)(train_cmd.train)
+models_cmd.app.command("export", help=train_cmd.EXPORT_HELP)(train_cmd.models_export)
+models_cmd.app.command("push", help=train_cmd.PUSH_HELP)(train_cmd.models_push)
 app.add_typer(models_cmd.app, name="models")
 
 
