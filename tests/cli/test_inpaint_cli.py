@@ -215,3 +215,14 @@ def test_bundled_example_runs(tmp_path):
     ex = ROOT / "examples" / "inpaint"
     res = run(ex / "astronaut.png", "--mask", ex / "astronaut_mask.png", "-o", tmp_path / "o.png", "--model", "telea")
     assert res.exit_code == 0, res.stderr
+
+
+def test_network_weights_folder_end_to_end(make_export, tmp_path):
+    d = make_export("pconv_unet")
+    p, m = photo(tmp_path / "p.png", w=50, h=30), mask(tmp_path / "m.png", w=50, h=30)
+    res = run(p, "--mask", m, "--weights", d, "-o", tmp_path / "o.png", "--precision", "bf16")
+    assert res.exit_code == 0, res.stderr
+    src, out = np.asarray(Image.open(p)), np.asarray(Image.open(tmp_path / "o.png"))
+    hole = np.asarray(Image.open(m)) >= 128
+    assert np.array_equal(src[~hole], out[~hole])
+    assert read_metadata(tmp_path / "o.png")["arch"] == "pconv_unet"
