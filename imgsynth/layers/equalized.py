@@ -115,7 +115,7 @@ class _EqualizedBase(nn.Module):
     def _prepare(self) -> tuple[Tensor, Tensor | None]:
         return self.effective_weight(), self.effective_bias()
 
-    def _prepared(self) -> tuple[Tensor, Tensor | None]:
+    def _prepared(self, channels_last: bool = False) -> tuple[Tensor, Tensor | None]:
         """Weight and bias in the form the forward uses, cached for inference.
 
         Scaling (and, for ``up=2``, building the transposed-conv kernel) touches every weight on
@@ -124,6 +124,8 @@ class _EqualizedBase(nn.Module):
         parameters' version counters, storage, dtype and device, and dropped by ``.train()``.
         In-place edits through ``param.data`` bypass version counters; call :meth:`clear_cache`
         after such edits (``with torch.no_grad(): param.copy_(...)`` needs nothing).
+        ``channels_last`` caches a conv weight in that memory format, so that channels-last
+        inputs do not convert it on every call.
         """
         if self.training or torch.is_grad_enabled():
             return self._prepare()
@@ -135,10 +137,14 @@ class _EqualizedBase(nn.Module):
             w.device,
             None if b is None else (b._version, b.data_ptr()),
             torch.is_inference_mode_enabled(),
+            channels_last,
         )
         cache = self.__dict__.get("_cache")
         if cache is None or cache[0] != key:
-            cache = (key, *self._prepare())
+            weight, bias = self._prepare()
+            if channels_last:
+                weight = weight.contiguous(memory_format=torch.channels_last)
+            cache = (key, weight, bias)
             self.__dict__["_cache"] = cache
         return cache[1], cache[2]
 
@@ -194,7 +200,8 @@ class EqualizedConv2d(_EqualizedBase):
     def forward(self, x: Tensor) -> Tensor:
         """(N, Cin, H, W) -> (N, Cout, H', W'); H' = 2H (``up=2``) or the usual conv size."""
         conv = self.module
-        weight, bias = self._prepared()
+        channels_last = x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last)
+        weight, bias = self._prepared(channels_last)
         if self.up == 2:
             return F.conv_transpose2d(x, weight, bias, stride=2, padding=conv.padding)
         return F.conv2d(x, weight, bias, conv.stride, conv.padding)

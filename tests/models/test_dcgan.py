@@ -39,6 +39,17 @@ def test_resolutions(res: int, base: int, k: int) -> None:
     assert (G.z_dim, G.c_dim, G.img_channels, G.img_resolution) == (6, 0, 1, res)
 
 
+@pytest.mark.parametrize("res", [28, 64])
+@pytest.mark.parametrize("train", [False, True])
+def test_fast_path_equals_plain_sequential(res: int, train: bool) -> None:
+    """The CPU forward (GEMM + fold / channels-last ConvT) computes what the Sequential does."""
+    G = build_model("dcgan", {"z_dim": 10, "ngf": 8, "img_channels": 3, "img_resolution": res})
+    G.train(train)
+    z = torch.randn(3, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(G(z), G.main(z.view(3, 10, 1, 1)), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("res", [2, 4, 9, 24 * 5])
 def test_rejects_unsupported_resolution(res: int) -> None:
     with pytest.raises(ValueError):
