@@ -50,6 +50,18 @@ def test_fast_path_equals_plain_sequential(res: int, train: bool) -> None:
         torch.testing.assert_close(G(z), G.main(z.view(3, 10, 1, 1)), rtol=1e-5, atol=1e-5)
 
 
+def test_inference_cache_follows_weight_updates() -> None:
+    G = build_model("dcgan", {"z_dim": 10, "ngf": 8, "img_resolution": 32}).eval()
+    z = torch.randn(2, 10)
+    with torch.no_grad():
+        G(z)
+        assert "_gemm_cache" in G.main[3].__dict__
+        G.main[3].weight.mul_(-1.5)  # in-place update under no_grad bumps the version counter
+        torch.testing.assert_close(G(z), G.main(z.view(2, 10, 1, 1)), rtol=1e-5, atol=1e-5)
+    G.train()
+    assert "_gemm_cache" not in G.main[3].__dict__
+
+
 @pytest.mark.parametrize("res", [2, 4, 9, 24 * 5])
 def test_rejects_unsupported_resolution(res: int) -> None:
     with pytest.raises(ValueError):
