@@ -15,6 +15,7 @@ from imgsynth.cli import inpaint as inpaint_cmd
 from imgsynth.cli import models as models_cmd
 from imgsynth.cli import sample as sample_cmd
 from imgsynth.cli import train as train_cmd
+from imgsynth.cli import translate as translate_cmd
 
 app = typer.Typer(
     name="imgsynth",
@@ -50,6 +51,7 @@ def main(
 
 app.command("sample", help=sample_cmd.SAMPLE_HELP)(sample_cmd.sample)
 app.command("interpolate", help=sample_cmd.INTERP_HELP)(sample_cmd.interpolate)
+app.command("translate", help=translate_cmd.HELP)(translate_cmd.translate)
 app.command("inpaint", help=inpaint_cmd.HELP)(inpaint_cmd.inpaint)
 app.command("train", help=train_cmd.HELP)(train_cmd.train)
 models_cmd.app.command("export", help=train_cmd.EXPORT_HELP)(train_cmd.models_export)

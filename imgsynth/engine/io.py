@@ -402,3 +402,33 @@ def _check_writable_dir(path: Path, create: bool = False) -> None:
         raise OutputError(f"{path}: cannot create the output directory ({e.strerror})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: output directory is not writable")
+
+
+def decode_label_map(data: bytes, name: str) -> tuple[np.ndarray | None, Decoded | None]:
+    """Decode a label or instance map without colour conversion.
+
+    Single-channel images (modes 1, L, P, I;16, I) give their raw values as (H, W) int32 (for a
+    palette image, the palette *indices*). Colour images give ``(None, decoded)`` so the caller
+    can map colours through a dataset palette.
+    """
+    from PIL import Image
+
+    if not data:
+        raise InputError(f"{name}: empty file")
+    try:
+        img = Image.open(io.BytesIO(data))
+        w, h = img.size
+        if w * h > max_pixels():
+            raise InputError(f"{name}: declared size {w}x{h} exceeds the {max_pixels():,}-pixel limit")
+        img.load()
+    except InputError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise InputError(f"{name}: not a recognised image file (PNG, JPEG, WebP, BMP, TIFF)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{name}: corrupt or truncated image data ({e})") from None
+    if img.mode in ("1", "L", "P", "I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(img).astype(np.int32), None
+    if img.mode == "F":
+        raise InputError(f"{name}: float images cannot be label maps (use an integer PNG)")
+    return None, decode_image(data, name)

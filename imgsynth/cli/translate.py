@@ -1,0 +1,79 @@
+"""``imgsynth translate``: label maps, edges or photos to images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
+from imgsynth.cli.options import (
+    DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
+    QuietOpt, RevisionOpt, SeedOpt, WeightsOpt, WorkersOpt,
+)
+
+IN_PANEL = "Conditioning input"
+
+HELP = """Translate label maps (semantic, instance), edges or photos into images: pix2pix, pix2pixHD, SPADE.
+
+[bold]Examples:[/bold]
+
+  imgsynth translate labels/ --model spade-cityscapes --instance instances/ -o out/
+
+  imgsynth translate frankfurt_000000_000294_gtFine_labelIds.png --model pix2pixhd-label2city-512p -o city.png
+
+  imgsynth translate colour_map.png --palette ade20k --model spade-ade20k --concat -o out.png
+
+  imgsynth translate photo.jpg --model pix2pix-facades --input-kind edges -o out.png
+"""
+
+
+@handle_errors
+def translate(
+    inputs: Annotated[list[str], typer.Argument(help="Label maps or photos: files, folders, globs, @list.txt or -.",
+                                                show_default=False)],
+    input_kind: Annotated[Optional[str], typer.Option(
+        "--input-kind", help="label | image | edges (Canny of the photo) | gray (colorisation). "
+        "Default: the card's.", rich_help_panel=IN_PANEL)] = None,
+    instance: Annotated[Optional[str], typer.Option(
+        "--instance", help="Instance map file or folder (paired by stem). Default: *_instanceIds.png or "
+        "<stem>_instance.png beside each label map.", rich_help_panel=IN_PANEL)] = None,
+    palette: Annotated[Optional[str], typer.Option(
+        "--palette", help="Decode colour-coded label maps with a dataset palette: cityscapes, ade20k, "
+        "coco_stuff, fashion_mnist.", rich_help_panel=IN_PANEL)] = None,
+    label_offset: Annotated[Optional[int], typer.Option(
+        "--label-offset", help="Added to every label first (ADE20K's loader uses -1).", rich_help_panel=IN_PANEL)] = None,
+    style: Annotated[Optional[Path], typer.Option(
+        "--style", help="SPADE with a style encoder: take the style from this image.", rich_help_panel=IN_PANEL)] = None,
+    concat: Annotated[bool, typer.Option("--concat", help="Write the (colourised) input beside the result.",
+                                         rich_help_panel="Output")] = False,
+    output: OutputOpt = None,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    revision: RevisionOpt = None,
+    offline: OfflineOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    workers: WorkersOpt = None,
+    seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    from imgsynth.engine.device import prepare_threads
+
+    prepare_threads()
+    from imgsynth.engine.translate import TranslateRequest, run_translate
+
+    request = TranslateRequest(
+        inputs=inputs, output=output, model=model, weights=weights, revision=revision, offline=offline,
+        device=device, precision=precision, workers=workers, seed=seed, input_kind=input_kind,
+        instance=instance, palette=palette, label_offset=label_offset, style=style, concat=concat,
+        overwrite=overwrite,
+    )
+    with progress_bar(quiet, "translate") as progress:
+        report = run_translate(request, progress)
+    emit_report(report, as_json=json, quiet=quiet)
+    finish(report)
