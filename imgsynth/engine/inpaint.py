@@ -146,7 +146,8 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
     loaded = load_model("inpaint", model=request.model, weights=request.weights, revision=request.revision,
                         offline=request.offline, device=device, dtype=dtype)
     inpainter = Inpainter(loaded.model, strategy=request.strategy, radius=request.radius, seed=request.seed,
-                          resolution=int(loaded.io.get("resolution", 256)), device=device, dtype=dtype)
+                          resolution=int(loaded.io.get("resolution", 256)),
+                          normalization=loaded.io.get("normalization", "imagenet"), device=device, dtype=dtype)
     options = {"strategy": request.strategy, "dilate": request.dilate, "invert_mask": request.invert_mask}
     if not loaded.is_network:
         options = {"radius": request.radius} if loaded.arch in ("telea", "ns") else {"seed": request.seed}

@@ -57,6 +57,8 @@ class Inpainter:
 
     ``strategy`` (networks only): ``pad`` reflect-pads to the network's multiple and crops back;
     ``resize`` runs at ``resolution`` (the card's training size) and resizes the fill back.
+    ``normalization``: how the network expects pixels: ``imagenet`` ((x - mean) / std, naoto0804
+    and the paper's VGG-based training) or ``tanh`` ([-1, 1], mmagic's PConv).
     """
 
     method: Any
@@ -64,6 +66,7 @@ class Inpainter:
     radius: int = 3
     seed: int = 0
     resolution: int = 256
+    normalization: str = "imagenet"
     device: "torch.device | None" = None
     dtype: "torch.dtype | None" = None
     progress: Callable[[float], None] | None = None
@@ -130,8 +133,13 @@ class Inpainter:
             ph, pw = (-h) % multiple, (-w) % multiple
             x_in = F.pad(x, (0, pw, 0, ph), mode="reflect") if (ph < h and pw < w) else F.pad(x, (0, pw, 0, ph), mode="replicate")
             m_in = F.pad(valid, (0, pw, 0, ph), value=1.0)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        if self.normalization == "imagenet":
+            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        elif self.normalization == "tanh":
+            mean, std = torch.full((1, 3, 1, 1), 0.5), torch.full((1, 3, 1, 1), 0.5)
+        else:
+            raise UsageError(f"unknown normalization {self.normalization!r} on the card (imagenet or tanh)")
         xn = (x_in - mean) / std
         mask3 = m_in.expand(-1, 3, -1, -1).contiguous()
         with torch.inference_mode():
