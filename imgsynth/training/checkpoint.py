@@ -93,6 +93,7 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, con
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # like the PNGs and TOML beside it (safetensors creates it 0600)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -80,13 +80,17 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Adversarial loss and regularisers (see :mod:`imgsynth.training.losses`)."""
+    """Adversarial loss and regularisers (see :mod:`imgsynth.training.losses`).
+
+    ``l1`` weighs the L1 distance to the target in paired families (pix2pix: 100).
+    """
 
     gan: Literal["vanilla", "nonsaturating", "lsgan", "hinge", "wgan-gp"] = "nonsaturating"
     gp_weight: float = 10.0
     r1_gamma: float = 0.0
     r1_every: int = 1
     feature_matching: float = 0.0
+    l1: float = 0.0
     d_steps: int = 1
 
 
@@ -302,6 +306,7 @@ def validate(cfg: TrainConfig) -> None:
         "loss.gp_weight": cfg.loss.gp_weight,
         "loss.r1_gamma": cfg.loss.r1_gamma,
         "loss.feature_matching": cfg.loss.feature_matching,
+        "loss.l1": cfg.loss.l1,
         "optim.weight_decay": cfg.optim.weight_decay,
         "optim.grad_clip": cfg.optim.grad_clip,
         "optim.ema_start": cfg.optim.ema_start,

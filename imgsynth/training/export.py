@@ -36,6 +36,8 @@ _PAPERS = {
     "dcgan": "Radford, Metz, Chintala 2016, Unsupervised Representation Learning with Deep "
              "Convolutional Generative Adversarial Networks (arXiv:1511.06434)",
     "gan": "Goodfellow et al. 2014, Generative Adversarial Nets (arXiv:1406.2661)",
+    "pix2pix_unet": "Isola, Zhu, Zhou, Efros 2017, Image-to-Image Translation with Conditional "
+                    "Adversarial Networks (arXiv:1611.07004)",
 }
 
 
@@ -192,15 +194,16 @@ def export(
     weights_path = out / "model.safetensors"
     tmp = weights_path.with_name(f".{weights_path.name}.tmp-{os.getpid()}")
     save_file(out_state, str(tmp), metadata={"format": "pt"})
+    os.chmod(tmp, 0o644)  # safetensors creates the file private; a weights folder is for sharing
     os.replace(tmp, weights_path)
     sha = _sha256(weights_path)
 
     licence = license or exp.get("license") or cfg["data"].get("license") or "unspecified"
     model_name = name or exp.get("name") or f"{arch}-{Path(cfg['run']['out_dir']).name}"
-    channels, res = int(state["channels"]), int(cfg["data"]["resolution"])
+    from imgsynth.training.config import from_dict
     from imgsynth.training.families import get_family
 
-    io = get_family(state["family"]).io(g_config, channels, res)
+    io = get_family(state["family"]).io(from_dict(cfg), g_config, int(state["channels"]))
     config_json = {
         "format": WEIGHTS_FORMAT,
         "version": WEIGHTS_VERSION,

@@ -6,8 +6,8 @@ what an export is (registry architecture + constructor config + task). The loop 
 :mod:`imgsynth.training.loop` does everything else (steps, losses, EMA, precision, checkpoints,
 DDP) the same way for every family.
 
-Registered families: ``dcgan`` (Radford et al. 2016), ``gan`` (Goodfellow et al. 2014, the MLP
-networks of :mod:`imgsynth.models.gan` when that module is present).
+Registered families: ``dcgan`` (Radford et al. 2016), ``gan`` (Goodfellow et al. 2014, MLP
+networks), ``pix2pix`` (Isola et al. 2017, paired translation with a U-Net and a PatchGAN).
 """
 
 from __future__ import annotations
@@ -84,9 +84,13 @@ class Family:
     feature_matching_mode = "mean"
 
     # ------------------------------------------------------------ building
-    def data_kwargs(self, channels: int, resolution: int) -> dict[str, Any]:
-        """Constructor arguments that follow from the data (filled when the class takes them)."""
-        return {"img_channels": channels, "img_resolution": resolution}
+    def generator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        """G's constructor arguments that follow from the data (filled when the class takes them)."""
+        return {"img_channels": int(dataset.channels), "img_resolution": cfg.data.resolution}
+
+    def discriminator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        """D's constructor arguments that follow from the data."""
+        return {"img_channels": int(dataset.channels), "img_resolution": cfg.data.resolution}
 
     def generator_class(self) -> Any:
         """The registered generator class."""
@@ -98,18 +102,18 @@ class Family:
         """The discriminator class."""
         raise NotImplementedError
 
-    def generator_config(self, cfg: TrainConfig, channels: int) -> dict[str, Any]:
+    def generator_config(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
         """Constructor kwargs of G: the recipe's ``[model.generator]`` plus data-derived values."""
         return _fill_data_kwargs(
-            self.generator_class(), cfg.model.generator,
-            self.data_kwargs(channels, cfg.data.resolution), "generator",
+            self.generator_class(), cfg.model.generator, self.generator_data_kwargs(cfg, dataset),
+            "generator",
         )
 
-    def discriminator_config(self, cfg: TrainConfig, channels: int) -> dict[str, Any]:
+    def discriminator_config(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
         """Constructor kwargs of D: ``[model.discriminator]`` plus data-derived values."""
         return _fill_data_kwargs(
             self.discriminator_class(), cfg.model.discriminator,
-            self.data_kwargs(channels, cfg.data.resolution), "discriminator",
+            self.discriminator_data_kwargs(cfg, dataset), "discriminator",
         )
 
     def build_generator(self, config: dict[str, Any]) -> nn.Module:
@@ -170,14 +174,35 @@ class Family:
         parts = [G.dummy_inputs(1, torch.Generator().manual_seed(s)) for s in seeds]
         return tuple(torch.cat(xs, 0) for xs in zip(*parts))
 
+    def grid_images(self, G: nn.Module, inputs: tuple, seeds: list[int], dataset: Any) -> tuple[Tensor, int]:
+        """What a sample grid shows, and its number of columns (0: square grid)."""
+        return G(*inputs), 0
+
     def feature_layers(self, D: nn.Module) -> list[nn.Module]:
         """Modules whose outputs are D's features for feature matching: its nonlinearities."""
         acts = (nn.LeakyReLU, nn.ReLU, nn.SiLU, nn.GELU, nn.ELU)
         return [m for m in D.modules() if isinstance(m, acts)]
 
-    def io(self, generator_config: dict[str, Any], channels: int, resolution: int) -> dict[str, Any]:
+    def io(self, cfg: TrainConfig, generator_config: dict[str, Any], channels: int) -> dict[str, Any]:
         """The ``io`` block of an export's ``config.json``."""
-        return {"value_range": [-1, 1], "image_channels": channels, "resolution": resolution}
+        return {"value_range": [-1, 1], "image_channels": channels, "resolution": cfg.data.resolution}
+
+
+@torch.no_grad()
+def _init_normal(module: nn.Module) -> None:
+    """Conv/linear weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0.
+
+    DCGAN (Radford et al. 2016, Sec. 4) and pix2pix (``init_type='normal'``, gain 0.02).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            weight = getattr(m, "weight_orig", m.weight)  # spectral-norm wrapped convs
+            nn.init.normal_(weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
 
 
 @register_family("dcgan")
@@ -190,17 +215,8 @@ class DCGANFamily(Family):
     def discriminator_class(self) -> Any:
         return importlib.import_module("imgsynth.models.dcgan").DCGANDiscriminator
 
-    @torch.no_grad()
     def init_weights(self, module: nn.Module) -> None:
-        """Weights ~ N(0, 0.02), BatchNorm scales ~ N(1, 0.02) (Radford et al. 2016, Sec. 4)."""
-        for m in module.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        _init_normal(module)
 
 
 @register_family("gan")
@@ -211,12 +227,76 @@ class GANFamily(Family):
     arch = "gan"
 
     def discriminator_class(self) -> Any:
-        try:
-            module = importlib.import_module("imgsynth.models.gan")
-        except ModuleNotFoundError:
-            raise ConfigError("the 'gan' family needs imgsynth.models.gan, which is not installed") from None
-        for obj in vars(module).values():
-            if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__ \
-                    and "Discriminator" in obj.__name__:
-                return obj
-        raise ConfigError("imgsynth.models.gan defines no discriminator class")
+        return importlib.import_module("imgsynth.models.gan").GANDiscriminator
+
+
+@register_family("pix2pix")
+class Pix2PixFamily(Family):
+    """pix2pix (Isola et al. 2017): U-Net G(a) -> b, PatchGAN D on (a, b) pairs, GAN + lambda * L1.
+
+    Set ``loss.l1 = 100`` and ``loss.gan = "vanilla"`` (their Eq. 4; the G side of our "vanilla"
+    is saturating, pix2pix's BCE with real labels is ``nonsaturating``) or ``lsgan``.
+    """
+
+    name = "pix2pix"
+    arch = "pix2pix_unet"
+    task = "translate"
+    data_kind = "paired"
+    feature_matching_mode = "paired"
+
+    def discriminator_class(self) -> Any:
+        return importlib.import_module("imgsynth.layers.discriminators").NLayerDiscriminator
+
+    def generator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        return {"input_nc": int(dataset.channels_a), "output_nc": int(dataset.channels_b)}
+
+    def discriminator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        return {"input_nc": int(dataset.channels_a) + int(dataset.channels_b)}
+
+    def init_weights(self, module: nn.Module) -> None:
+        _init_normal(module)
+
+    def generator_inputs(self, G: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> tuple:
+        # pix2pix has no z: its stochasticity is dropout in G (Isola et al. 2017, Sec. 3.1)
+        return (batch["a"],)
+
+    def real(self, batch: dict[str, Tensor]) -> Tensor:
+        return batch["b"]
+
+    def d_input(self, batch: dict[str, Tensor], images: Tensor) -> Tensor:
+        # conditional D sees the input beside the output (Eq. 1)
+        return torch.cat([batch["a"].to(images.dtype), images], 1)
+
+    def extra_g_losses(self, cfg: TrainConfig, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
+        if cfg.loss.l1 <= 0:
+            return {}
+        return {"l1": cfg.loss.l1 * (fake.float() - batch["b"].float()).abs().mean()}
+
+    def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
+        return [dataset[(s % len(dataset), 0)] for s in seeds]
+
+    def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
+        """The inputs of the first dataset items (epoch-0 augmentation), one per seed."""
+        return (torch.stack([item["a"] for item in self._fixed_items(seeds, dataset)]),)
+
+    def grid_images(self, G: nn.Module, inputs: tuple, seeds: list[int], dataset: Any) -> tuple[Tensor, int]:
+        """Rows of input | output | target."""
+        fake = G(*inputs).float()
+        items = self._fixed_items(seeds, dataset)
+        target = torch.stack([item["b"] for item in items]).to(fake.device)
+        a = inputs[0].float()
+
+        def rgb(x: Tensor) -> Tensor:
+            return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
+
+        rows = torch.stack([rgb(a), rgb(fake), rgb(target)], 1).flatten(0, 1)
+        return rows, 3
+
+    def io(self, cfg: TrainConfig, generator_config: dict[str, Any], channels: int) -> dict[str, Any]:
+        io = super().io(cfg, generator_config, channels)
+        io["input"] = "image"
+        if generator_config.get("norm", "batch") == "batch" and cfg.data.batch_size == 1:
+            # trained on single images, BatchNorm acts as instance norm: keep batch statistics at test
+            # time, as pix2pix's test.py does
+            io["batchnorm"] = "batch"
+        return io

@@ -164,6 +164,24 @@ def test_grad_clipping_and_ttur(tmp_path):
         assert norm <= 1e-3 * (1 + 1e-4)
 
 
+def test_gan_family_resumes_exactly_through_dropout(tmp_path):
+    """The MLP discriminator's dropout draws from the global torch RNG, which resume restores."""
+
+    def cfg(out, steps):
+        return tiny(tmp_path, out, run={"steps": steps}, model={
+            "family": "gan", "generator": {"z_dim": 4, "hidden_sizes": [16]},
+            "discriminator": {"hidden_sizes": [16], "dropout": 0.5}})
+
+    train(cfg("full", 4))
+    train(cfg("split", 2))
+    train(cfg("split", 4), resume=True)
+    full, split = final_state(tmp_path / "full"), final_state(tmp_path / "split")
+    assert full["arch"] == "gan"
+    assert full["generator_config"] == {"z_dim": 4, "hidden_sizes": [16], "img_channels": 1,
+                                        "img_resolution": 8}
+    compare_runs(full, split, history=False)
+
+
 def test_ema_follows_the_weights():
     net = torch.nn.Linear(2, 2)
     ema = EMA(net, 0.75)
@@ -188,7 +206,8 @@ def test_bf16_autocast_on_cpu(tmp_path):
 def test_precision_resolution():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
-    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(DeviceError, match="fp16 training needs a GPU"):
         resolve_precision("fp16", cpu)
 
@@ -201,3 +220,34 @@ def test_tensorboard_on_without_the_package(tmp_path):
         pass
     with pytest.raises(ConfigError, match="pip install tensorboard"):
         train(tiny(tmp_path, run={"steps": 1, "tensorboard": "on"}))
+
+
+def test_pix2pix_family_on_paired_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        for side, mode, shape in (("A", "L", (36, 36)), ("B", "RGB", (36, 36, 3))):
+            (tmp_path / side).mkdir(exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(tmp_path / side / f"{i}.png")
+    cfg = from_dict({
+        "run": {"out_dir": str(tmp_path / "run"), "steps": 2, "grid_samples": 2},
+        "data": {"source": "paired", "path": str(tmp_path / "A"), "path_b": str(tmp_path / "B"),
+                 "resolution": 32, "load_size": 34, "hflip": True, "batch_size": 2},
+        "model": {"family": "pix2pix", "generator": {"num_downs": 5, "ngf": 4},
+                  "discriminator": {"ndf": 4, "n_layers": 2}},
+        "loss": {"gan": "lsgan", "l1": 100.0, "feature_matching": 1.0},
+    })
+    result = train(cfg)
+    assert {"d", "g", "l1", "fm"} <= set(result.history[-1])
+    state = final_state(tmp_path / "run")
+    assert state["arch"] == "pix2pix_unet" and state["task"] == "translate"
+    assert state["generator_config"] == {"num_downs": 5, "ngf": 4, "input_nc": 1, "output_nc": 3}
+    assert state["discriminator_config"]["input_nc"] == 4
+    with Image.open(tmp_path / "run" / "samples" / "step-00000002.png") as im:
+        assert im.mode == "RGB" and im.size == (2 + 3 * 34, 2 + 2 * 34)  # input | output | target rows
+
+    from imgsynth.engine.loading import load_model
+    from imgsynth.training.export import export
+
+    export(tmp_path / "run", tmp_path / "export")
+    loaded = load_model("translate", weights=tmp_path / "export")
+    assert loaded.arch == "pix2pix_unet" and loaded.io["input"] == "image"
