@@ -14,7 +14,8 @@ strengths, a bias, lrelu, instance normalisation and the style ``y = A(w)`` as
 style mixing act on the per-layer ws (``num_ws = 2 log2(R) - 2``), so mapping and synthesis are
 separate calls.
 
-Key layout (imgsynth's own; no converter ships, see the report): ``mapping.fc<i>.module.*``,
+Key layout (imgsynth's own; the official networks are TensorFlow pickles, for which imgsynth has no
+converter): ``mapping.fc<i>.module.*``,
 ``mapping.embed.weight``, ``mapping.w_avg``, ``synthesis.b4.const``, ``synthesis.b4.layer0.*``,
 ``synthesis.b4.conv.*``, ``synthesis.b<res>.{conv0_up,conv1}.*`` with ``conv.module.weight``,
 ``noise_const``, ``noise_strength``, ``bias``, ``style.module.*``, and ``synthesis.torgb.module.*``.

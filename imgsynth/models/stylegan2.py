@@ -18,9 +18,15 @@ Deviations from the original:
   filter, decimation) written as transposed / strided depthwise convolutions.
 - The sqrt(2) activation gain is folded into the modulated weights, bias and noise
   (``lrelu(g*x) = g*lrelu(x)`` for ``g > 0``) and the bias is added inside the convolution: the same
-  numbers up to float rounding, with fewer passes over the activations.
-- Modulated convolutions always run fused (per-sample weights, grouped convolution), in training too;
-  the official code switches to the non-fused form when training (same math).
+  numbers up to float rounding, with fewer passes over the activations. Likewise the equalized-lr
+  gain of the linear layers scales their (N, out) output instead of the (out, in) weight.
+- Modulated convolutions pick, per layer, the fused form (modulated and demodulated per-sample
+  weights) or the non-fused form (styles scale the input, demodulation coefficients the output,
+  computed as ``s^2 @ sum_k w^2``) by which touches fewer numbers: batch 1 at high resolution runs
+  fused, low resolutions and batches run non-fused with one shared weight (the official code uses
+  fused in eval and non-fused in training; the math is the same, Eq. 1-3 of StyleGAN2).
+- On CPU and CUDA, blocks from 16x16 up run channels-last (oneDNN transposed convolutions are several
+  times faster that way); the returned image is contiguous NCHW.
 - ``num_fp16_res`` is recorded as configuration only: the network runs in the dtype of its parameters
   (``model.half()`` / ``model.to(torch.bfloat16)`` for reduced precision), which on CPU is what the
   official ``force_fp32=True`` does. ``conv_clamp`` is applied in every precision, as officially.
