@@ -22,8 +22,9 @@ Deviations from the original:
   of the official flat ``model.<index>`` Sequential; the converter maps the keys.
 - Reflection padding is the convolution's own ``padding_mode="reflect"`` (same numbers as a
   separate ``ReflectionPad2d``).
-- On CPU the stride-2 transposed convolutions run through a matrix product + ``fold`` (the
-  oneDNN kernel is 2-3x slower for these shapes); numerics agree to float32 rounding.
+- On CPU some layers run as GEMM + im2col/col2im or in channels-last memory format, whichever
+  is fastest for their shape (:func:`fast_conv2d`, :func:`fast_conv_transpose2d`); numerics agree
+  to float32 rounding. Other devices run the modules as they are.
 - ``norm="none"`` is not offered (no released model uses it).
 """
 
@@ -50,35 +51,86 @@ def make_norm(norm: str, channels: int) -> nn.Module:
     raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
 
 
-def conv_transpose_cpu(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
-    """``conv(x)`` for a stride-s transposed convolution, as a matrix product and ``fold`` (col2im).
+# --- CPU dispatch -----------------------------------------------------------------------------
+# oneDNN (PyTorch's CPU convolution) re-lays out the weight on every call and has weak kernels for
+# some shapes. Measured on a 2-core x86 CPU at batch 1:
+# - few pixels (<= 16x16) with many channels, as in the inner U-Net levels: a GEMM on the weight
+#   as stored plus im2col/col2im (``unfold``/``fold``) is faster; oneDNN is busy re-laying out
+#   4-33 MB weights for a few hundred output pixels;
+# - transposed convs on larger grids, convs with few output channels (the RGB heads) or an input
+#   width that is not a multiple of 16 (pix2pixHD's 36 label channels, 40 % faster): channels-last;
+# - everything else, above all the 3x3 residual convs that dominate the ResNet generators: plain
+#   NCHW oneDNN, which already runs near the CPU's peak there.
+# All paths compute the same sums in another order (float32 rounding differences only). Other
+# devices and dtypes use the modules unchanged.
 
-    Transposed convolution scatters ``W^T x`` (one Cout*k*k column per input pixel) onto the
-    output grid, which is exactly what ``F.fold`` sums. On CPU this beats the oneDNN kernel for the
-    stride-2 layers of these generators; numerics are the same sum in another order.
+_SMALL_GRID = 16 * 16
+
+
+def _cpu_fp32(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def _square(*pairs: tuple[int, int] | str) -> bool:
+    return all(isinstance(p, tuple) and p[0] == p[1] for p in pairs)
+
+
+def conv2d_gemm(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(x)`` (zero padding, no groups) as ``unfold`` (im2col) and one matrix product per sample."""
+    n, _, h, w = x.shape
+    (k, _), (s, _), (p, _), (d, _) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    hout, wout = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
+    cols = F.unfold(x, k, dilation=d, padding=p, stride=s)  # (N, Cin*k*k, L)
+    weight = conv.weight.reshape(conv.out_channels, -1).expand(n, -1, -1)
+    if conv.bias is None:
+        out = torch.bmm(weight, cols)
+    else:
+        out = torch.baddbmm(conv.bias.view(1, -1, 1), weight, cols)
+    return out.reshape(n, conv.out_channels, hout, wout)
+
+
+def conv_transpose2d_gemm(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """``conv(x)`` (no groups) as one matrix product per sample and ``fold`` (col2im).
+
+    A transposed convolution scatters ``W^T x`` (a Cout*k*k column per input pixel) onto the
+    output grid with stride s; ``F.fold`` is exactly that scatter-add.
     """
     n, cin, h, w = x.shape
-    k, s, p, op = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.output_padding[0]
-    hout, wout = (h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op
-    weight = conv.weight.reshape(cin, -1).t()  # (Cout*k*k, Cin)
-    cols = torch.matmul(weight, x.reshape(n, cin, h * w))
-    out = F.fold(cols, (hout, wout), k, padding=p, stride=s)
+    (k, _), (s, _), (p, _), (op, _), (d, _) = (
+        conv.kernel_size, conv.stride, conv.padding, conv.output_padding, conv.dilation
+    )
+    hout = (h - 1) * s - 2 * p + d * (k - 1) + op + 1
+    wout = (w - 1) * s - 2 * p + d * (k - 1) + op + 1
+    # bmm on the broadcast weight writes (N, Cout*k*k, HW) in place; matmul would compute the
+    # transposed product and copy it
+    weight = conv.weight.reshape(cin, -1).t().expand(n, -1, -1)
+    cols = torch.bmm(weight, x.reshape(n, cin, h * w))
+    out = F.fold(cols, (hout, wout), k, dilation=d, padding=p, stride=s)
     if conv.bias is not None:
         out = out + conv.bias.view(1, -1, 1, 1)
     return out
 
 
-def _use_fold(x: torch.Tensor, conv: nn.ConvTranspose2d) -> bool:
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and conv.kernel_size[0] == conv.kernel_size[1]
-        and conv.stride[0] == conv.stride[1]
-        and conv.padding[0] == conv.padding[1]
-        and conv.output_padding[0] == conv.output_padding[1]
-        and conv.groups == 1
-        and conv.dilation == (1, 1)
-    )
+def fast_conv2d(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(x)``, on CPU float32 in the form fastest for the layer's shape (see above)."""
+    if not _cpu_fp32(x) or conv.groups != 1:
+        return conv(x)
+    small = x.shape[-2] * x.shape[-1] <= _SMALL_GRID
+    if small and conv.padding_mode == "zeros" and _square(conv.kernel_size, conv.stride, conv.padding, conv.dilation):
+        return conv2d_gemm(x, conv)
+    if conv.out_channels < 8 or (conv.in_channels > 4 and conv.in_channels % 16):
+        return conv(x.contiguous(memory_format=torch.channels_last)).contiguous()
+    return conv(x)
+
+
+def fast_conv_transpose2d(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """``conv(x)``, on CPU float32 in the form fastest for the layer's shape (see above)."""
+    if not _cpu_fp32(x) or conv.groups != 1:
+        return conv(x)
+    square = _square(conv.kernel_size, conv.stride, conv.padding, conv.output_padding, conv.dilation)
+    if square and (x.shape[-2] * x.shape[-1] <= _SMALL_GRID or conv.out_channels < 8):
+        return conv_transpose2d_gemm(x, conv)
+    return conv(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
 
 class ConvBlock(nn.Module):
@@ -114,10 +166,10 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, Cin, H, W) -> (N, Cout, H', W'), non-negative (after ReLU)."""
-        if isinstance(self.conv, nn.ConvTranspose2d) and _use_fold(x, self.conv):
-            h = conv_transpose_cpu(x, self.conv)
+        if isinstance(self.conv, nn.ConvTranspose2d):
+            h = fast_conv_transpose2d(x, self.conv)
         else:
-            h = self.conv(x)
+            h = fast_conv2d(x, self.conv)
         return F.relu(self.norm(h))
 
 
@@ -148,10 +200,10 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, H, W)."""
-        h = F.relu(self.norm1(self.conv1(x)))
+        h = F.relu(self.norm1(fast_conv2d(x, self.conv1)))
         if self.dropout is not None:
             h = self.dropout(h)
-        return x + self.norm2(self.conv2(h))
+        return x + self.norm2(fast_conv2d(h, self.conv2))
 
 
 class ResnetEncoderDecoder(nn.Module):
@@ -242,7 +294,7 @@ class ResnetGenerator(ResnetEncoderDecoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, input_nc, H, W) image in [-1, 1], H and W multiples of 4 -> (N, output_nc, H, W) in [-1, 1]."""
-        return torch.tanh(self.head(super().forward(x)))
+        return torch.tanh(fast_conv2d(super().forward(x), self.head))
 
     def dummy_inputs(self, batch_size: int, generator: torch.Generator) -> tuple:
         """A batch of random 32x32 images in [-1, 1]."""

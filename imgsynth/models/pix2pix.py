@@ -25,9 +25,9 @@ flat lists, ``down[j]`` and ``up[j]`` (j = 0 outermost), which reads like the pa
 :func:`imgsynth.convert.pix2pix.from_junyanz_unet` maps the nested keys.
 
 Test-time behaviour: the official ``test.py`` calls ``model.eval()`` only with ``--eval``. Its
-default (and the released facades results) runs the generator in train mode: BatchNorm uses the
+default runs the generator in train mode: BatchNorm uses the
 statistics of the current batch and Dropout(0.5) is active, so outputs are stochastic
-("noise via dropout", paper Sec. 2.1). ``.eval()`` gives the ``--eval`` behaviour; ``.train()``
+(the paper's "noise in the form of dropout ... at both training and test time", Sec. 2.1). ``.eval()`` gives the ``--eval`` behaviour; ``.train()``
 the default one. The dropout masks are drawn from the global RNG in the official order (the
 stage nearest the bottleneck first), so ``torch.manual_seed(s)`` before the forward reproduces the
 official output for seed ``s`` on CPU.
@@ -36,9 +36,10 @@ Deviations from the original:
 - Flat ``down``/``up`` module lists instead of recursive blocks (same layers, same order of
   operations; the official in-place LeakyReLU also rewrites the skip tensor, which the following
   ReLU makes irrelevant: relu(leaky_relu(s)) == relu(s)).
-- On CPU, float32 layers whose input grid is small (<= 16x16 pixels) or whose output has fewer
-  than 8 channels run as a matrix product + ``fold``/``unfold`` instead of the oneDNN
-  convolution, which is dominated by weight re-layout there; same numbers to float32 rounding.
+- On CPU the layers on small grids (<= 16x16 pixels, where oneDNN spends its time re-laying out
+  the 4-33 MB weights) run as GEMM + im2col/col2im, and the larger transposed convs in
+  channels-last format (:func:`imgsynth.models.cyclegan.fast_conv2d` and
+  :func:`~imgsynth.models.cyclegan.fast_conv_transpose2d`); same sums, float32 rounding.
 - ``norm="none"`` is not offered (no released model uses it).
 """
 
@@ -49,42 +50,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgsynth.errors import ConfigError
-from imgsynth.models.cyclegan import make_norm
+from imgsynth.models.cyclegan import fast_conv2d, fast_conv_transpose2d, make_norm
 from imgsynth.models.registry import register_model
-
-# Grids at or below this many input pixels use the matrix-product path on CPU (see module doc).
-_SMALL_GRID = 16 * 16
-
-
-def _cpu_gemm_ok(x: torch.Tensor, out_channels: int) -> bool:
-    if x.device.type != "cpu" or x.dtype != torch.float32:
-        return False
-    return x.shape[-2] * x.shape[-1] <= _SMALL_GRID or out_channels < 8
-
-
-def conv4x4_s2(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """``conv(x)`` for the 4x4 stride-2 pad-1 encoder conv; CPU small grids via ``unfold`` + matmul."""
-    if not _cpu_gemm_ok(x, conv.out_channels):
-        return conv(x)
-    n, _, h, w = x.shape
-    cols = F.unfold(x, 4, padding=1, stride=2)  # (N, Cin*16, L)
-    out = torch.matmul(conv.weight.reshape(conv.out_channels, -1), cols)
-    out = out.reshape(n, conv.out_channels, h // 2, w // 2)
-    if conv.bias is not None:
-        out = out + conv.bias.view(1, -1, 1, 1)
-    return out
-
-
-def conv_transpose4x4_s2(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
-    """``conv(x)`` for the 4x4 stride-2 pad-1 decoder conv; CPU small grids via matmul + ``fold``."""
-    if not _cpu_gemm_ok(x, conv.out_channels):
-        return conv(x)
-    n, cin, h, w = x.shape
-    cols = torch.matmul(conv.weight.reshape(cin, -1).t(), x.reshape(n, cin, h * w))  # (N, Cout*16, HW)
-    out = F.fold(cols, (2 * h, 2 * w), 4, padding=1, stride=2)
-    if conv.bias is not None:
-        out = out + conv.bias.view(1, -1, 1, 1)
-    return out
 
 
 class UnetDown(nn.Module):
@@ -100,7 +67,7 @@ class UnetDown(nn.Module):
         """(N, Cin, H, W) -> (N, Cout, H/2, W/2)."""
         if self.activation:
             x = F.leaky_relu(x, 0.2)
-        h = conv4x4_s2(x, self.conv)
+        h = fast_conv2d(x, self.conv)
         return self.norm(h) if self.norm is not None else h
 
 
@@ -117,7 +84,7 @@ class UnetUp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, Cin, H, W) -> (N, Cout, 2H, 2W); the outermost stage (no norm) ends in tanh, [-1, 1]."""
-        h = conv_transpose4x4_s2(F.relu(x), self.conv)
+        h = fast_conv_transpose2d(F.relu(x), self.conv)
         if self.norm is None:
             return torch.tanh(h)
         h = self.norm(h)

@@ -28,8 +28,8 @@ Deviations from the original:
   ``model.<index>`` / ``model{n}_1`` / ``model{n}_2`` Sequentials; the converter maps them.
 - The feature encoder (``--instance_feat`` / ``--label_feat``) and its extra input channels are not
   implemented (no released model uses them).
-- On CPU the stride-2 transposed convolutions run as a matrix product + ``fold``, see
-  :mod:`imgsynth.models.cyclegan`.
+- On CPU some layers run as GEMM + im2col/col2im or in channels-last memory format, whichever
+  is fastest for their shape (see :mod:`imgsynth.models.cyclegan`); same sums, float32 rounding.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from torch import nn
 
 from imgsynth.errors import ConfigError
 from imgsynth.layers.label_maps import instance_edges, one_hot
-from imgsynth.models.cyclegan import ConvBlock, ResnetBlock, ResnetEncoderDecoder
+from imgsynth.models.cyclegan import ConvBlock, ResnetBlock, ResnetEncoderDecoder, fast_conv2d
 from imgsynth.models.registry import register_model
 
 
@@ -109,7 +109,7 @@ class GlobalGenerator(ResnetEncoderDecoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, input_nc, H, W) one-hot labels ++ instance edges (0/1 float), H and W multiples of
         ``2**n_downsample_global`` -> (N, output_nc, H, W) image in [-1, 1]."""
-        return torch.tanh(self.head(super().forward(x)))
+        return torch.tanh(fast_conv2d(super().forward(x), self.head))
 
     def dummy_inputs(self, batch_size: int, generator: torch.Generator) -> tuple:
         """Encoded random label and instance maps at twice the smallest valid size."""
@@ -150,7 +150,7 @@ class EnhancerStage(nn.Module):
         for block in self.blocks:
             h = block(h)
         h = self.up(h)
-        return torch.tanh(self.head(h)) if self.head is not None else h
+        return torch.tanh(fast_conv2d(h, self.head)) if self.head is not None else h
 
 
 @register_model(

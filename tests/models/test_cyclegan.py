@@ -8,7 +8,14 @@ from torch import nn
 
 from imgsynth.errors import ConfigError
 from imgsynth.models import build_model, get_model
-from imgsynth.models.cyclegan import ResnetBlock, ResnetGenerator, conv_transpose_cpu
+from imgsynth.models.cyclegan import (
+    ResnetBlock,
+    ResnetGenerator,
+    conv2d_gemm,
+    conv_transpose2d_gemm,
+    fast_conv2d,
+    fast_conv_transpose2d,
+)
 
 TINY = get_model("cyclegan_resnet").tiny
 
@@ -74,12 +81,41 @@ def test_invalid_options_raise_config_error() -> None:
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("cin,cout,k,s,p,op,size", [(8, 4, 3, 2, 1, 1, 5), (6, 3, 4, 2, 1, 0, 4), (3, 5, 3, 1, 1, 0, 7)])
-def test_conv_transpose_cpu_matches_torch(bias: bool, cin: int, cout: int, k: int, s: int, p: int, op: int, size: int) -> None:
+@pytest.mark.parametrize(
+    "cin,cout,k,s,p,op,size",
+    [(8, 4, 3, 2, 1, 1, 5), (6, 3, 4, 2, 1, 0, 4), (3, 5, 3, 1, 1, 0, 7), (4, 2, 7, 1, 3, 0, 9)],
+)
+def test_gemm_convolutions_match_torch(bias: bool, cin: int, cout: int, k: int, s: int, p: int, op: int, size: int) -> None:
     torch.manual_seed(1)
-    conv = nn.ConvTranspose2d(cin, cout, k, s, p, output_padding=op, bias=bias)
+    conv = nn.Conv2d(cin, cout, k, s, p, bias=bias)
+    convt = nn.ConvTranspose2d(cin, cout, k, s, p, output_padding=op, bias=bias)
     x = torch.randn(2, cin, size, size + 1)
-    torch.testing.assert_close(conv_transpose_cpu(x, conv), conv(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(conv2d_gemm(x, conv), conv(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(conv_transpose2d_gemm(x, convt), convt(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "conv,size",
+    [
+        (nn.Conv2d(32, 16, 3, 2, 1), 8),  # small grid: GEMM
+        (nn.Conv2d(36, 16, 7, padding=3, padding_mode="reflect"), 20),  # odd width: channels-last
+        (nn.Conv2d(16, 3, 7, padding=3, padding_mode="reflect"), 20),  # RGB head: channels-last
+        (nn.Conv2d(16, 16, 3, padding=1, padding_mode="reflect"), 20),  # plain
+        (nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=1), 8),  # small grid: GEMM
+        (nn.ConvTranspose2d(16, 8, 3, 2, 1, output_padding=1), 20),  # channels-last
+    ],
+)
+def test_fast_dispatch_matches_module_and_returns_contiguous(conv: nn.Module, size: int) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, conv.in_channels, size, size)
+    fast = fast_conv_transpose2d if isinstance(conv, nn.ConvTranspose2d) else fast_conv2d
+    with torch.no_grad():
+        y = fast(x, conv)
+        torch.testing.assert_close(y, conv(x), atol=1e-5, rtol=1e-5)
+    assert y.is_contiguous()
+    x.requires_grad_(True)
+    fast(x, conv).square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
 
 
 def test_gradients_reach_every_parameter() -> None:
