@@ -46,14 +46,14 @@ class DataConfig:
     """The training images and how they are prepared.
 
     ``source``: ``folder`` (one folder of images, searched recursively), ``paired`` (``path`` holds
-    inputs A, ``path_b`` targets B, matched by file stem), ``fashion-mnist`` (the IDX files in
-    ``path``). ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3
+    inputs A, ``path_b`` targets B, matched by file stem), ``masked`` (a folder of photos, each
+    with a generated free-form hole, for inpainting), ``fashion-mnist`` (the IDX files in ``path``). ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3
     converts every image. ``fit`` says how an image reaches ``load_size`` (``resize`` the short side
     then centre crop, or ``pad`` with black); with ``load_size`` > ``resolution`` a random crop of
     ``resolution`` is then taken (seeded).
     """
 
-    source: Literal["folder", "paired", "fashion-mnist"] = "folder"
+    source: Literal["folder", "paired", "masked", "fashion-mnist"] = "folder"
     path: str = ""
     path_b: str = ""
     split: Literal["train", "test"] = "train"

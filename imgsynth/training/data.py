@@ -1,7 +1,8 @@
 """Training data: image folders, paired folders, Fashion-MNIST IDX files; seeded augmentation.
 
 Every dataset yields dicts of float tensors in [-1, 1], shape (C, H, W): ``{"image": x}`` for
-unconditional sources and ``{"a": x, "b": y}`` for paired ones.
+unconditional sources, ``{"a": x, "b": y}`` for paired ones, and ``{"image": x, "hole": h}`` for
+inpainting, where ``h`` (1, H, W) is 1 inside a generated free-form hole and 0 elsewhere.
 
 Augmentation (random crop, horizontal flip) is a pure function of ``(seed, epoch, index)``: the
 sampler hands each item its epoch, so the same run sees the same crops whatever the number of
@@ -20,7 +21,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from imgsynth.errors import ConfigError, InputError
@@ -301,7 +302,60 @@ class FashionMNIST(Dataset):
         return {"image": prepare(Image.fromarray(self.images[index]), self.cfg, aug, self.channels)}
 
 
-SOURCES = {"folder": FolderImages, "paired": PairedFolders, "fashion-mnist": FashionMNIST}
+def free_form_mask(size: int, rng: np.random.Generator, max_strokes: int = 4,
+                   max_vertices: int = 12) -> np.ndarray:
+    """A free-form hole mask (size, size) of 0/1 uint8: a few thick random polylines.
+
+    After the free-form mask generation of Yu et al. 2019 (DeepFill v2, Algorithm 1): each stroke
+    starts at a random point and turns by random angles for a random number of vertices, drawn
+    with a random brush width and round joints. Lengths and widths scale with ``size`` (the
+    paper's numbers are for 256 px: widths 12..40, segment lengths up to 40).
+    """
+    im = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(im)
+    scale = size / 256.0
+    for _ in range(int(rng.integers(1, max_strokes + 1))):
+        x, y = float(rng.integers(0, size)), float(rng.integers(0, size))
+        width = max(1, int(round(rng.uniform(12, 40) * scale)))
+        angle = rng.uniform(0, 2 * np.pi)
+        points = [(x, y)]
+        for v in range(int(rng.integers(4, max_vertices + 1))):
+            # alternate the turn direction so strokes wander instead of circling
+            angle += rng.uniform(0, 2 * np.pi / 5) * (1 if v % 2 else -1)
+            length = rng.uniform(10, 40) * scale + 1
+            x = float(np.clip(x + length * np.cos(angle), 0, size - 1))
+            y = float(np.clip(y + length * np.sin(angle), 0, size - 1))
+            points.append((x, y))
+        draw.line(points, fill=1, width=width)
+        r = width / 2
+        for px, py in points:
+            draw.ellipse([px - r, py - r, px + r, py + r], fill=1)
+    mask = np.array(im, dtype=np.uint8)
+    if rng.random() < 0.5:
+        mask = mask[:, ::-1]
+    if rng.random() < 0.5:
+        mask = mask[::-1, :]
+    return np.ascontiguousarray(mask)
+
+
+class MaskedImages(FolderImages):
+    """Photos with generated free-form holes, for inpainting: items ``{"image": ..., "hole": ...}``.
+
+    The hole of item ``index`` in ``epoch`` is a pure function of ``(seed, epoch, index)``, like
+    the augmentation, so runs are reproducible and resumable.
+    """
+
+    kind = "masked"
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        item = super().__getitem__(key)
+        index, epoch = _split_key(key)
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, 1])
+        hole = torch.from_numpy(free_form_mask(self.cfg.resolution, rng)).float()[None]
+        return {"image": item["image"], "hole": hole}
+
+
+SOURCES = {"folder": FolderImages, "masked": MaskedImages, "paired": PairedFolders, "fashion-mnist": FashionMNIST}
 
 
 def build_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:

@@ -189,3 +189,18 @@ def test_workers_give_the_same_batches(tmp_path):
     b = BatchStream(ds, ResumableBatchSampler(len(ds), 3, seed=2), workers=2)
     for _ in range(4):
         torch.testing.assert_close(a.next()["image"], b.next()["image"], rtol=0, atol=0)
+
+
+def test_masked_images_have_seeded_free_form_holes(tmp_path):
+    for i in range(3):
+        save(tmp_path / f"{i}.png", "RGB", size=(40, 40), value=i)
+    cfg = DataConfig(source="masked", path=str(tmp_path), resolution=64)
+    ds = build_dataset(cfg, seed=4)
+    item = ds[(1, 0)]
+    assert item["image"].shape == (3, 64, 64) and item["hole"].shape == (1, 64, 64)
+    hole = item["hole"]
+    assert set(hole.unique().tolist()) == {0.0, 1.0}
+    assert 0.005 < hole.mean().item() < 0.9  # a hole, not the whole image
+    torch.testing.assert_close(ds[(1, 0)]["hole"], hole, rtol=0, atol=0)
+    assert not torch.equal(ds[(1, 1)]["hole"], hole)  # another epoch, another hole
+    assert not torch.equal(ds[(2, 0)]["hole"], hole)
