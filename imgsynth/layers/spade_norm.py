@@ -49,11 +49,15 @@ def same_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Modul
 def resize_nearest(segmap: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Resize (N, C, h, w) to (N, C, *size) with legacy 'nearest' (src = floor(dst * in / out)).
 
-    Returns ``segmap`` itself when it already has that size (nearest is then the identity).
+    Returns ``segmap`` itself when it already has that size, and a strided view when each side
+    shrinks by an integer factor ``f`` (then src = dst * f exactly): no copy of a large map.
     """
     size = (int(size[0]), int(size[1]))
-    if tuple(segmap.shape[-2:]) == size:
+    h, w = segmap.shape[-2:]
+    if (h, w) == size:
         return segmap
+    if h % size[0] == 0 and w % size[1] == 0:
+        return segmap[..., :: h // size[0], :: w // size[1]]
     return F.interpolate(segmap, size=size, mode="nearest")
 
 
@@ -122,16 +126,68 @@ class SPADE(nn.Module):
         return self.modulate_hidden(x, self.hidden(resize_nearest(segmap, x.shape[-2:])))
 
 
-def shared_hidden(norms: Sequence[SPADE], segmap: torch.Tensor) -> list[torch.Tensor]:
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def onehot_index(seg: torch.Tensor) -> torch.Tensor | None:
+    """(N, L, H, W) -> (N, H, W) int64 label index if ``seg`` is exactly one-hot, else None.
+
+    Exactly one-hot: every entry >= 0, the per-pixel maximum is 1 and the per-pixel sum is 1
+    (so all other entries are 0).
+    """
+    lo, hi = torch.aminmax(seg, dim=1)
+    if not (bool((lo >= 0).all()) and bool((hi == 1).all()) and bool((seg.sum(1) == 1).all())):
+        return None
+    return seg.argmax(1)
+
+
+def onehot_conv2d(index: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
+    """``conv2d(one_hot(index), weight, bias, padding=padding)`` (stride 1) as a table lookup.
+
+    A convolution of a one-hot map adds, for each of the k*k taps, the weight column of the
+    label under that tap: one ``embedding_bag`` sum over a (L*k*k + 1, O) table whose last row
+    (zero) stands for the zero padding. About ``L`` times fewer operations than the dense conv;
+    only the summation order differs. index (N, H, W) int64 in [0, L) -> (N, O, H', W')
+    (channels-last memory).
+    """
+    out_ch, labels, kh, kw = weight.shape
+    n, h, w = index.shape
+    ho, wo = h + 2 * padding - kh + 1, w + 2 * padding - kw + 1
+    taps = kh * kw
+    table = torch.cat([weight.permute(1, 2, 3, 0).reshape(labels * taps, out_ch), weight.new_zeros(1, out_ch)])
+    padded = F.pad(index, (padding, padding, padding, padding), value=-1)
+    cols = []
+    for dy in range(kh):
+        for dx in range(kw):
+            v = padded[:, dy : dy + ho, dx : dx + wo]
+            cols.append(torch.where(v < 0, labels * taps, v * taps + (dy * kw + dx)))
+    out = F.embedding_bag(torch.stack(cols, dim=-1).reshape(-1, taps), table, mode="sum")
+    if bias is not None:
+        out = out.add_(bias)
+    return out.view(n, ho, wo, out_ch).permute(0, 3, 1, 2)
+
+
+def shared_hidden(
+    norms: Sequence[SPADE],
+    segmap: torch.Tensor,
+    onehot_nc: int | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> list[torch.Tensor]:
     """:meth:`SPADE.hidden` of several layers that see the same ``segmap``, run as one conv.
 
     Exact when every ``mlp_shared`` is a default ``nn.Conv2d`` with the same geometry (the
     output channels are independent); otherwise (e.g. a panoptic-aware conv from a custom
     factory, or a subclass overriding ``hidden``) each layer runs its own ``hidden``.
+
+    ``onehot_nc``: the first ``onehot_nc`` channels of ``segmap`` are normally a one-hot label
+    encoding (the rest, e.g. an instance-edge map, are arbitrary). On CPU, when they are
+    exactly one-hot, that part of the conv runs as :func:`onehot_conv2d`. The fused features
+    come out in ``memory_format`` (that of the activations they will modulate).
     """
     convs = [n.mlp_shared[0] for n in norms]
     first = convs[0]
-    fusable = len(norms) > 1 and all(
+    fusable = all(
         type(n).hidden is SPADE.hidden
         and type(c) is nn.Conv2d
         and not torch.nn.utils.parametrize.is_parametrized(c)
@@ -142,9 +198,26 @@ def shared_hidden(norms: Sequence[SPADE], segmap: torch.Tensor) -> list[torch.Te
     )
     if not fusable:
         return [n.hidden(segmap) for n in norms]
-    weight = torch.cat([c.weight for c in convs])
-    bias = torch.cat([c.bias for c in convs])
-    actv = F.relu_(F.conv2d(segmap, weight, bias, padding=first.padding))
+    weight = torch.cat([c.weight for c in convs]) if len(convs) > 1 else first.weight
+    bias = torch.cat([c.bias for c in convs]) if len(convs) > 1 else first.bias
+    index = None
+    lookup_ok = (
+        first.stride == (1, 1) and first.dilation == (1, 1)
+        and isinstance(first.padding, tuple) and first.padding[0] == first.padding[1]
+    )
+    # CPU only: there the lookup beats the dense conv by far; GPUs run the dense conv fast.
+    if onehot_nc and lookup_ok and segmap.device.type == "cpu":
+        index = onehot_index(segmap[:, :onehot_nc])
+    if index is None:
+        actv = F.conv2d(segmap.contiguous(memory_format=memory_format), weight, bias, padding=first.padding)
+    else:
+        actv = onehot_conv2d(index, weight[:, :onehot_nc], bias, first.padding[0])
+        if segmap.shape[1] > onehot_nc:
+            extra = segmap[:, onehot_nc:].contiguous(memory_format=memory_format)
+            actv = actv.add_(F.conv2d(extra, weight[:, onehot_nc:], None, padding=first.padding))
+    actv = F.relu_(actv.contiguous(memory_format=memory_format))
+    if len(convs) == 1:
+        return [actv]
     return list(actv.split([c.out_channels for c in convs], dim=1))
 
 
@@ -154,6 +227,11 @@ class SPADEResnetBlock(nn.Module):
     ``dx = conv_1(lrelu(norm_1(conv_0(lrelu(norm_0(x, seg)))), seg)))``; the shortcut is
     ``conv_s(norm_s(x, seg))`` (1x1, no bias, no activation) when ``fin != fout``, else ``x``;
     out = shortcut + dx. LeakyReLU slope 0.2; ``fmiddle = min(fin, fout)``.
+
+    ``label_nc`` is the channel count of the conditioning map; ``onehot_nc`` optionally says
+    that its first ``onehot_nc`` channels are a one-hot encoding (a speed hint for
+    :func:`shared_hidden`, with a dense fallback when they are not). ``conv_factory`` builds
+    the convs of the SPADE layers; ``spectral_norm`` wraps conv_0/conv_1/conv_s for training.
     """
 
     def __init__(
@@ -167,8 +245,10 @@ class SPADEResnetBlock(nn.Module):
         norm: str = "batch",
         spectral_norm: bool = False,
         conv_factory: ConvFactory | None = None,
+        onehot_nc: int | None = None,
     ) -> None:
         super().__init__()
+        self.onehot_nc = onehot_nc
         self.learned_shortcut = fin != fout
         fmiddle = min(fin, fout)
         self.conv_0 = nn.Conv2d(fin, fmiddle, 3, padding=1)
@@ -190,11 +270,12 @@ class SPADEResnetBlock(nn.Module):
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         """x (N, fin, H, W), seg (N, label_nc, h, w) -> (N, fout, H, W); seg resized to (H, W)."""
         seg = resize_nearest(seg, x.shape[-2:])
+        fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
         if self.learned_shortcut:
-            a0, a_s, a1 = shared_hidden([self.norm_0, self.norm_s, self.norm_1], seg)
+            a0, a_s, a1 = shared_hidden([self.norm_0, self.norm_s, self.norm_1], seg, self.onehot_nc, fmt)
             x_s = self.conv_s(self.norm_s.modulate_hidden(x, a_s))
         else:
-            a0, a1 = shared_hidden([self.norm_0, self.norm_1], seg)
+            a0, a1 = shared_hidden([self.norm_0, self.norm_1], seg, self.onehot_nc, fmt)
             x_s = x
         dx = self.conv_0(F.leaky_relu_(self.norm_0.modulate_hidden(x, a0), 0.2))
         dx = self.conv_1(F.leaky_relu_(self.norm_1.modulate_hidden(dx, a1), 0.2))

@@ -14,8 +14,9 @@ Deviations from the original:
   convs of a block run as one conv (see :mod:`imgsynth.layers.spade_norm`); spectral norm is
   folded into plain weights by the converter (``spectral_norm=True`` re-applies it for
   training). SyncBatchNorm is ``BatchNorm2d``.
-- On CPU and CUDA the forward runs in channels-last memory format (faster convolutions); the
-  returned image is contiguous NCHW.
+- On CPU and CUDA the blocks from 64x64 up run in channels-last memory format (faster
+  convolutions); the returned image is contiguous NCHW. On CPU the ``mlp_shared`` convs of an
+  exactly one-hot label map run as table lookups (:func:`imgsynth.layers.spade_norm.onehot_conv2d`).
 - ``latent_from_input=True`` (not in the original) derives the latent grid from the input size
   (``H // 2**k``, ``W // 2**k``) so any multiple of ``2**k`` can be translated; at the trained
   size it equals the official grid.
@@ -45,11 +46,16 @@ def latent_grid(crop_size: int, aspect_ratio: float, num_upsampling_layers: str)
     return round(sw / aspect_ratio), sw
 
 
-def _channels_last(t: torch.Tensor) -> torch.Tensor:
+CHANNELS_LAST_MIN_PIXELS = 64 * 64
+"""Blocks at least this large (H*W) run channels-last on CPU/CUDA. Below it the activations are
+smaller than the conv weights, which a channels-last conv would re-lay out on every call."""
+
+
+def _memory_format(t: torch.Tensor) -> torch.Tensor:
     # MPS convolutions have had channels-last bugs; CPU (oneDNN) and CUDA gain from it.
-    if t.device.type in ("cpu", "cuda"):
+    if t.device.type in ("cpu", "cuda") and t.shape[-2] * t.shape[-1] >= CHANNELS_LAST_MIN_PIXELS:
         return t.contiguous(memory_format=torch.channels_last)
-    return t
+    return t.contiguous()
 
 
 class SPADEStyleEncoder(nn.Module):
@@ -167,6 +173,7 @@ class SPADEGenerator(nn.Module):
             return SPADEResnetBlock(
                 fin, fout, self.semantic_nc,
                 nhidden=nhidden, kernel_size=kernel_size, norm=norm, spectral_norm=spectral_norm,
+                onehot_nc=label_nc + int(contain_dontcare),
             )
 
         self.head_0 = block(16 * nf, 16 * nf)
@@ -217,12 +224,12 @@ class SPADEGenerator(nn.Module):
         if input_semantics.shape[1] != self.semantic_nc:
             raise ValueError(f"expected {self.semantic_nc} label channels, got {input_semantics.shape[1]}")
         # The convs run in the weights' dtype (e.g. bf16); one-hot maps cast losslessly.
-        seg = _channels_last(input_semantics.to(self.conv_img.weight.dtype))
+        seg = input_semantics.to(self.conv_img.weight.dtype)
         sh, sw = self.grid_size(*seg.shape[-2:])
         if self.use_vae:
             if z is None:
                 z = torch.randn(seg.shape[0], self.z_dim, dtype=seg.dtype, device=seg.device)
-            x = _channels_last(self.fc(z).view(-1, 16 * self.ngf, sh, sw))
+            x = self.fc(z).view(-1, 16 * self.ngf, sh, sw)
         else:
             if z is not None:
                 raise ValueError("z is only used with use_vae=True")
@@ -235,7 +242,7 @@ class SPADEGenerator(nn.Module):
             size = (x.shape[-2], x.shape[-1])
             if size not in segs:
                 segs[size] = resize_nearest(seg, size)
-            return blk(x, segs[size])
+            return blk(_memory_format(x), segs[size])
 
         def up(x: torch.Tensor) -> torch.Tensor:
             return F.interpolate(x, scale_factor=2.0, mode="nearest")

@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgsynth.layers.spade_norm import SPADE, SPADEResnetBlock, resize_nearest, shared_hidden
+from imgsynth.layers.spade_norm import (
+    SPADE,
+    SPADEResnetBlock,
+    onehot_conv2d,
+    onehot_index,
+    resize_nearest,
+    shared_hidden,
+)
 
 
 def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -45,6 +52,9 @@ def test_resize_nearest_is_legacy_floor() -> None:
     # legacy 'nearest': src = floor(dst * 5 / 3) -> 0, 1, 3 ('nearest-exact' would give 0, 2, 4)
     assert out.flatten().tolist() == [0.0, 1.0, 3.0]
     assert resize_nearest(seg, (1, 5)) is seg
+    big = torch.rand(2, 3, 12, 20)
+    for size in [(4, 5), (3, 10), (5, 7), (24, 40)]:  # integer factors are strided views
+        assert torch.equal(resize_nearest(big, size), F.interpolate(big, size=size, mode="nearest"))
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])
@@ -165,3 +175,41 @@ def test_resblock_trains() -> None:
     grads = [p.grad for p in block.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert block.norm_s.mlp_shared[0].weight.grad.abs().sum() > 0  # flows through the fused conv
+
+
+def _onehot(n: int, labels: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = torch.randint(0, labels, (n, h, w), generator=torch.Generator().manual_seed(seed))
+    return idx, F.one_hot(idx, labels).permute(0, 3, 1, 2).float()
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_onehot_conv2d_equals_dense_conv(k: int) -> None:
+    idx, seg = _onehot(2, 7, 6, 9)
+    g = torch.Generator().manual_seed(1)
+    w, b = torch.randn(5, 7, k, k, generator=g), torch.randn(5, generator=g)
+    got = onehot_conv2d(idx, w, b, k // 2)
+    torch.testing.assert_close(got, F.conv2d(seg, w, b, padding=k // 2), rtol=1e-5, atol=1e-5)
+    assert onehot_conv2d(idx, w, None, 0).shape == (2, 5, 6 - k + 1, 9 - k + 1)
+
+
+def test_onehot_index_accepts_only_exact_one_hot() -> None:
+    idx, seg = _onehot(1, 4, 3, 3)
+    assert torch.equal(onehot_index(seg), idx)
+    soft = seg * 0.5 + 0.125
+    assert onehot_index(soft) is None
+    signed = seg.clone()
+    signed[0, :, 0, 0] = torch.tensor([1.0, 0.5, -0.5, 0.0])  # sums to 1 with max 1, not one-hot
+    assert onehot_index(signed) is None
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_resblock_onehot_hint_changes_nothing(soft: bool) -> None:
+    plain = _randomize(SPADEResnetBlock(6, 4, 5, nhidden=8)).eval()
+    hinted = SPADEResnetBlock(6, 4, 5, nhidden=8, onehot_nc=4).eval()
+    hinted.load_state_dict(plain.state_dict())
+    _, seg = _onehot(2, 4, 10, 10)
+    edges = (torch.rand(2, 1, 10, 10, generator=torch.Generator().manual_seed(3)) > 0.7).float()
+    seg = torch.cat([seg * 0.9 if soft else seg, edges], dim=1)
+    x = torch.randn(2, 6, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(hinted(x, seg), plain(x, seg), rtol=1e-5, atol=1e-5)
