@@ -19,13 +19,13 @@ HELP = """Translate label maps (semantic, instance), edges or photos into images
 
 [bold]Examples:[/bold]
 
-  imgsynth translate labels/ --model spade-cityscapes --instance instances/ -o out/
+  imgsynth translate frankfurt_000000_000294_gtFine_labelIds.png --model pix2pixhd-label2city-1024p -o city.png
 
-  imgsynth translate frankfurt_000000_000294_gtFine_labelIds.png --model pix2pixhd-label2city-512p -o city.png
+  imgsynth translate labels/ --weights runs/spade/export --instance instances/ -o out/
 
-  imgsynth translate colour_map.png --palette ade20k --model spade-ade20k --concat -o out.png
+  imgsynth translate facade_labels.png --model pix2pix-facades --concat -o out.png
 
-  imgsynth translate photo.jpg --model pix2pix-facades --input-kind edges -o out.png
+  imgsynth translate shoe.jpg --model pix2pix-edges2shoes --input-kind edges -o shoe_out.png
 """
 
 

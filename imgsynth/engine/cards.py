@@ -184,8 +184,6 @@ def load_cards(directory: Path | None = None) -> dict[str, Card]:
             if key in defaults:
                 raise CardError(f"{key!r} has two default cards: {defaults[key]} and {card.id}")
             defaults[key] = card.id
-        if card.task_default and not card.default:
-            raise CardError(f"{card.path}: task_default needs default = true")
     return cards
 
 

@@ -111,7 +111,16 @@ def _url_download(card: Card, offline: bool) -> Path:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".download-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(s.url, timeout=60) as resp:  # noqa: S310
+            ctype = resp.headers.get("Content-Type", "")
+            first = resp.read(512)
+            if "text/html" in ctype or first.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+                raise WeightsError(
+                    f"model {card.id!r}: {s.url} answered with a web page, not the weights (a download "
+                    f"confirmation page?); fetch the file in a browser and put it at {target}"
+                )
+            out.write(first)
             shutil.copyfileobj(resp, out)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except urllib.error.HTTPError as e:
         raise WeightsError(f"model {card.id!r}: {s.url} answered HTTP {e.code} ({e.reason})") from None
@@ -152,7 +161,11 @@ def resolve_weights(card: Card, *, revision: str | None = None, offline: bool = 
     path = fetch_file(card, revision=revision, offline=offline)
     if card.source.format == "safetensors":
         return path
-    digest = card.source.sha256 or sha256_file(path)
+    if card.source.sha256:
+        digest = card.source.sha256
+    else:  # unpinned: key the conversion on the file's identity instead of re-hashing it each run
+        st = path.stat()
+        digest = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
     converted = hub_cache_dir() / "imgsynth-converted" / f"{card.id}-{digest[:16]}.safetensors"
     if not converted.exists():
         from imgsynth.convert.official import convert_file

@@ -102,3 +102,13 @@ def test_bundled_file_checked(cards_dir):
     (cards_dir / "w.safetensors").write_bytes(b"abd")
     with pytest.raises(WeightsError, match="does not match"):
         fetch_file(good)
+
+
+def test_html_page_instead_of_weights_is_refused_and_not_cached(hub_server):
+    url = hub_server.add_plain("/files/drive/1000000.pth", b"<!DOCTYPE html><html>confirm download</html>")
+    card = parse_card({"id": "d", "arch": "pconv_unet", "task": "inpaint", "title": "t", "license": "MIT",
+                       "source": {"kind": "url", "url": url, "filename": "1000000.pth", "format": "pth",
+                                  "converter": "pconv:from_naoto"}})
+    with pytest.raises(WeightsError, match="answered with a web page"):
+        fetch_file(card)
+    assert cache_state(card) == "not cached"
