@@ -25,17 +25,14 @@ HELP = """Train a model from a TOML recipe; Ctrl-C writes a checkpoint, --resume
 
   imgsynth train recipe.toml --set run.steps=200 --set optim.g_lr=1e-4 --set data.batch_size=32
 
-  torchrun --nproc_per_node=2 -m imgsynth train recipe.toml      [dim]# data-parallel, one process per GPU[/dim]
+  torchrun --nproc_per_node=2 -m imgsynth train recipe.toml   [dim]# data-parallel[/dim]
 
-Outputs go to run.out_dir: checkpoints/ (with the resolved recipe beside each), samples/ (grids from
-fixed seeds), losses.png, config.toml. stdout gets the last checkpoint's path, or with --export the
-weights-card stanza of the exported model.
+Outputs go to run.out_dir: checkpoints/ (with the resolved recipe beside each), samples/ (grids from fixed seeds), losses.png, config.toml. stdout gets the last checkpoint's path, or with --export the weights-card stanza of the exported model.
 """
 
 EXPORT_HELP = """Export a training checkpoint (or a run folder's newest) as a --weights folder.
 
-Writes model.safetensors (the generator; EMA weights when the run kept an EMA), config.json and a
-model-card README.md, and prints a weights/ card stanza on stdout.
+Writes model.safetensors (the generator; EMA weights when the run kept an EMA), config.json and a model-card README.md, and prints a weights/ card stanza on stdout.
 
 [bold]Examples:[/bold]
 
