@@ -71,11 +71,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Which family is trained and the constructor arguments of its two networks."""
+    """Which family is trained, the constructor arguments of its two networks, and family options.
+
+    ``options`` holds training options only one family understands (e.g. StyleGAN2's
+    ``style_mixing`` probability); each family checks its own.
+    """
 
     family: str = "dcgan"
     generator: dict[str, Any] = field(default_factory=dict)
     discriminator: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -7,7 +7,8 @@ what an export is (registry architecture + constructor config + task). The loop 
 DDP) the same way for every family.
 
 Registered families: ``dcgan`` (Radford et al. 2016), ``gan`` (Goodfellow et al. 2014, MLP
-networks), ``pix2pix`` (Isola et al. 2017, paired translation with a U-Net and a PatchGAN).
+networks), ``pix2pix`` (Isola et al. 2017, paired translation with a U-Net and a PatchGAN),
+``stylegan2`` (Karras et al. 2020, with style mixing and lazy R1; see its class for what is left out).
 """
 
 from __future__ import annotations
@@ -143,7 +144,29 @@ class Family:
     def init_weights(self, module: nn.Module) -> None:
         """Initialise a freshly built network (default: keep PyTorch's initialisation)."""
 
+    #: family options (``[model.options]``) and their defaults
+    option_defaults: dict[str, Any] = {}
+
+    def options(self, cfg: TrainConfig) -> dict[str, Any]:
+        """``[model.options]`` over the family's defaults; unknown keys or other types are refused."""
+        out = dict(self.option_defaults)
+        for key, value in cfg.model.options.items():
+            if key not in out:
+                known = ", ".join(sorted(out)) or "none"
+                raise ConfigError(f"model.options.{key}: the {self.name!r} family has no such option (known: {known})")
+            default = out[key]
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                raise ConfigError(f"model.options.{key} must be {type(default).__name__}, got {value!r}")
+            out[key] = value
+        return out
+
     # ------------------------------------------------------------ one step
+    def generate(self, G: nn.Module, inputs: tuple, generator: torch.Generator, options: dict[str, Any]) -> Tensor:
+        """G's forward pass during training (families add style mixing, random noise, ...)."""
+        return G(*inputs)
+
     def generator_inputs(
         self, G: nn.Module, batch: dict[str, Tensor], generator: torch.Generator
     ) -> tuple:
@@ -300,3 +323,46 @@ class Pix2PixFamily(Family):
             # time, as pix2pix's test.py does
             io["batchnorm"] = "batch"
         return io
+
+
+@register_family("stylegan2")
+class StyleGAN2Family(Family):
+    """StyleGAN2 (Karras et al. 2020): :mod:`imgsynth.models.stylegan2` generator and discriminator.
+
+    Training follows StyleGAN2-ADA's ``StyleGAN2Loss`` where it matters for the networks: random
+    per-pixel noise, style mixing regularisation (Karras et al. 2019, Sec. 3.1; probability
+    ``model.options.style_mixing``, 0.9 in the paper), the non-saturating loss with lazy R1
+    (``loss.r1_gamma``, ``loss.r1_every = 16``), equalized learning rates and the mapping network's
+    learning-rate multiplier (inside the layers), and an EMA of G. Recipes set the paper's Adam
+    betas ``[0, 0.99]``.
+
+    Left out: path-length regularisation (Sec. 3.2), the lazy-regularisation correction of Adam's
+    hyper-parameters, ADA augmentation, and class-conditional training (``c_dim`` must be 0).
+    """
+
+    name = "stylegan2"
+    arch = "stylegan2"
+    option_defaults = {"style_mixing": 0.9}
+
+    def discriminator_class(self) -> Any:
+        return importlib.import_module("imgsynth.models.stylegan2").StyleGAN2Discriminator
+
+    def generator_config(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        config = super().generator_config(cfg, dataset)
+        if config.get("c_dim", 0):
+            raise ConfigError("the stylegan2 family trains unconditional models only; remove model.generator.c_dim")
+        return config
+
+    def generate(self, G: nn.Module, inputs: tuple, generator: torch.Generator, options: dict[str, Any]) -> Tensor:
+        z, c = inputs[0], inputs[1]
+        ws = G.mapping(z, c)
+        p = float(options["style_mixing"])
+        if p > 0 and G.num_ws > 1:
+            # one cutoff per batch, as StyleGAN2-ADA's style_mixing_prob
+            cutoff = int(torch.randint(1, G.num_ws, (), generator=generator))
+            if float(torch.rand((), generator=generator)) >= p:
+                cutoff = G.num_ws
+            z2 = torch.randn(z.shape, generator=generator).to(z.device, z.dtype)
+            mixed = G.mapping(z2, c)
+            ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
+        return G.synthesis(ws, noise_mode="random")

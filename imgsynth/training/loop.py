@@ -296,6 +296,7 @@ class Trainer:
 
         # identical initial weights on every rank; rank 0's are broadcast below anyway
         torch.manual_seed(cfg.run.seed)
+        self.options = self.family.options(cfg)
         self.g_config = self.family.generator_config(cfg, self.dataset)
         self.d_config = self.family.discriminator_config(cfg, self.dataset)
         self.G = self.family.build_generator(self.g_config)
@@ -557,7 +558,7 @@ class Trainer:
         inputs = self.family.generator_inputs(self.G, batch, self.noise)
         inputs = tuple(x.to(self.device) if isinstance(x, Tensor) else x for x in inputs)
         with torch.set_grad_enabled(grad), self._autocast():
-            return self.G(*inputs)
+            return self.family.generate(self.G, inputs, self.noise, self.options)
 
     def train_step(self, batches: list[dict[str, Tensor]], logs: dict[str, Tensor]) -> None:
         """One step: a D update per batch, then a G update (on the last batch's fakes)."""

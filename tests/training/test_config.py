@@ -17,6 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "train" / "dcgan-fashion-mnist.toml"
 
 
+@pytest.mark.parametrize("recipe", sorted((ROOT / "examples" / "train").glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_recipe_loads(recipe):
+    from imgsynth.training.families import get_family
+
+    cfg = load_recipe(recipe)
+    get_family(cfg.model.family).options(cfg)
+
+
 def test_example_recipe_loads():
     cfg = load_recipe(EXAMPLE)
     assert cfg.model.family == "dcgan"

@@ -251,3 +251,33 @@ def test_pix2pix_family_on_paired_folders(tmp_path):
     export(tmp_path / "run", tmp_path / "export")
     loaded = load_model("translate", weights=tmp_path / "export")
     assert loaded.arch == "pix2pix_unet" and loaded.io["input"] == "image"
+
+
+def test_stylegan2_family_resumes_exactly(tmp_path):
+    """Style mixing and random noise draw from the latent generator and the global RNG."""
+
+    def cfg(out, steps):
+        return tiny(tmp_path, out, run={"steps": steps},
+                    data={"resolution": 16, "load_size": 0},
+                    model={"family": "stylegan2", "options": {"style_mixing": 0.9},
+                           "generator": {"z_dim": 8, "w_dim": 8, "mapping_layers": 2, "channel_base": 64,
+                                         "channel_max": 8},
+                           "discriminator": {"channel_base": 64, "channel_max": 8}},
+                    loss={"r1_gamma": 1.0, "r1_every": 2}, optim={"betas": [0.0, 0.99], "ema_decay": 0.9})
+
+    full = train(cfg("full", 4))
+    assert {"d", "g", "r1"} <= set(full.history[-1])
+    train(cfg("split", 2))
+    train(cfg("split", 4), resume=True)
+    a, b = final_state(tmp_path / "full"), final_state(tmp_path / "split")
+    assert a["arch"] == "stylegan2" and a["generator_config"]["img_resolution"] == 16
+    compare_runs(a, b, history=False)
+
+
+def test_family_options_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"model.options.mixing: the 'stylegan2' family has no such option"):
+        train(tiny(tmp_path, model={"family": "stylegan2", "options": {"mixing": 0.5}}))
+    with pytest.raises(ConfigError, match=r"model.options.style_mixing must be float"):
+        train(tiny(tmp_path, model={"family": "stylegan2", "options": {"style_mixing": "yes"}}))
+    with pytest.raises(ConfigError, match=r"unknown model.family 'stylegan3'; known: dcgan, gan, pix2pix, stylegan2"):
+        train(tiny(tmp_path, model={"family": "stylegan3"}))
