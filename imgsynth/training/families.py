@@ -8,13 +8,14 @@ DDP) the same way for every family.
 
 Registered families: ``dcgan`` (Radford et al. 2016), ``gan`` (Goodfellow et al. 2014, MLP
 networks), ``pix2pix`` (Isola et al. 2017, paired translation with a U-Net and a PatchGAN),
-``stylegan2`` (Karras et al. 2020, with style mixing and lazy R1; see its class for what is left out).
+``stylegan2`` (Karras et al. 2020, with style mixing, lazy R1 and path-length regularisation).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from typing import Any, Callable
 
 import torch
@@ -166,6 +167,19 @@ class Family:
     def generate(self, G: nn.Module, inputs: tuple, generator: torch.Generator, options: dict[str, Any]) -> Tensor:
         """G's forward pass during training (families add style mixing, random noise, ...)."""
         return G(*inputs)
+
+    def g_regularizers(
+        self, G: nn.Module, batch_size: int, generator: torch.Generator, step: int, options: dict[str, Any]
+    ) -> dict[str, Tensor]:
+        """Extra generator regularisers of this step by name (already weighted); none by default."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Training state the family keeps itself (saved in checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
     def generator_inputs(
         self, G: nn.Module, batch: dict[str, Tensor], generator: torch.Generator
@@ -336,13 +350,22 @@ class StyleGAN2Family(Family):
     learning-rate multiplier (inside the layers), and an EMA of G. Recipes set the paper's Adam
     betas ``[0, 0.99]``.
 
-    Left out: path-length regularisation (Sec. 3.2), the lazy-regularisation correction of Adam's
-    hyper-parameters, ADA augmentation, and class-conditional training (``c_dim`` must be 0).
+    Path-length regularisation (Sec. 3.2, Eq. 4) runs every ``pl_every`` steps on a batch
+    ``pl_batch_shrink`` times smaller, weighted ``pl_weight * pl_every``, with the running target
+    length ``pl_decay`` as in StyleGAN2-ADA; it is added to that step's G loss (StyleGAN2-ADA
+    takes a separate optimiser step for it).
+
+    Left out: the lazy-regularisation correction of Adam's hyper-parameters, ADA augmentation,
+    and class-conditional training (``c_dim`` must be 0).
     """
 
     name = "stylegan2"
     arch = "stylegan2"
-    option_defaults = {"style_mixing": 0.9}
+    option_defaults = {"style_mixing": 0.9, "pl_weight": 2.0, "pl_every": 4, "pl_batch_shrink": 2,
+                       "pl_decay": 0.01}
+
+    def __init__(self) -> None:
+        self.pl_mean = torch.zeros(())
 
     def discriminator_class(self) -> Any:
         return importlib.import_module("imgsynth.models.stylegan2").StyleGAN2Discriminator
@@ -354,7 +377,10 @@ class StyleGAN2Family(Family):
         return config
 
     def generate(self, G: nn.Module, inputs: tuple, generator: torch.Generator, options: dict[str, Any]) -> Tensor:
-        z, c = inputs[0], inputs[1]
+        return G.synthesis(self._mixed_ws(G, inputs[0], inputs[1], generator, options), noise_mode="random")
+
+    def _mixed_ws(self, G: nn.Module, z: Tensor, c: Tensor, generator: torch.Generator,
+                  options: dict[str, Any]) -> Tensor:
         ws = G.mapping(z, c)
         p = float(options["style_mixing"])
         if p > 0 and G.num_ws > 1:
@@ -365,4 +391,32 @@ class StyleGAN2Family(Family):
             z2 = torch.randn(z.shape, generator=generator).to(z.device, z.dtype)
             mixed = G.mapping(z2, c)
             ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
-        return G.synthesis(ws, noise_mode="random")
+        return ws
+
+    def g_regularizers(
+        self, G: nn.Module, batch_size: int, generator: torch.Generator, step: int, options: dict[str, Any]
+    ) -> dict[str, Tensor]:
+        weight, every = float(options["pl_weight"]), int(options["pl_every"])
+        if weight <= 0 or every < 1 or step % every:
+            return {}
+        n = max(1, batch_size // max(1, int(options["pl_batch_shrink"])))
+        ref = G.mapping.fc0.weight
+        z = torch.randn(n, G.z_dim, generator=generator).to(ref.device)
+        c = torch.zeros(n, G.c_dim, device=ref.device)
+        ws = self._mixed_ws(G, z, c, generator, options)
+        img = G.synthesis(ws, noise_mode="random")
+        # random image-space direction y, scaled so the expected length does not depend on resolution
+        y = torch.randn(img.shape, generator=generator).to(img.device, img.dtype)
+        y = y / math.sqrt(img.shape[2] * img.shape[3])
+        (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
+        lengths = grad.float().square().sum(2).mean(1).sqrt()
+        self.pl_mean = self.pl_mean.to(lengths.device).lerp(lengths.mean().detach(), float(options["pl_decay"]))
+        penalty = (lengths - self.pl_mean).square().mean()
+        return {"pl": penalty * weight * every}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pl_mean": self.pl_mean.detach().cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "pl_mean" in state:
+            self.pl_mean = state["pl_mean"].clone()

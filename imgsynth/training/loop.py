@@ -391,6 +391,7 @@ class Trainer:
             "scaler_d": self.scaler_d.state_dict(),
             "data": self.stream.state_dict(),
             "history": self.history,
+            "family_state": self.family.state_dict(),
             "log_window": {"steps": self._window_steps,
                            "sums": {k: float(v) for k, v in self._logs.items()}},
         }
@@ -432,9 +433,11 @@ class Trainer:
                 self.ema.update(self.G, copy_only=True)
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.scaler_g.load_state_dict(state["scaler_g"])
-        self.scaler_d.load_state_dict(state["scaler_d"])
+        for scaler, saved in ((self.scaler_g, state["scaler_g"]), (self.scaler_d, state["scaler_d"])):
+            if saved:  # empty when the run was saved without fp16: the scaler starts fresh
+                scaler.load_state_dict(saved)
         self.stream.load_state_dict(state["data"])
+        self.family.load_state_dict(state.get("family_state") or {})
         self.step = int(state["step"])
         self.history = list(state["history"])
         window = state["log_window"]
@@ -548,7 +551,9 @@ class Trainer:
             fm = L.feature_matching(real_feats, fake_feats, fam.feature_matching_mode)
             logs["fm"] = logs.get("fm", 0) + fm.detach()
             loss = loss + cfg.feature_matching * fm
-        for name, extra in fam.extra_g_losses(self.cfg, batch, fake).items():
+        with self._autocast():
+            regs = fam.g_regularizers(self.G, fake.shape[0], self.noise, self.step, self.options)
+        for name, extra in {**fam.extra_g_losses(self.cfg, batch, fake), **regs}.items():
             logs[name] = logs.get(name, 0) + extra.detach()
             loss = loss + extra
         self._apply(loss, self.G, self.opt_g, self.scaler_g)
@@ -692,10 +697,12 @@ class Trainer:
             if self.step % cfg.run.log_every == 0 or last:
                 elapsed = time.perf_counter() - window_start
                 ips = self._window_steps * per_step / max(elapsed, 1e-9)
-                record = {k: float(v) / self._window_steps for k, v in self._logs.items()}
+                order = sorted(self._logs, key=lambda k: (k not in ("d", "g"), k))  # d, g, then the rest
+                record = {k: float(self._logs[k]) / self._window_steps for k in order}
                 if self.info.enabled:
                     # the loss curve shows the mean over ranks
-                    t = torch.tensor([record[k] for k in sorted(record)], dtype=torch.float64)
+                    t = torch.tensor([record[k] for k in sorted(record)], dtype=torch.float64,
+                                     device=self.device if self.device.type == "cuda" else "cpu")
                     dist.all_reduce(t)
                     record = {k: float(v) / self.info.world_size for k, v in zip(sorted(record), t)}
                 self.history.append({"step": self.step, **record})
