@@ -142,27 +142,54 @@ def onehot_index(seg: torch.Tensor) -> torch.Tensor | None:
     return seg.argmax(1)
 
 
-def onehot_conv2d(index: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
-    """``conv2d(one_hot(index), weight, bias, padding=padding)`` (stride 1) as a table lookup.
+def onehot_conv2d(
+    index: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    padding: int,
+    extra: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``conv2d(cat([one_hot(index), extra]), weight, bias, padding=padding)`` (stride 1) as lookups.
 
     A convolution of a one-hot map adds, for each of the k*k taps, the weight column of the
-    label under that tap: one ``embedding_bag`` sum over a (L*k*k + 1, O) table whose last row
-    (zero) stands for the zero padding. About ``L`` times fewer operations than the dense conv;
-    only the summation order differs. index (N, H, W) int64 in [0, L) -> (N, O, H', W')
-    (channels-last memory).
+    label under that tap. That is one ``embedding_bag`` sum over a (C*k*k + 1, O) table of
+    weight columns whose last row (zero) stands for the zero padding; ``extra`` channels (e.g.
+    an instance-edge map, any values) join each bag as rows scaled by their values
+    (``per_sample_weights``). About ``L`` times fewer operations than the dense conv; only the
+    summation order differs.
+
+    index (N, H, W) int64 in [0, L); weight (O, L + E, k, k); extra (N, E, H, W) or None
+    -> (N, O, H', W') in channels-last memory.
     """
-    out_ch, labels, kh, kw = weight.shape
+    out_ch, in_ch, kh, kw = weight.shape
     n, h, w = index.shape
+    n_extra = 0 if extra is None else extra.shape[1]
     ho, wo = h + 2 * padding - kh + 1, w + 2 * padding - kw + 1
     taps = kh * kw
-    table = torch.cat([weight.permute(1, 2, 3, 0).reshape(labels * taps, out_ch), weight.new_zeros(1, out_ch)])
-    padded = F.pad(index, (padding, padding, padding, padding), value=-1)
+    zero_row = in_ch * taps
+    table = torch.cat([weight.permute(1, 2, 3, 0).reshape(zero_row, out_ch), weight.new_zeros(1, out_ch)])
+    pad = (padding, padding, padding, padding)
+    padded = F.pad(index, pad, value=-1)
     cols = []
     for dy in range(kh):
         for dx in range(kw):
             v = padded[:, dy : dy + ho, dx : dx + wo]
-            cols.append(torch.where(v < 0, labels * taps, v * taps + (dy * kw + dx)))
-    out = F.embedding_bag(torch.stack(cols, dim=-1).reshape(-1, taps), table, mode="sum")
+            cols.append(torch.where(v < 0, zero_row, v * taps + (dy * kw + dx)))
+    ind = torch.stack(cols, dim=-1)
+    scale = None
+    if extra is not None and n_extra:
+        labels = in_ch - n_extra
+        values = F.pad(extra.to(weight.dtype), pad)  # zero padding = weight 0
+        rows = torch.arange(labels * taps, in_ch * taps, device=index.device)
+        ind = torch.cat([ind, rows.expand(n, ho, wo, -1)], dim=-1)
+        scale = torch.stack(
+            [torch.ones_like(values[:, 0, :ho, :wo])] * taps
+            + [values[:, c, dy : dy + ho, dx : dx + wo] for c in range(n_extra) for dy in range(kh) for dx in range(kw)],
+            dim=-1,
+        )
+        scale = scale.reshape(-1, scale.shape[-1])
+    bag = ind.shape[-1]
+    out = F.embedding_bag(ind.reshape(-1, bag), table, mode="sum", per_sample_weights=scale)
     if bias is not None:
         out = out.add_(bias)
     return out.view(n, ho, wo, out_ch).permute(0, 3, 1, 2)
@@ -209,12 +236,11 @@ def shared_hidden(
     if onehot_nc and lookup_ok and segmap.device.type == "cpu":
         index = onehot_index(segmap[:, :onehot_nc])
     if index is None:
-        actv = F.conv2d(segmap.contiguous(memory_format=memory_format), weight, bias, padding=first.padding)
+        actv = F.conv2d(segmap.contiguous(memory_format=memory_format), weight, bias,
+                        first.stride, first.padding, first.dilation)
     else:
-        actv = onehot_conv2d(index, weight[:, :onehot_nc], bias, first.padding[0])
-        if segmap.shape[1] > onehot_nc:
-            extra = segmap[:, onehot_nc:].contiguous(memory_format=memory_format)
-            actv = actv.add_(F.conv2d(extra, weight[:, onehot_nc:], None, padding=first.padding))
+        extra = segmap[:, onehot_nc:] if segmap.shape[1] > onehot_nc else None
+        actv = onehot_conv2d(index, weight, bias, first.padding[0], extra)
     actv = F.relu_(actv.contiguous(memory_format=memory_format))
     if len(convs) == 1:
         return [actv]

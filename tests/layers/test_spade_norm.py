@@ -190,6 +190,11 @@ def test_onehot_conv2d_equals_dense_conv(k: int) -> None:
     got = onehot_conv2d(idx, w, b, k // 2)
     torch.testing.assert_close(got, F.conv2d(seg, w, b, padding=k // 2), rtol=1e-5, atol=1e-5)
     assert onehot_conv2d(idx, w, None, 0).shape == (2, 5, 6 - k + 1, 9 - k + 1)
+    extra = torch.randn(2, 2, 6, 9, generator=g)  # e.g. an edge map: any values
+    w2 = torch.randn(5, 9, k, k, generator=g)
+    got = onehot_conv2d(idx, w2, b, k // 2, extra)
+    want = F.conv2d(torch.cat([seg, extra], dim=1), w2, b, padding=k // 2)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_onehot_index_accepts_only_exact_one_hot() -> None:
