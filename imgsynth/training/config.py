@@ -47,15 +47,20 @@ class DataConfig:
 
     ``source``: ``folder`` (one folder of images, searched recursively), ``paired`` (``path`` holds
     inputs A, ``path_b`` targets B, matched by file stem), ``masked`` (a folder of photos, each
-    with a generated free-form hole, for inpainting), ``fashion-mnist`` (the IDX files in ``path``). ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3
-    converts every image. ``fit`` says how an image reaches ``load_size`` (``resize`` the short side
-    then centre crop, or ``pad`` with black); with ``load_size`` > ``resolution`` a random crop of
+    with a generated free-form hole, for inpainting), ``fashion-mnist`` (the IDX files in
+    ``path``). With ``label_nc`` > 0 the paired inputs are label maps of that many classes (ids in
+    the first channel, resized nearest), with instance maps from ``path_inst`` when given.
+    ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3 converts
+    every image. ``fit`` says how an image reaches ``load_size`` (``resize`` the short side then
+    centre crop, or ``pad`` with black); with ``load_size`` > ``resolution`` a random crop of
     ``resolution`` is then taken (seeded).
     """
 
     source: Literal["folder", "paired", "masked", "fashion-mnist"] = "folder"
     path: str = ""
     path_b: str = ""
+    path_inst: str = ""
+    label_nc: int = 0
     split: Literal["train", "test"] = "train"
     resolution: int = 64
     load_size: int = 0
@@ -308,6 +313,7 @@ def validate(cfg: TrainConfig) -> None:
         "run.grid_samples": cfg.run.grid_samples,
         "data.workers": cfg.data.workers,
         "data.load_size": cfg.data.load_size,
+        "data.label_nc": cfg.data.label_nc,
         "loss.gp_weight": cfg.loss.gp_weight,
         "loss.r1_gamma": cfg.loss.r1_gamma,
         "loss.feature_matching": cfg.loss.feature_matching,

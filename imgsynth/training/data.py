@@ -205,6 +205,26 @@ def prepare(im: Image.Image, cfg: DataConfig, aug: Augment, channels: int) -> to
     return x / 127.5 - 1.0
 
 
+def prepare_label(im: Image.Image, cfg: DataConfig, aug: Augment) -> torch.Tensor:
+    """Label or instance map -> (1, resolution, resolution) int64 ids, same geometry as :func:`prepare`.
+
+    Ids are read from the first channel (palette images give their indices) and resized with
+    nearest neighbour, so no new ids appear; padding uses id 0.
+    """
+    arr = np.array(im)
+    if arr.ndim == 3:
+        arr = arr[:, :, 0]
+    im = Image.fromarray(arr.astype(np.int32), "I")
+    im = _fit(im, cfg.load_size or cfg.resolution, cfg.fit, Image.NEAREST)
+    r = cfg.resolution
+    if im.size != (r, r):
+        im = im.crop((aug.left, aug.top, aug.left + r, aug.top + r))
+    out = np.array(im, dtype=np.int64)
+    if aug.flip:
+        out = out[:, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(out))[None]
+
+
 def _open(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
@@ -246,7 +266,9 @@ class FolderImages(Dataset):
 class PairedFolders(Dataset):
     """Inputs in ``path`` and targets in ``path_b`` matched by stem: items ``{"a": ..., "b": ...}``.
 
-    Both images of a pair get the same crop and flip.
+    With ``data.label_nc`` > 0 the inputs are label maps instead: items ``{"label": (1, R, R)
+    int64, "b": ...}`` plus ``"inst"`` (instance ids, same shape) when ``data.path_inst`` names a
+    folder of instance maps (matched by stem too). All images of an item get the same crop and flip.
     """
 
     kind = "paired"
@@ -255,9 +277,17 @@ class PairedFolders(Dataset):
         self.cfg, self.seed = cfg, seed
         self.pairs = match_pairs(list_images(cfg.path), list_images(cfg.path_b))
         a_files, b_files = [a for a, _ in self.pairs], [b for _, b in self.pairs]
-        self.channels_a = cfg.channels or common_channels(a_files, f"input folder {cfg.path!r}")
+        self.labels = cfg.label_nc > 0
+        self.channels_a = 0 if self.labels else (
+            cfg.channels or common_channels(a_files, f"input folder {cfg.path!r}"))
         self.channels_b = cfg.channels or common_channels(b_files, f"target folder {cfg.path_b!r}")
         self.channels = self.channels_b
+        self.instances: list[Path] | None = None
+        if cfg.path_inst:
+            if not self.labels:
+                raise ConfigError("data.path_inst (instance maps) needs label-map inputs (data.label_nc > 0)")
+            inst = dict(match_pairs(a_files, list_images(cfg.path_inst)))
+            self.instances = [inst[a] for a in a_files]
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -266,10 +296,14 @@ class PairedFolders(Dataset):
         index, epoch = _split_key(key)
         aug = draw_augment(self.cfg, self.seed, epoch, index)
         a, b = self.pairs[index]
-        return {
-            "a": prepare(_open(a), self.cfg, aug, self.channels_a),
-            "b": prepare(_open(b), self.cfg, aug, self.channels_b),
-        }
+        item = {"b": prepare(_open(b), self.cfg, aug, self.channels_b)}
+        if self.labels:
+            item["label"] = prepare_label(_open(a), self.cfg, aug)
+            if self.instances is not None:
+                item["inst"] = prepare_label(_open(self.instances[index]), self.cfg, aug)
+        else:
+            item["a"] = prepare(_open(a), self.cfg, aug, self.channels_a)
+        return item
 
 
 class FashionMNIST(Dataset):

@@ -8,7 +8,8 @@ DDP) the same way for every family.
 
 Registered families: ``dcgan`` (Radford et al. 2016), ``gan`` (Goodfellow et al. 2014, MLP
 networks), ``pix2pix`` (Isola et al. 2017, paired translation with a U-Net and a PatchGAN),
-``stylegan2`` (Karras et al. 2020, with style mixing, lazy R1 and path-length regularisation).
+``stylegan2`` (Karras et al. 2020, with style mixing, lazy R1 and path-length regularisation),
+``pix2pixhd`` (Wang et al. 2018) and ``spade`` (Park et al. 2019) for label maps.
 """
 
 from __future__ import annotations
@@ -420,3 +421,164 @@ class StyleGAN2Family(Family):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "pl_mean" in state:
             self.pl_mean = state["pl_mean"].clone()
+
+
+def _palette(n: int) -> Tensor:
+    """n fixed, well-spread RGB colours in [-1, 1] for drawing label maps in sample grids."""
+    g = torch.Generator().manual_seed(1234)
+    return torch.rand(n, 3, generator=g) * 2 - 1
+
+
+class LabelMapFamily(Family):
+    """Label map -> image translation (pix2pixHD, SPADE): one-hot labels (+ instance edges) in.
+
+    The data is ``source = "paired"`` with ``data.label_nc`` > 0; D sees the encoded labels beside
+    the image (conditional multi-scale PatchGAN) and feature matching compares real and fake
+    pairs sample by sample (pix2pixHD Eq. 4). The perceptual VGG loss of both papers is not
+    used: it needs pretrained VGG19 weights, which imgsynth does not ship.
+    """
+
+    task = "translate"
+    data_kind = "paired"
+    feature_matching_mode = "paired"
+
+    def discriminator_class(self) -> Any:
+        return importlib.import_module("imgsynth.layers.discriminators").MultiscaleDiscriminator
+
+    def label_channels(self, config: dict[str, Any]) -> int:
+        """One-hot channels of G's input (labels, plus dontcare where the model has one)."""
+        return int(config["label_nc"])
+
+    def generator_config(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        config = super().generator_config(cfg, dataset)
+        # the encoding of a batch follows G's config
+        self._n_labels = self.label_channels(config)
+        self._instances = bool(config.get("use_instance", False))
+        return config
+
+    def _check_data(self, cfg: TrainConfig, dataset: Any) -> None:
+        if cfg.data.label_nc <= 0:
+            raise ConfigError(f"the {self.name!r} family translates label maps: set data.label_nc (> 0)")
+
+    def _encode(self, batch: dict[str, Tensor]) -> Tensor:
+        from imgsynth.errors import InputError
+        from imgsynth.layers.label_maps import instance_edges, one_hot
+
+        n = self._n_labels
+        label = batch["label"]
+        top = int(label.max())
+        if top >= n or int(label.min()) < 0:
+            raise InputError(f"a label map holds id {top}, but the model has {n} label channel(s) "
+                             "(data.label_nc, plus the dontcare channel where the model has one)")
+        x = one_hot(label, n)
+        if self._instances:
+            x = torch.cat([x, instance_edges(batch["inst"])], 1)
+        return x
+
+    def generator_inputs(self, G: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> tuple:
+        return (self._encode(batch),)
+
+    def real(self, batch: dict[str, Tensor]) -> Tensor:
+        return batch["b"]
+
+    def d_input(self, batch: dict[str, Tensor], images: Tensor) -> Tensor:
+        return torch.cat([self._encode(batch).to(images.dtype), images], 1)
+
+    def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
+        return [dataset[(s % len(dataset), 0)] for s in seeds]
+
+    def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
+        items = self._fixed_items(seeds, dataset)
+        batch = {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "b"}
+        ref = next(G.parameters())
+        return (self._encode({k: v.to(ref.device) for k, v in batch.items()}),)
+
+    def grid_images(self, G: nn.Module, inputs: tuple, seeds: list[int], dataset: Any) -> tuple[Tensor, int]:
+        """Rows of coloured label map | output | target."""
+        fake = G(*inputs).float()
+        n = self._n_labels
+        colours = _palette(n).to(fake.device)
+        label = inputs[0][:, :n].float().argmax(1)
+        shown = colours[label].permute(0, 3, 1, 2)
+        target = torch.stack([it["b"] for it in self._fixed_items(seeds, dataset)]).to(fake.device)
+
+        def rgb(x: Tensor) -> Tensor:
+            return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
+
+        return torch.stack([shown, rgb(fake), rgb(target)], 1).flatten(0, 1), 3
+
+    def io(self, cfg: TrainConfig, generator_config: dict[str, Any], channels: int) -> dict[str, Any]:
+        io = super().io(cfg, generator_config, channels)
+        io["input"] = "label"
+        return io
+
+
+@register_family("pix2pixhd")
+class Pix2PixHDFamily(LabelMapFamily):
+    """pix2pixHD (Wang et al. 2018) global generator G1 with a multi-scale discriminator.
+
+    Paper setup: ``loss.gan = "lsgan"``, ``loss.feature_matching = 10``, D ``num_D = 2``, instance
+    norm (the MultiscaleDiscriminator defaults). The local enhancer G2 and the instance-wise
+    feature encoder are not trained here.
+    """
+
+    name = "pix2pixhd"
+    arch = "pix2pixhd_global"
+
+    def generator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        self._check_data(cfg, dataset)
+        return {"label_nc": cfg.data.label_nc, "use_instance": bool(cfg.data.path_inst),
+                "output_nc": int(dataset.channels_b)}
+
+    def discriminator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        return {"input_nc": cfg.data.label_nc + int(bool(cfg.data.path_inst)) + int(dataset.channels_b)}
+
+    def init_weights(self, module: nn.Module) -> None:
+        _init_normal(module)  # pix2pixHD weights_init: N(0, 0.02), norm scales N(1, 0.02)
+
+
+@register_family("spade")
+class SPADEFamily(LabelMapFamily):
+    """SPADE (Park et al. 2019) generator with the multi-scale discriminator.
+
+    Paper setup: ``loss.gan = "hinge"``, ``loss.feature_matching = 10``, TTUR ``g_lr = 1e-4``,
+    ``d_lr = 4e-4``, ``betas = [0, 0.9]``, D with ``spectral_norm = true`` and instance norm, G
+    with ``spectral_norm = true``. Square crops only (``crop_size`` = ``data.resolution``); no
+    VAE style encoder (``use_vae`` must stay off); RGB targets.
+    """
+
+    name = "spade"
+    arch = "spade"
+
+    def label_channels(self, config: dict[str, Any]) -> int:
+        return int(config["label_nc"]) + int(bool(config.get("contain_dontcare", True)))
+
+    def generator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        self._check_data(cfg, dataset)
+        if int(dataset.channels_b) != 3:
+            raise ConfigError("the spade family makes RGB images: set data.channels = 3")
+        return {"label_nc": cfg.data.label_nc, "use_instance": bool(cfg.data.path_inst),
+                "crop_size": cfg.data.resolution}
+
+    def generator_config(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        config = super().generator_config(cfg, dataset)
+        if config.get("use_vae"):
+            raise ConfigError("the spade family does not train the VAE style encoder; remove use_vae")
+        return config
+
+    def discriminator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        dontcare = bool(cfg.model.generator.get("contain_dontcare", True))  # SPADEGenerator's default
+        return {"input_nc": cfg.data.label_nc + int(dontcare) + int(bool(cfg.data.path_inst)) + 3}
+
+    def init_weights(self, module: nn.Module) -> None:
+        # SPADE's init_type 'xavier' with gain 0.02
+        with torch.no_grad():
+            for m in module.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    weight = getattr(m, "weight_orig", m.weight)
+                    nn.init.xavier_normal_(weight, gain=0.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+                elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+                    nn.init.normal_(m.weight, 1.0, 0.02)
+                    nn.init.zeros_(m.bias)

@@ -462,7 +462,7 @@ class Trainer:
             raise ConfigError(
                 "the recipe's [model] differs from the checkpoint's; resume with the same model settings"
             )
-        ignore = {"workers", "path", "path_b", "name", "license"}
+        ignore = {"workers", "path", "path_b", "path_inst", "name", "license"}
         diff = sorted(k for k in now["data"] if k not in ignore and now["data"][k] != saved["data"].get(k))
         if diff:
             raise ConfigError(

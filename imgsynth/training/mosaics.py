@@ -149,6 +149,11 @@ class MosaicGenerator:
         self.num_classes = int(self.labels.max()) + 1
         self.by_class = {c: np.flatnonzero(self.labels == c) for c in np.unique(self.labels).tolist()}
 
+    @property
+    def label_nc(self) -> int:
+        """Labels of the semantic maps: background + one per item class (a model's ``label_nc``)."""
+        return self.num_classes + 1
+
     @classmethod
     def from_fashion_mnist(cls, root: str | Path, split: str = "train", **kwargs: object) -> "MosaicGenerator":
         """Items and labels from the Fashion-MNIST IDX files in ``root`` (``train`` or ``test``)."""

@@ -204,3 +204,28 @@ def test_masked_images_have_seeded_free_form_holes(tmp_path):
     torch.testing.assert_close(ds[(1, 0)]["hole"], hole, rtol=0, atol=0)
     assert not torch.equal(ds[(1, 1)]["hole"], hole)  # another epoch, another hole
     assert not torch.equal(ds[(2, 0)]["hole"], hole)
+
+
+def test_label_maps_keep_their_ids(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        label = np.repeat(np.repeat(rng.integers(0, 5, (5, 5), dtype=np.uint8), 4, 0), 4, 1)  # 20x20 blocks
+        (tmp_path / "A").mkdir(exist_ok=True)
+        Image.fromarray(label, "L").save(tmp_path / "A" / f"{i}.png")
+        inst = label.astype(np.uint16) * 1000 + i  # 16-bit PNG, like Cityscapes instance ids
+        (tmp_path / "I").mkdir(exist_ok=True)
+        Image.fromarray(inst).save(tmp_path / "I" / f"{i}.png")
+        save(tmp_path / "B" / f"{i}.png", "RGB", size=(20, 20), value=i)
+    cfg = DataConfig(source="paired", path=str(tmp_path / "A"), path_b=str(tmp_path / "B"),
+                     path_inst=str(tmp_path / "I"), label_nc=5, resolution=16, load_size=18, hflip=True)
+    ds = PairedFolders(cfg, seed=1)
+    assert ds.channels_b == 3
+    item = ds[(1, 2)]
+    assert set(item) == {"label", "inst", "b"}
+    assert item["label"].dtype == torch.int64 and item["label"].shape == (1, 16, 16)
+    assert set(item["label"].unique().tolist()) <= set(range(5))  # nearest: no blended ids
+    assert set((item["inst"] % 1000).unique().tolist()) == {1}
+    torch.testing.assert_close(item["inst"] // 1000, item["label"])  # same crop and flip
+    with pytest.raises(ConfigError, match="path_inst .* needs label-map inputs"):
+        PairedFolders(DataConfig(source="paired", path=str(tmp_path / "A"), path_b=str(tmp_path / "B"),
+                                 path_inst=str(tmp_path / "I")))

@@ -119,6 +119,7 @@ def test_same_class_touching_items():
 
 def test_batch_and_bad_settings():
     g = _gen()
+    assert g.label_nc == 5 and max(int(g(i).semantic.max()) for i in range(5)) < g.label_nc
     batch = g.batch([0, 3])
     assert batch["panoptic"].shape == (2, 32, 32) and np.array_equal(batch["image"][1], g(3).image)
     items, labels = fake_items()
