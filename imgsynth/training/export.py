@@ -173,6 +173,12 @@ def export(
     g_config = dict(state["generator_config"])
 
     weights, ema = _weights(state, use_ema)
+    from imgsynth.training.config import from_dict as _from_dict
+    from imgsynth.training.families import get_family as _get_family
+
+    family = _get_family(state["family"])
+    g_config, weights = family.export_generator(
+        g_config, weights, int(state["step"]), family.options(_from_dict(cfg)))
     # the weights must load into the registry's network exactly as the engine will load them
     model = build_model(arch, g_config)
     try:

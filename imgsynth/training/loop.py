@@ -514,17 +514,20 @@ class Trainer:
             x_real = x_real.detach().requires_grad_(True)
         scale = self.scaler_d.get_scale() if self.scaler_d.is_enabled() else None
         with self._autocast():
-            real_out = self.D(x_real)
-            fake_out = self.D(x_fake)
+            real_out = fam.discriminate(self.D, x_real)
+            fake_out = fam.discriminate(self.D, x_fake)
         loss = L.d_loss(cfg.gan, real_out, fake_out)
         logs["d"] = logs.get("d", 0) + loss.detach()
         if cfg.gan == "wgan-gp" and cfg.gp_weight > 0:
             def critic(x: Tensor) -> Any:
                 with self._autocast():
-                    return self.D(x)
+                    return fam.discriminate(self.D, x)
             gp = L.gradient_penalty(critic, x_real.detach(), x_fake, self.noise, scale)
             logs["gp"] = logs.get("gp", 0) + gp.detach()
             loss = loss + cfg.gp_weight * gp
+        for name, extra in fam.d_regularizers(real_out, self.options).items():
+            logs[name] = logs.get(name, 0) + extra.detach()
+            loss = loss + extra
         if use_r1:
             # lazy regularisation: every r1_every steps, weighted by r1_every (Karras et al. 2020, Sec. 3.1)
             r1 = L.r1_penalty(real_out, x_real, scale)
@@ -540,11 +543,11 @@ class Trainer:
         with self._autocast():
             if use_fm:
                 with _FeatureTap(self.fm_layers) as fake_feats:
-                    fake_out = self.D(x_fake)
+                    fake_out = fam.discriminate(self.D, x_fake)
                 with torch.no_grad(), _FeatureTap(self.fm_layers) as real_feats:
-                    self.D(fam.d_input(batch, fam.real(batch)))
+                    fam.discriminate(self.D, fam.d_input(batch, fam.real(batch)))
             else:
-                fake_out = self.D(x_fake)
+                fake_out = fam.discriminate(self.D, x_fake)
         loss = L.g_loss(cfg.gan, fake_out)
         logs["g"] = logs.get("g", 0) + loss.detach()
         if use_fm:
@@ -567,6 +570,7 @@ class Trainer:
 
     def train_step(self, batches: list[dict[str, Tensor]], logs: dict[str, Tensor]) -> None:
         """One step: a D update per batch, then a G update (on the last batch's fakes)."""
+        self.family.begin_step(self.step, self.options)
         n = len(batches)
         fake = None
         for i, batch in enumerate(batches):
@@ -590,6 +594,7 @@ class Trainer:
         G = self.ema.model if self.ema is not None else self.G
         was_training = G.training
         G.eval()
+        self.family.begin_step(max(self.step - 1, 0), self.options)  # the state the last step trained
         seeds = self.grid_seeds
         images, columns = [], 0
         for i in range(0, len(seeds), 64):  # bounded memory for big grids
