@@ -142,7 +142,8 @@ def _tap_slices(
 
 
 def _out_size(size: _Pair, k: _Pair, s: _Pair, p: _Pair, d: _Pair) -> _Pair:
-    return tuple((size[a] + 2 * p[a] - d[a] * (k[a] - 1) - 1) // s[a] + 1 for a in range(2))  # type: ignore[return-value]
+    h, w = ((size[a] + 2 * p[a] - d[a] * (k[a] - 1) - 1) // s[a] + 1 for a in range(2))
+    return h, w
 
 
 def panoptic_windows(
@@ -249,7 +250,7 @@ def _plain_labels(lp: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | No
     rows = _label_rows(cols, kh * kw, nlab).reshape(-1, kh * kw)
     out = F.embedding_bag(rows, table, mode="sum")
     if bias is not None:
-        out = out + bias.to(out.dtype)
+        out = out.add_(bias.to(out.dtype))
     return out.view(n, ho, wo, -1).permute(0, 3, 1, 2)
 
 
@@ -344,7 +345,7 @@ class PanopticAwareConv2d(nn.Conv2d):
     @property
     def geometry(self) -> tuple[_Pair, _Pair, _Pair, _Pair]:
         """(kernel_size, stride, padding, dilation), each a pair."""
-        return (tuple(self.kernel_size), tuple(self.stride), tuple(self.padding), tuple(self.dilation))  # type: ignore[return-value]
+        return (_pair(self.kernel_size), _pair(self.stride), _pair(self.padding), _pair(self.dilation))
 
     def windows(self, panoptic: torch.Tensor) -> PanopticWindows:
         """:func:`panoptic_windows` of ``panoptic`` (N, [1,] H, W) for this layer's geometry."""

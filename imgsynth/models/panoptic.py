@@ -30,8 +30,7 @@ Deviations / choices (the paper leaves these open; each is tested in
 - Replaced convolutions: the three convolutions of each SPADE branch, plus the hole-filling
   convolutions. The residual-path convolutions (``conv_0``, ``conv_1``, ``conv_s``),
   ``conv_img`` and the head ``fc`` stay plain convolutions (``panoptic_fc=True`` makes ``fc``
-  panoptic-aware as well). In each block the ``mlp_shared`` convs of ``norm_0``/``norm_s``/
-  ``norm_1`` share one panoptic-aware conv with concatenated weights (same numbers).
+  panoptic-aware as well).
 - Hole filling: one panoptic-aware conv per upsampling (``upsample.{i}.hole_filling``, in order
   of application: before ``G_middle_0``, before ``G_middle_1`` in the "more"/"most" modes, then
   before ``up_0`` ... ``up_3`` and ``up_4``), from the ``semantic_nc``-channel one-hot map S^u
@@ -59,7 +58,6 @@ from imgsynth.layers.panoptic import (
     PanopticAwareConv2d,
     PanopticAwareUpsample,
     PanopticWindows,
-    panoptic_conv2d,
     panoptic_windows,
     resize_ids,
 )
@@ -112,14 +110,15 @@ class PanopticResnetBlock(SPADEResnetBlock):
         gamma, beta = norm.mlp_gamma_beta(hidden, windows).chunk(2, dim=1)
         return modulate(norm.param_free_norm(x), gamma, beta)
 
-    def forward(self, x: torch.Tensor, semantic: Semantic, windows: PanopticWindows) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, semantic: Semantic, windows: PanopticWindows
+    ) -> torch.Tensor:
         """x (N, fin, H, W); semantic at (H, W); windows of the panoptic map at (H, W) for the
         branch geometry -> (N, fout, H, W)."""
         norms = [self.norm_0, self.norm_s, self.norm_1] if self.learned_shortcut else [self.norm_0, self.norm_1]
-        convs = [n.mlp_shared[0] for n in norms]
-        weight = torch.cat([c.weight for c in convs])
-        bias = torch.cat([c.bias for c in convs])
-        hidden = F.relu_(panoptic_conv2d(semantic, weight, bias, windows)).split([c.out_channels for c in convs], 1)
+        # one conv per norm rather than one with concatenated weights: channel slices of a fused
+        # output are strided views that the next convolution would have to copy
+        hidden = [F.relu_(n.mlp_shared[0](semantic, windows)) for n in norms]
         if self.learned_shortcut:
             h0, hs, h1 = hidden
             x_s = self.conv_s(self._modulated(self.norm_s, hs, x, windows))
@@ -241,14 +240,16 @@ class PanopticGenerator(nn.Module):
 
     def _check_inputs(self, input_semantics: torch.Tensor, panoptic: torch.Tensor) -> torch.Tensor:
         if input_semantics.dim() != 4 or input_semantics.shape[1] != self.semantic_nc:
-            raise ValueError(f"expected (N, {self.semantic_nc}, H, W) semantic maps, got {tuple(input_semantics.shape)}")
+            raise ValueError(f"expected (N, {self.semantic_nc}, H, W) semantic maps, "
+                             f"got {tuple(input_semantics.shape)}")
         if panoptic.is_floating_point() or panoptic.dtype == torch.bool:
             raise ValueError(f"panoptic ids must be an integer tensor (do not cast them to the model dtype), "
                              f"got {panoptic.dtype}")
         pan = panoptic[:, 0] if panoptic.dim() == 4 and panoptic.shape[1] == 1 else panoptic
         n, _, h, w = input_semantics.shape
         if tuple(pan.shape) != (n, h, w):
-            raise ValueError(f"panoptic map must be (N, H, W) = {(n, h, w)} like the semantic map, got {tuple(panoptic.shape)}")
+            raise ValueError(f"panoptic map must be (N, H, W) = {(n, h, w)} like the semantic map, "
+                             f"got {tuple(panoptic.shape)}")
         return pan.to(input_semantics.device)
 
     def forward(self, input_semantics: torch.Tensor, panoptic: torch.Tensor) -> torch.Tensor:

@@ -129,7 +129,9 @@ def from_coco_panoptic(
         try:
             sid, cat = int(seg["id"]), int(seg["category_id"])
         except (KeyError, TypeError, ValueError):
-            raise InputError(f"{_prefix(name)}a segment lacks an integer 'id' or 'category_id': {dict(seg)!r}") from None
+            raise InputError(
+                f"{_prefix(name)}a segment lacks an integer 'id' or 'category_id': {dict(seg)!r}"
+            ) from None
         if sid in cats and cats[sid] != cat:
             raise InputError(f"{_prefix(name)}segment id {sid} is listed with two categories ({cats[sid]} and {cat})")
         cats[sid] = cat
@@ -169,7 +171,9 @@ def from_cityscapes_instance_ids(
     if label_ids is not None:
         lab = _int_map(label_ids, "labelIds map", name)
         if lab.shape != v.shape:
-            raise InputError(f"{_prefix(name)}labelIds {lab.shape[::-1]} and instanceIds {v.shape[::-1]} differ in size")
+            raise InputError(
+                f"{_prefix(name)}labelIds {lab.shape[::-1]} and instanceIds {v.shape[::-1]} differ in size"
+            )
         bad = lab != semantic
         if bad.any():
             y, x = np.argwhere(bad)[0]
@@ -202,7 +206,9 @@ def from_semantic_instance(
     sem = _int_map(semantic, "semantic map", name)
     inst = _int_map(instance, "instance map", name)
     if sem.shape != inst.shape:
-        raise InputError(f"{_prefix(name)}instance map {inst.shape[::-1]} and semantic map {sem.shape[::-1]} differ in size")
+        raise InputError(
+            f"{_prefix(name)}instance map {inst.shape[::-1]} and semantic map {sem.shape[::-1]} differ in size"
+        )
     if not ids_per_class:
         things = inst != stuff_instance if stuff_instance is not None else np.ones_like(inst, dtype=bool)
         pairs = np.unique(np.stack([inst[things], sem[things]], 1), axis=0)

@@ -128,7 +128,9 @@ class MosaicGenerator:
         if items.ndim != 3 or items.dtype != np.uint8 or len(items) == 0:
             raise InputError(f"items must be a non-empty uint8 (K, h, w) array, got {items.dtype} {items.shape}")
         if labels.shape != (len(items),) or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-            raise InputError(f"labels must be (K,) = ({len(items)},) non-negative integers, got {labels.dtype} {labels.shape}")
+            raise InputError(
+                f"labels must be (K,) = ({len(items)},) non-negative integers, got {labels.dtype} {labels.shape}"
+            )
         masks = items > threshold
         if not masks.reshape(len(items), -1).any(1).all():
             raise InputError(f"some items have no pixel above threshold {threshold}")
@@ -137,7 +139,8 @@ class MosaicGenerator:
             raise ConfigError(f"canvas {h}x{w} is smaller than the items ({items.shape[1]}x{items.shape[2]})")
         if not 1 <= min_items <= max_items:
             raise ConfigError(f"need 1 <= min_items <= max_items, got {min_items}, {max_items}")
-        for nm, v in (("same_class_prob", same_class_prob), ("overlap_prob", overlap_prob), ("min_visible", min_visible)):
+        probs = {"same_class_prob": same_class_prob, "overlap_prob": overlap_prob, "min_visible": min_visible}
+        for nm, v in probs.items():
             if not 0.0 <= float(v) <= 1.0:
                 raise ConfigError(f"{nm} must be in [0, 1], got {v}")
         self.items, self.labels, self.masks = items, labels.astype(np.int64), masks

@@ -142,7 +142,7 @@ def test_block_label_and_dense_semantics_agree():
 
 
 def test_block_uses_the_panoptic_convs_of_its_norms():
-    # one fused conv for the mlp_shared of norm_0/norm_s/norm_1 is the same as three
+    # the block is SPADE's (Fig. 4 of Park et al.) with every branch conv given the windows
     blk = _randomize(PanopticResnetBlock(6, 4, 5, nhidden=8)).eval()
     g = _gen(5)
     x = torch.randn(1, 6, 8, 8, generator=g)

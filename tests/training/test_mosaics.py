@@ -112,7 +112,8 @@ def test_same_class_touching_items():
     assert b.any()
     ys, xs = np.nonzero(b)
     for y, x in zip(ys, xs):  # each marked pixel has a same-class neighbour of another instance
-        nb = [(y + dy, x + dx) for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)) if 0 <= y + dy < 32 and 0 <= x + dx < 32]
+        steps = ((1, 0), (-1, 0), (0, 1), (0, -1))
+        nb = [(y + dy, x + dx) for dy, dx in steps if 0 <= y + dy < 32 and 0 <= x + dx < 32]
         assert any(m.semantic[q] == m.semantic[y, x] and m.instance[q] != m.instance[y, x] for q in nb)
     assert not same_class_boundaries(m.semantic, np.where(m.instance > 0, 1, 0)).any()
 
