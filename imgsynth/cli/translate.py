@@ -15,7 +15,7 @@ from imgsynth.cli.options import (
 
 IN_PANEL = "Conditioning input"
 
-HELP = """Translate label maps (semantic, instance), edges or photos into images: pix2pix, pix2pixHD, SPADE.
+HELP = """Translate label, instance or panoptic maps, edges or photos into images: pix2pix, pix2pixHD, SPADE, panoptic.
 
 [bold]Examples:[/bold]
 
@@ -24,6 +24,8 @@ HELP = """Translate label maps (semantic, instance), edges or photos into images
   imgsynth translate labels/ --weights runs/spade/export --instance instances/ -o out/
 
   imgsynth translate facade_labels.png --model pix2pix-facades --concat -o out.png
+
+  imgsynth translate examples/panoptic/ --model panoptic -o out/   [dim]# *_instanceIds.png inputs[/dim]
 
   imgsynth translate shoe.jpg --model pix2pix-edges2shoes --input-kind edges -o shoe_out.png
 """
@@ -46,6 +48,9 @@ def translate(
         "--label-offset", help="Added to every label first (ADE20K's loader uses -1).", rich_help_panel=IN_PANEL)] = None,
     style: Annotated[Optional[Path], typer.Option(
         "--style", help="SPADE with a style encoder: take the style from this image.", rich_help_panel=IN_PANEL)] = None,
+    segments: Annotated[Optional[Path], typer.Option(
+        "--segments", help="Panoptic models: the COCO panoptic JSON whose segments_info describes the input PNGs.",
+        rich_help_panel=IN_PANEL)] = None,
     concat: Annotated[bool, typer.Option("--concat", help="Write the (colourised) input beside the result.",
                                          rich_help_panel="Output")] = False,
     output: OutputOpt = None,
@@ -70,7 +75,7 @@ def translate(
     request = TranslateRequest(
         inputs=inputs, output=output, model=model, weights=weights, revision=revision, offline=offline,
         device=device, precision=precision, workers=workers, seed=seed, input_kind=input_kind,
-        instance=instance, palette=palette, label_offset=label_offset, style=style, concat=concat,
+        instance=instance, palette=palette, label_offset=label_offset, style=style, segments=segments, concat=concat,
         overwrite=overwrite,
     )
     with progress_bar(quiet, "translate") as progress:

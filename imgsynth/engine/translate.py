@@ -40,6 +40,7 @@ class TranslateRequest:
     palette: str | None = None
     label_offset: int | None = None
     style: Path | None = None
+    segments: Path | None = None
     concat: bool = False
     overwrite: bool = False
 
@@ -69,9 +70,32 @@ class PrepareTranslate:
     """Decode one input (and its instance map) into a TranslateInput; picklable for workers."""
 
     def __init__(self, kind: str, instance: str | None, palette: str | None, needs_instance: bool,
-                 style: np.ndarray | None, seed: int):
+                 style: np.ndarray | None, seed: int, panoptic: bool = False, segments: dict | None = None):
         self.kind, self.instance, self.palette = kind, instance, palette
         self.needs_instance, self.style, self.seed = needs_instance, style, seed
+        self.panoptic, self.segments = panoptic, segments
+
+    def _panoptic(self, item: io.InputItem, data: bytes):
+        """(semantic, panoptic ids) from a COCO panoptic PNG (+ --segments), a semantic map with an
+        instance map, or a Cityscapes-style instanceIds map (class * 1000 + instance)."""
+        from imgsynth.pipelines import panoptic_maps as pm
+
+        name = item.path
+        if self.segments is not None:
+            dec = io.decode_image(data, name)
+            segs = pm.coco_segments(self.segments, Path(name).name)
+            return pm.from_coco_panoptic(dec.rgb, segs, name=name)
+        ip = _instance_path(item, self.instance)
+        if ip is not None:
+            inst, _ = io.decode_label_map(io.read_bytes(io.InputItem(str(ip), ip.stem)), str(ip))
+            if inst is None:
+                raise InputError(f"{ip}: an instance map must be a single-channel integer image")
+            return pm.from_semantic_instance(self._labels(data, name), inst, name=name)
+        raw, _ = io.decode_label_map(data, name)
+        if raw is None:
+            raise InputError(f"{name}: a panoptic input is an instanceIds map, a COCO panoptic PNG with "
+                             f"--segments, or a label map with --instance")
+        return pm.from_cityscapes_instance_ids(raw, name=name)
 
     def _labels(self, data: bytes, name: str) -> np.ndarray:
         raw, dec = io.decode_label_map(data, name)
@@ -91,6 +115,9 @@ class PrepareTranslate:
         data = io.read_bytes(item)
         if self.kind != "label":
             return TranslateInput(item.path, image=io.decode_image(data, item.path).rgb, style=self.style, seed=self.seed)
+        if self.panoptic:
+            semantic, ids = self._panoptic(item, data)
+            return TranslateInput(item.path, label=semantic, panoptic=ids, style=self.style, seed=self.seed)
         label = self._labels(data, item.path)
         inst = None
         if self.needs_instance:
@@ -159,8 +186,17 @@ def run_translate(request: TranslateRequest, progress: Callable[[int, int, str],
     workers = request.workers if request.workers is not None else (1 if len(items) > 2 else 0)
     if any(i.is_stdin for i in items):
         workers = 0
+    segments = None
+    if request.segments is not None:
+        import json
+
+        try:
+            segments = json.loads(Path(request.segments).read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(f"{request.segments}: cannot read the COCO panoptic JSON ({e})") from None
     prepare = PrepareTranslate(translator.kind, request.instance, palette,
-                               bool(getattr(loaded.model, "use_instance", False)), style, request.seed)
+                               bool(getattr(loaded.model, "use_instance", False)), style, request.seed,
+                               bool(getattr(loaded.model, "use_panoptic", False)), segments)
     return run_batched(items, prepare=prepare, process=lambda b: [translator.translate_one(x) for x in b],
                        write=write, name_of=lambda i: i.path, skip=skip, batch_size=1, workers=workers,
                        progress=progress)

@@ -43,6 +43,7 @@ class TranslateInput:
     image: np.ndarray | None = None
     style: np.ndarray | None = None
     seed: int = 0
+    panoptic: np.ndarray | None = None  # (H, W) segment ids, for panoptic models
 
 
 def model_kind(model: Any) -> str:
@@ -159,14 +160,16 @@ class Translator:
     def _prepare_size(self, item: TranslateInput) -> tuple[TranslateInput, tuple[int, int], str]:
         src = item.label if self.kind == "label" else item.image
         h, w = src.shape[:2]
+
+        def maps(fn) -> dict[str, np.ndarray | None]:
+            return {k: None if getattr(item, k) is None else fn(getattr(item, k))
+                    for k in ("label", "instance", "panoptic")}
+
         if hasattr(self.model, "grid_size") and not getattr(self.model, "latent_from_input", False):
             oh, ow = self.model.output_size(h, w)
             if (oh, ow) != (h, w):
-                return TranslateInput(
-                    item.name,
-                    label=None if item.label is None else resize_nearest_legacy(item.label, (oh, ow)),
-                    instance=None if item.instance is None else resize_nearest_legacy(item.instance, (oh, ow)),
-                    image=item.image, style=item.style, seed=item.seed), (h, w), "resize"
+                return TranslateInput(item.name, image=item.image, style=item.style, seed=item.seed,
+                                      **maps(lambda a: resize_nearest_legacy(a, (oh, ow)))), (h, w), "resize"
             return item, (h, w), "none"
         k = size_multiple(self.model)
         ph, pw = (-h) % k, (-w) % k
@@ -174,9 +177,8 @@ class Translator:
             return item, (h, w), "none"
         pad2 = ((0, ph), (0, pw))
         if self.kind == "label":
-            new = TranslateInput(item.name, label=np.pad(item.label, pad2, mode="edge"),
-                                 instance=None if item.instance is None else np.pad(item.instance, pad2, mode="edge"),
-                                 style=item.style, seed=item.seed)
+            new = TranslateInput(item.name, style=item.style, seed=item.seed,
+                                 **maps(lambda a: np.pad(a, pad2, mode="edge")))
         else:
             mode = "reflect" if ph < h and pw < w else "edge"
             new = TranslateInput(item.name, image=np.pad(item.image, pad2 + ((0, 0),), mode=mode),
@@ -206,6 +208,11 @@ class Translator:
         z = self._style_code(item)
         torch.manual_seed(item.seed)  # dropout / sampling noise depend on the item's seed only
         args = (x.to(self.device, self.dtype),) + (() if z is None else (z.to(self.device, self.dtype),))
+        if getattr(self.model, "use_panoptic", False):
+            if sized.panoptic is None:
+                raise InputError(f"{item.name}: this model needs a panoptic map (segment ids)")
+            # ids stay integers: a float (bf16) cast would merge neighbouring ids
+            args = args + (torch.from_numpy(sized.panoptic.astype(np.int64))[None].to(self.device),)
         y = self.model(*args).float().cpu()
         if how == "pad":
             y = y[:, :, :h, :w]

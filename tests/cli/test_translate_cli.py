@@ -71,3 +71,22 @@ def test_style_refused_without_encoder(make_export, tmp_path):
     lab = save_labels(tmp_path / "l.png", np.zeros((16, 16)))
     res = runner.invoke(app, ["translate", str(lab), "--weights", str(d), "--style", str(lab), "-o", str(tmp_path / "x.png")])
     assert res.exit_code == 1 and "--style needs a model with a style encoder" in res.stderr
+
+
+def test_panoptic_model_from_instance_ids(make_export, tmp_path):
+    from imgsynth.models.registry import get_model
+
+    d = make_export("panoptic")
+    n = get_model("panoptic").tiny["label_nc"]
+    sem = np.zeros((24, 32), np.int32)
+    sem[:, 10:20] = 1
+    sem[:, 20:] = min(2, n - 1)
+    inst = np.where(sem > 0, sem * 1000 + np.where(np.arange(32)[None] < 15, 1, 2), sem)  # two touching items
+    Image.fromarray(inst.astype(np.uint16)).save(tmp_path / "m_instanceIds.png")
+    res = runner.invoke(app, ["translate", str(tmp_path / "m_instanceIds.png"), "--weights", str(d),
+                              "-o", str(tmp_path / "o.png")])
+    assert res.exit_code == 0, res.stderr
+    assert Image.open(tmp_path / "o.png").size == (32, 24)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "rgb.png")
+    res = runner.invoke(app, ["translate", str(tmp_path / "rgb.png"), "--weights", str(d), "-o", str(tmp_path / "x.png")])
+    assert res.exit_code == 1 and "panoptic input is an instanceIds map" in res.stderr
