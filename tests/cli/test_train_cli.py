@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+import torch
 import typer
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -19,6 +20,16 @@ from imgsynth.engine.cards import parse_card
 from imgsynth.engine.loading import load_model
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run fastest on one thread, and a busy 2-core machine makes spinning
+    OpenMP threads very slow (OMP_WAIT_POLICY is fixed once torch has loaded)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_app():
