@@ -722,6 +722,13 @@ class Trainer:
                 if path is not None:
                     self._emit("sample", path=path)
                     self._write_curve()
+                    if self._tb is not None:
+                        from PIL import Image
+
+                        with Image.open(path) as im:
+                            grid = np.array(im)
+                        self._tb.add_image("samples", grid, self.step,
+                                           dataformats="HW" if grid.ndim == 2 else "HWC")
             if self.step % cfg.run.checkpoint_every == 0 or last:
                 path = self.save()
                 if path is not None:
