@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from imgsynth.errors import WeightsError
+from imgsynth.errors import OutputError, WeightsError
 
 FORMAT = "imgsynth-train-checkpoint"
 VERSION = 1
@@ -85,16 +85,18 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def save_checkpoint(state: dict[str, Any], directory: str | Path, step: int, config_toml: str) -> Path:
     """Write ``state`` as ``directory/step-NNNNNNNN.safetensors`` (+ ``.toml``) atomically."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / checkpoint_name(step)
-    _atomic_write_text(path.with_suffix(".toml"), config_toml)
     tensors, skeleton = flatten_state(state)
     meta = {"format": FORMAT, "version": str(VERSION), "state": json.dumps(skeleton)}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(path.with_suffix(".toml"), config_toml)
         save_file(tensors, str(tmp), metadata=meta)
         os.chmod(tmp, 0o644)  # like the PNGs and TOML beside it (safetensors creates it 0600)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write checkpoint {str(path)!r}: {exc.strerror or exc}") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -42,7 +42,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from imgsynth.errors import ConfigError, DeviceError
+from imgsynth.errors import ConfigError, DeviceError, OutputError
 from imgsynth.training import losses as L
 from imgsynth.training.checkpoint import (
     latest_checkpoint,
@@ -667,8 +667,11 @@ class Trainer:
         cfg = self.cfg
         self._setup()
         if self.info.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.toml").write_text(dumps_config(cfg), encoding="utf-8")
+            try:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                (self.out_dir / "config.toml").write_text(dumps_config(cfg), encoding="utf-8")
+            except OSError as exc:
+                raise OutputError(f"cannot write to run.out_dir {str(self.out_dir)!r}: {exc.strerror or exc}") from None
         self._open_tensorboard()
         self._emit("start", message=(
             f"{self.family.name} on {dataset_name(cfg.data)} ({len(self.dataset)} items), "

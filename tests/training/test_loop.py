@@ -393,3 +393,11 @@ def test_progan_export_holds_the_grown_depth(tmp_path):
     z = loaded.model.dummy_inputs(2, torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert loaded.model(*z).shape == (2, 1, 8, 8)
+
+
+def test_unwritable_out_dir_is_an_output_error(tmp_path):
+    from imgsynth.errors import OutputError
+
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OutputError, match="cannot write to run.out_dir"):
+        train(tiny(tmp_path, "file/run", run={"steps": 1}))
