@@ -304,7 +304,10 @@ def _cache(card: Card, data: bytes) -> Path:
 
 
 def _converted(card: Card, data: bytes) -> Path:
-    return hub_cache_dir() / "imgsynth-converted" / f"{card.id}-{hashlib.sha256(data).hexdigest()[:16]}.safetensors"
+    """The one converted file of ``card`` (unpinned cards are keyed on the cached file's identity)."""
+    found = sorted((hub_cache_dir() / "imgsynth-converted").glob(f"{card.id}-*.safetensors"))
+    assert len(found) <= 1, found
+    return found[0] if found else hub_cache_dir() / "imgsynth-converted" / f"{card.id}-missing.safetensors"
 
 
 def _cli(*args) -> None:
