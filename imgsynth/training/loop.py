@@ -113,8 +113,9 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     """``auto`` -> fp16 (with a GradScaler) on CUDA, fp32 elsewhere; explicit values are checked.
 
     bf16 autocast on CPU is opt-in (``precision = "bf16"``): it only pays off for large
-    convolutions on CPUs with AMX; for the small CPU recipes it measured 2x slower than fp32
-    (DCGAN 32 px, batch 64, Xeon with AMX-BF16, ``benchmarks/train_speed.py``).
+    convolutions on CPUs with AMX; for the small CPU recipes it was slower than fp32 in every
+    measurement (DCGAN 32 px, batch 64, Xeon with AMX-BF16: 520 vs 600 images/s at best,
+    ``benchmarks/train_speed.py``).
     """
     if spec == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
