@@ -33,7 +33,7 @@ CACHE = Path(os.environ.get("IMGSYNTH_CACHE", Path.home() / ".cache" / "imgsynth
 
 
 class Classifier(nn.Module):
-    """Small CNN on 32x32 grayscale (Fashion-MNIST padded 28 -> 32); ~93% test accuracy."""
+    """Small CNN on 32x32 grayscale (Fashion-MNIST padded 28 -> 32); 82% test accuracy after 3 epochs."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,7 +91,9 @@ def classifier(retrain: bool = False) -> Classifier:
 
 @torch.no_grad()
 def features(net: Classifier, x: torch.Tensor) -> np.ndarray:
-    return torch.cat([net.features(x[i : i + 500]) for i in range(0, len(x), 500)]).double().numpy()
+    # the 128-d penultimate layer before its ReLU: dense features, so the covariances are well conditioned
+    trunk = net.features[:-1]
+    return torch.cat([trunk(x[i : i + 500]) for i in range(0, len(x), 500)]).double().numpy()
 
 
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,6 +103,9 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     mu1, mu2 = a.mean(0), b.mean(0)
     c1, c2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean, _ = linalg.sqrtm(c1 @ c2, disp=False)
+    if not np.isfinite(covmean).all():  # as pytorch-fid: regularise a singular product
+        off = np.eye(c1.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((c1 + off) @ (c2 + off))
     covmean = covmean.real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(c1 + c2 - 2 * covmean))
 
