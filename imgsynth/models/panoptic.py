@@ -63,7 +63,7 @@ from imgsynth.layers.panoptic import (
 )
 from imgsynth.layers.spade_norm import NORM_TYPES, SPADE, SPADEResnetBlock, modulate, resize_nearest
 from imgsynth.models.registry import register_model
-from imgsynth.models.spade import UPSAMPLING_MODES, latent_grid
+from imgsynth.models.spade import UPSAMPLING_MODES, latent_grid, run_trunk
 
 Semantic = torch.Tensor
 """A semantic map at one resolution: (N, C, H, W) float one-hot, or (N, H, W) int64 labels."""
@@ -291,17 +291,7 @@ class PanopticGenerator(nn.Module):
             ids_high, sem_high, win_high = level((2 * x.shape[-2], 2 * x.shape[-1]))
             return next(ups)(x, ids_low, ids_high, sem_high, hole_windows=win_high)
 
-        x = run(self.head_0, x)
-        x = run(self.G_middle_0, up(x))
-        if self.num_upsampling_layers in ("more", "most"):
-            x = up(x)
-        x = run(self.G_middle_1, x)
-        for name in ("up_0", "up_1", "up_2", "up_3"):
-            x = run(getattr(self, name), up(x))
-        if self.num_upsampling_layers == "most":
-            x = run(self.up_4, up(x))
-        x = self.conv_img(F.leaky_relu(x, 0.2))
-        return torch.tanh_(x).contiguous()
+        return run_trunk(self, x, run, up)
 
     def dummy_inputs(self, batch_size: int, generator: torch.Generator) -> tuple:
         """``(input_semantics, panoptic)`` at the output size: blocky random labels with 3

@@ -91,6 +91,26 @@ class SPADEStyleEncoder(nn.Module):
         return self.fc_mu(x), self.fc_var(x)
 
 
+def run_trunk(gen: nn.Module, x: torch.Tensor, run, up) -> torch.Tensor:
+    """The SPADE generator's block sequence, shared with the panoptic generator.
+
+    head_0 -> up -> G_middle_0 -> [up if more/most] -> G_middle_1 -> (up -> up_k) k = 0..3
+    -> [up -> up_4 if most] -> conv_img(leaky_relu(x, 0.2)) -> tanh. ``run(block, x)`` applies a
+    residual block with the right label map; ``up(x)`` is the x2 upsampling.
+    """
+    x = run(gen.head_0, x)
+    x = run(gen.G_middle_0, up(x))
+    if gen.num_upsampling_layers in ("more", "most"):
+        x = up(x)
+    x = run(gen.G_middle_1, x)
+    for name in ("up_0", "up_1", "up_2", "up_3"):
+        x = run(getattr(gen, name), up(x))
+    if gen.num_upsampling_layers == "most":
+        x = run(gen.up_4, up(x))
+    x = gen.conv_img(F.leaky_relu(x, 0.2))
+    return torch.tanh_(x).contiguous()
+
+
 @register_model(
     "spade",
     task="translate",
@@ -247,17 +267,7 @@ class SPADEGenerator(nn.Module):
         def up(x: torch.Tensor) -> torch.Tensor:
             return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
-        x = run(self.head_0, x)
-        x = run(self.G_middle_0, up(x))
-        if self.num_upsampling_layers in ("more", "most"):
-            x = up(x)
-        x = run(self.G_middle_1, x)
-        for name in ("up_0", "up_1", "up_2", "up_3"):
-            x = run(getattr(self, name), up(x))
-        if self.num_upsampling_layers == "most":
-            x = run(self.up_4, up(x))
-        x = self.conv_img(F.leaky_relu(x, 0.2))
-        return torch.tanh_(x).contiguous()
+        return run_trunk(self, x, run, up)
 
     def dummy_inputs(self, batch_size: int, generator: torch.Generator) -> tuple:
         """A random label map (and instance edges) at the output size: ``(input_semantics,)``."""
