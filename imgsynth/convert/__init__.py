@@ -10,9 +10,12 @@ what the official file holds once safely deserialised (a dict of tensors, possib
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from imgsynth.errors import CardError
+from imgsynth.errors import CardError, WeightsError
+
+if TYPE_CHECKING:
+    import torch
 
 Converter = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
@@ -27,3 +30,37 @@ def get_converter(spec: str) -> Converter:
         return getattr(module, fn)
     except (ImportError, AttributeError):
         raise CardError(f"converter {spec!r} does not exist in imgsynth.convert") from None
+
+
+def check_state_dict(
+    state_dict: dict[str, torch.Tensor], arch: str, config: dict[str, Any], source: str, unknown: list[str] = ()  # type: ignore[assignment]
+) -> dict[str, torch.Tensor]:
+    """Raise :class:`WeightsError` unless ``state_dict`` has exactly the keys and shapes of ``arch(config)``.
+
+    Returns the tensors in the model's key order. The reference model is built on the ``meta``
+    device, so this costs no memory. ``unknown`` lists source keys a converter could not map.
+    """
+    import torch
+
+    from imgsynth.models.registry import build_model
+
+    with torch.device("meta"):
+        expected = build_model(arch, config).state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    extra = list(unknown) + [k for k in state_dict if k not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s) ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+        if extra:
+            parts.append(f"unexpected {len(extra)} key(s) ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})")
+        raise WeightsError(
+            f"{source}: checkpoint does not fit {arch} {config}: {'; '.join(parts)}; "
+            "check the architecture options (infer_config reads them off the checkpoint)"
+        )
+    for k, ref in expected.items():
+        if tuple(state_dict[k].shape) != tuple(ref.shape):
+            raise WeightsError(
+                f"{source}: {k} has shape {tuple(state_dict[k].shape)}, {arch} {config} needs {tuple(ref.shape)}"
+            )
+    return {k: state_dict[k] for k in expected}

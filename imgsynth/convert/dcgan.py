@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from imgsynth.convert import check_state_dict
 from imgsynth.errors import WeightsError
 from imgsynth.models.dcgan import DCGANGenerator
 
@@ -131,20 +132,7 @@ def _finish(state: dict[str, Tensor], config: dict[str, Any], source: str) -> di
     for key in expected:
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.tensor(0, dtype=torch.long)
-    missing = [k for k in expected if k not in state]
-    extra = [k for k in state if k not in expected]
-    if missing or extra:
-        raise WeightsError(
-            f"{source} DCGAN checkpoint does not fit the config {config}: missing {missing[:4]}, "
-            f"unexpected {extra[:4]}"
-        )
-    for key, ref in expected.items():
-        if tuple(state[key].shape) != tuple(ref.shape):
-            raise WeightsError(
-                f"{source} DCGAN tensor {key} has shape {tuple(state[key].shape)}, "
-                f"the config expects {tuple(ref.shape)}"
-            )
-    return {key: state[key] for key in expected}
+    return check_state_dict(state, "dcgan", config, f"{source} DCGAN checkpoint")
 
 
 def from_examples(checkpoint: dict[str, Any], config: dict[str, Any]) -> dict[str, Tensor]:

@@ -32,8 +32,9 @@ from typing import Any, Mapping
 
 import torch
 
+from imgsynth.convert import check_state_dict
 from imgsynth.errors import WeightsError
-from imgsynth.models.registry import build_model, get_model
+from imgsynth.models.registry import get_model
 
 LEGACY_NORM_LEAVES = ("running_mean", "running_var", "num_batches_tracked")
 """Buffers that pre-0.4 PyTorch stored for InstanceNorm layers; the official loader deletes them."""
@@ -79,35 +80,6 @@ def full_config(arch: str, config: Mapping[str, Any]) -> dict[str, Any]:
     params = inspect.signature(get_model(arch).cls).parameters
     defaults = {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
     return {**defaults, **config}
-
-
-def check_state_dict(
-    state_dict: dict[str, torch.Tensor], arch: str, config: dict[str, Any], source: str, unknown: list[str] = ()  # type: ignore[assignment]
-) -> dict[str, torch.Tensor]:
-    """Raise :class:`WeightsError` unless ``state_dict`` has exactly the keys and shapes of ``arch(config)``.
-
-    The reference model is built on the ``meta`` device, so this costs no memory.
-    """
-    with torch.device("meta"):
-        expected = build_model(arch, config).state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    extra = list(unknown) + [k for k in state_dict if k not in expected]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s) ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
-        if extra:
-            parts.append(f"unexpected {len(extra)} key(s) ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})")
-        raise WeightsError(
-            f"{source}: checkpoint does not match {arch} {config}: {'; '.join(parts)}; "
-            "check the architecture options (infer_config reads them off the checkpoint)"
-        )
-    for k, ref in expected.items():
-        if tuple(state_dict[k].shape) != tuple(ref.shape):
-            raise WeightsError(
-                f"{source}: {k} has shape {tuple(state_dict[k].shape)}, {arch} {config} needs {tuple(ref.shape)}"
-            )
-    return {k: state_dict[k] for k in expected}
 
 
 # --- U-Net ------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ from typing import Any, Mapping
 
 import torch
 
-from imgsynth.convert.pix2pix import as_state_dict, check_state_dict, full_config, remap
+from imgsynth.convert import check_state_dict
+from imgsynth.convert.pix2pix import as_state_dict, full_config, remap
 from imgsynth.errors import WeightsError
 
 _SOURCE = "pix2pixHD checkpoint"

@@ -14,11 +14,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from imgsynth.convert import check_state_dict
 from imgsynth.errors import WeightsError
-from imgsynth.models.progan import ProGANGenerator
 
 __all__ = ["from_ganzoo", "infer_config"]
 
@@ -89,20 +88,4 @@ def from_ganzoo(checkpoint: dict[str, Any], config: dict[str, Any], *, use_avg: 
         WeightsError: missing, unexpected or mis-shaped tensors.
     """
     state = _generator_state(checkpoint, use_avg)
-    with torch.device("meta"):
-        expected = ProGANGenerator(**config).state_dict()
-    missing = [k for k in expected if k not in state]
-    extra = [k for k in state if k not in expected]
-    if missing or extra:
-        raise WeightsError(
-            f"PGAN checkpoint does not fit config channels={config.get('channels')}: "
-            f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
-            f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''}"
-        )
-    for key, ref in expected.items():
-        if tuple(state[key].shape) != tuple(ref.shape):
-            raise WeightsError(
-                f"PGAN checkpoint tensor {key} has shape {tuple(state[key].shape)}, "
-                f"config expects {tuple(ref.shape)}"
-            )
-    return {key: state[key] for key in expected}
+    return check_state_dict(state, "progan", config, "PGAN checkpoint")
