@@ -118,6 +118,15 @@ class PrepareInpaint:
         return _Prepared(item.path, item.stem, dec.rgb, hole, {"mask": mask_name})
 
 
+def _classical_card(model: str | None) -> bool:
+    """True when ``--model`` (or the task default) names a method without weights."""
+    from imgsynth.engine.cards import default_card, get_card, load_cards
+
+    cards = load_cards()
+    card = get_card(model, cards) if model else default_card("inpaint", cards)
+    return not card.has_weights
+
+
 def _concat(rgb: np.ndarray, hole: np.ndarray, out: np.ndarray) -> np.ndarray:
     mask_rgb = np.repeat((hole.astype(np.uint8) * 255)[..., None], 3, axis=2)
     return np.concatenate([rgb, mask_rgb, out], axis=1)
@@ -141,8 +150,11 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
             raise InputError("-: the mask cannot come from stdin")
         shared = io.decode_mask(Path(request.mask).read_bytes(), request.mask, invert=request.invert_mask)
 
-    device = select_device(request.device)
-    dtype = select_dtype(request.precision, device)
+    classical = request.weights is None and _classical_card(request.model)
+    device = dtype = None
+    if not classical:  # classical methods never import torch: start-up stays fast
+        device = select_device(request.device)
+        dtype = select_dtype(request.precision, device)
     loaded = load_model("inpaint", model=request.model, weights=request.weights, revision=request.revision,
                         offline=request.offline, device=device, dtype=dtype)
     inpainter = Inpainter(loaded.model, strategy=request.strategy, radius=request.radius, seed=request.seed,
@@ -181,8 +193,8 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
     workers = request.workers
     if workers is None:
         workers = 1 if len(items) > 2 else 0
-    if any(i.is_stdin for i in items):
-        workers = 0
+    if any(i.is_stdin for i in items) or not loaded.is_network:
+        workers = 0  # decoding dominates a classical fill; worker processes would only add start-up
     prepare = PrepareInpaint(request.mask, request.invert_mask, request.resize_mask, request.dilate, shared)
     return run_batched(items, prepare=prepare, process=process, write=write, name_of=lambda i: i.path,
                        skip=skip, batch_size=request.batch_size, workers=workers, progress=progress)

@@ -226,3 +226,19 @@ def test_network_weights_folder_end_to_end(make_export, tmp_path):
     hole = np.asarray(Image.open(m)) >= 128
     assert np.array_equal(src[~hole], out[~hole])
     assert read_metadata(tmp_path / "o.png")["arch"] == "pconv_unet"
+
+
+def test_classical_methods_do_not_import_torch(tmp_path):
+    p, m = photo(tmp_path / "p.png"), mask(tmp_path / "m.png")
+    code = (
+        "import sys\n"
+        "from imgsynth.cli.main import app\n"
+        "try:\n"
+        f"    app(['inpaint', {str(p)!r}, '--mask', {str(m)!r}, '-o', {str(tmp_path / 'o.png')!r}, '--model', 'ns'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o.png").exists()
