@@ -152,7 +152,8 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
 
     classical = request.weights is None and _classical_card(request.model)
     device = dtype = None
-    if not classical:  # classical methods never import torch: start-up stays fast
+    # classical methods skip torch (fast start-up) unless a device/precision was asked for and must be checked
+    if not classical or request.device != "auto" or request.precision != "fp32":
         device = select_device(request.device)
         dtype = select_dtype(request.precision, device)
     loaded = load_model("inpaint", model=request.model, weights=request.weights, revision=request.revision,
