@@ -15,7 +15,8 @@ style mixing act on the per-layer ws (``num_ws = 2 log2(R) - 2``), so mapping an
 separate calls.
 
 Key layout (imgsynth's own; the official networks are TensorFlow pickles, for which imgsynth has no
-converter): ``mapping.fc<i>.module.*``,
+converter; ``imgsynth.convert.stylegan`` converts the PyTorch ports' checkpoints, mmgen/mmagic and
+rosinality/style-based-gan-pytorch): ``mapping.fc<i>.module.*``,
 ``mapping.embed.weight``, ``mapping.w_avg``, ``synthesis.b4.const``, ``synthesis.b4.layer0.*``,
 ``synthesis.b4.conv.*``, ``synthesis.b<res>.{conv0_up,conv1}.*`` with ``conv.module.weight``,
 ``noise_const``, ``noise_strength``, ``bias``, ``style.module.*``, and ``synthesis.torgb.module.*``.
@@ -27,6 +28,8 @@ Deviations from the original:
   upsampling + conv below; the two are the same function).
 - Instance normalisation and the style affine run as one scale-and-shift per channel.
 - ``noise_mode='random'`` draws from the global torch generator of the output device.
+- ``up_layer_order``, ``norm_eps`` and ``shared_block_noise`` reproduce the two PyTorch ports whose
+  checkpoints imgsynth converts; their defaults are the official TF network.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ __all__ = ["StyleGANGenerator", "StyleGANMapping", "StyleGANSynthesis"]
 SQRT2 = math.sqrt(2.0)
 LRELU_SLOPE = 0.2
 NOISE_MODES = ("const", "random", "none")
+# Where an upsampling layer adds its bias relative to the blur (see StyleGANGenerator).
+UP_LAYER_ORDERS = ("conv_blur", "conv_bias_blur", "conv_bias_lrelu_blur")
 
 
 def _memory_format(t: Tensor, resolution: int) -> torch.memory_format:
@@ -127,16 +132,24 @@ class StyleGANMapping(nn.Module):
 
 
 class _StyleLayer(nn.Module):
-    """[conv (up 2 + blur)] -> noise -> bias -> lrelu -> instance norm -> style (official ``layer_epilogue``)."""
+    """[conv (up 2 + blur)] -> noise -> bias -> lrelu -> instance norm -> style (official ``layer_epilogue``).
+
+    ``up_layer_order`` moves the bias of an upsampling layer (and, for the mmgen order, one more
+    lrelu) in front of the blur; see :class:`StyleGANGenerator`.
+    """
 
     def __init__(
         self, in_channels: int, out_channels: int, w_dim: int, resolution: int, conv: bool = True,
-        up: bool = False, use_noise: bool = True,
+        up: bool = False, use_noise: bool = True, up_layer_order: str = "conv_blur", norm_eps: float = 1e-8,
     ) -> None:
         super().__init__()
         self.resolution = resolution
         self.up = up
         self.use_noise = use_noise
+        self.norm_eps = norm_eps
+        # Only upsampling layers have a blur, so only they can put the bias in front of it.
+        self.bias_before_blur = up and up_layer_order != "conv_blur"
+        self.lrelu_before_blur = up and up_layer_order == "conv_bias_lrelu_blur"
         if conv:
             self.conv = EqualizedConv2d(in_channels, out_channels, 3, padding=1, bias=False, gain=SQRT2,
                                         scale_bias=False, up=2 if up else 1)
@@ -146,31 +159,39 @@ class _StyleLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.style = EqualizedLinear(w_dim, 2 * out_channels, gain=1.0, scale_bias=False)
 
-    def forward(self, x: Tensor, w: Tensor, noise_mode: str = "const") -> Tensor:
-        """x (N, I, R/up, R/up) (or the (N, C, 4, 4) constant), w (N, w_dim) -> (N, C, R, R)."""
+    def forward(self, x: Tensor, w: Tensor, noise_mode: str = "const", noise: Tensor | None = None) -> Tensor:
+        """x (N, I, R/up, R/up) (or the (N, C, 4, 4) constant), w (N, w_dim) -> (N, C, R, R).
+
+        ``noise`` (N or 1, 1, R, R) replaces the drawn map in 'random' mode (a block shares one).
+        """
+        bias = self.bias.to(x.dtype).reshape(1, -1, 1, 1)
         if hasattr(self, "conv"):
             x = self.conv(x)
+            if self.bias_before_blur:
+                inplace = not x.requires_grad
+                x = x.add_(bias) if inplace else x + bias
+                if self.lrelu_before_blur:
+                    x = F.leaky_relu_(x, LRELU_SLOPE) if inplace else F.leaky_relu(x, LRELU_SLOPE)
             if self.up:
                 x = _blur(x)
         n, c = x.shape[:2]
         inplace = not x.requires_grad
-        strength = None
         if self.use_noise and noise_mode != "none":
             strength = self.noise_strength.to(x.dtype).reshape(1, -1, 1, 1)
             if noise_mode == "const":
                 noise = self.noise_const.to(x.dtype)[None, None]
-            else:
+            elif noise is None:
                 noise = torch.randn([n, 1, self.resolution, self.resolution], device=x.device, dtype=x.dtype)
+            else:
+                noise = noise.to(x.dtype)
             x = x.addcmul_(noise, strength) if inplace else x.addcmul(noise, strength)
-        bias = self.bias.to(x.dtype).reshape(1, -1, 1, 1)
-        if inplace:
-            x = F.leaky_relu_(x.add_(bias), LRELU_SLOPE)
-        else:
-            x = F.leaky_relu(x + bias, LRELU_SLOPE)
-        # Instance norm (eps 1e-8, biased variance) and AdaIN style folded into one scale and shift.
+        if not self.bias_before_blur:
+            x = x.add_(bias) if inplace else x + bias
+        x = F.leaky_relu_(x, LRELU_SLOPE) if inplace else F.leaky_relu(x, LRELU_SLOPE)
+        # Instance norm (biased variance) and AdaIN style folded into one scale and shift.
         var, mean = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
         style = self.style(w).to(x.dtype)
-        scale = torch.rsqrt(var + 1e-8) * (style[:, :c] + 1).reshape(n, c, 1, 1)
+        scale = torch.rsqrt(var + self.norm_eps) * (style[:, :c] + 1).reshape(n, c, 1, 1)
         shift = style[:, c:].reshape(n, c, 1, 1) - mean * scale
         return x.mul_(scale).add_(shift) if inplace else x * scale + shift
 
@@ -178,26 +199,35 @@ class _StyleLayer(nn.Module):
 class _StyleBlock(nn.Module):
     """Resolution ``r``: 4x4 = constant + conv; higher = upsampling conv (+ blur) + conv."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, use_noise: bool) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, resolution: int, use_noise: bool,
+        up_layer_order: str = "conv_blur", norm_eps: float = 1e-8, shared_block_noise: bool = False,
+    ) -> None:
         super().__init__()
         self.resolution = resolution
-        kw = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise)
+        self.shared_block_noise = shared_block_noise and use_noise
+        kw = {"w_dim": w_dim, "resolution": resolution, "use_noise": use_noise, "norm_eps": norm_eps}
         if resolution == 4:
             self.const = nn.Parameter(torch.ones([out_channels, 4, 4]))
             self.layer0 = _StyleLayer(out_channels, out_channels, conv=False, **kw)
             self.conv = _StyleLayer(out_channels, out_channels, **kw)
         else:
-            self.conv0_up = _StyleLayer(in_channels, out_channels, up=True, **kw)
+            self.conv0_up = _StyleLayer(in_channels, out_channels, up=True, up_layer_order=up_layer_order, **kw)
             self.conv1 = _StyleLayer(out_channels, out_channels, **kw)
 
     def forward(self, x: Tensor | None, ws: Tensor, noise_mode: str) -> Tensor:
         """x (N, I, r/2, r/2) or None (4x4), ws (N, 2, w_dim) -> (N, C, r, r)."""
+        noise = None
+        if self.shared_block_noise and noise_mode == "random":
+            r = self.resolution
+            noise = torch.randn([ws.shape[0], 1, r, r], device=ws.device, dtype=ws.dtype)
         if self.resolution == 4:
             # repeat copies: the epilogue works in place and must not touch the parameter.
             x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
-            return self.conv(self.layer0(x, ws[:, 0], noise_mode), ws[:, 1], noise_mode)
+            x = self.layer0(x, ws[:, 0], noise_mode, noise)
+            return self.conv(x, ws[:, 1], noise_mode, noise)
         x = x.contiguous(memory_format=_memory_format(x, self.resolution))
-        return self.conv1(self.conv0_up(x, ws[:, 0], noise_mode), ws[:, 1], noise_mode)
+        return self.conv1(self.conv0_up(x, ws[:, 0], noise_mode, noise), ws[:, 1], noise_mode, noise)
 
 
 class StyleGANSynthesis(nn.Module):
@@ -211,8 +241,13 @@ class StyleGANSynthesis(nn.Module):
         fmap_base: int = 8192,
         fmap_max: int = 512,
         use_noise: bool = True,
+        up_layer_order: str = "conv_blur",
+        norm_eps: float = 1e-8,
+        shared_block_noise: bool = False,
     ) -> None:
         super().__init__()
+        if up_layer_order not in UP_LAYER_ORDERS:
+            raise ValueError(f"up_layer_order must be one of {UP_LAYER_ORDERS}, got {up_layer_order!r}")
         if img_resolution < 4 or img_resolution & (img_resolution - 1):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
         self.w_dim = w_dim
@@ -222,7 +257,10 @@ class StyleGANSynthesis(nn.Module):
         # Official nf(stage) = min(fmap_base / 2**stage, fmap_max) with stage = log2(r) - 1.
         channels = {r: min(fmap_base // (r // 2), fmap_max) for r in self.block_resolutions}
         for r in self.block_resolutions:
-            setattr(self, f"b{r}", _StyleBlock(channels.get(r // 2, 0), channels[r], w_dim, r, use_noise))
+            block = _StyleBlock(channels.get(r // 2, 0), channels[r], w_dim, r, use_noise,
+                                up_layer_order=up_layer_order, norm_eps=norm_eps,
+                                shared_block_noise=shared_block_noise)
+            setattr(self, f"b{r}", block)
         self.torgb = EqualizedConv2d(channels[img_resolution], img_channels, 1, gain=1.0, scale_bias=False)
 
     def forward(self, ws: Tensor, noise_mode: str = "const") -> Tensor:
@@ -256,6 +294,14 @@ class StyleGANGenerator(nn.Module):
         w_avg_beta: decay of the tracked mean w (truncation centre).
         fmap_base, fmap_max: channels per resolution r are ``min(fmap_base // (r / 2), fmap_max)``.
         use_noise: per-layer noise inputs.
+        up_layer_order: where an upsampling layer adds its conv bias. 'conv_blur' (official TF:
+            up-conv -> blur, then noise + bias -> lrelu); 'conv_bias_blur' (rosinality's PyTorch
+            port: up-conv + bias -> blur -> noise -> lrelu); 'conv_bias_lrelu_blur' (mmgen / mmagic:
+            up-conv + bias -> lrelu -> blur -> noise -> lrelu). The zero-padded blur makes the
+            three differ at the borders, and the mmgen order has one more activation.
+        norm_eps: instance-norm epsilon (official 1e-8; ``nn.InstanceNorm2d``'s 1e-5 in the PyTorch ports).
+        shared_block_noise: in 'random' noise mode both layers of a block get the same noise map
+            (rosinality's port draws one map per resolution); official: one map per layer.
     """
 
     def __init__(
@@ -272,12 +318,16 @@ class StyleGANGenerator(nn.Module):
         fmap_base: int = 8192,
         fmap_max: int = 512,
         use_noise: bool = True,
+        up_layer_order: str = "conv_blur",
+        norm_eps: float = 1e-8,
+        shared_block_noise: bool = False,
     ) -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = StyleGANSynthesis(w_dim, img_resolution, img_channels, fmap_base=fmap_base,
-                                           fmap_max=fmap_max, use_noise=use_noise)
+                                           fmap_max=fmap_max, use_noise=use_noise, up_layer_order=up_layer_order,
+                                           norm_eps=norm_eps, shared_block_noise=shared_block_noise)
         self.num_ws = self.synthesis.num_ws
         self.mapping = StyleGANMapping(z_dim, c_dim, w_dim, self.num_ws, num_layers=mapping_layers,
                                        layer_features=mapping_features, lr_multiplier=mapping_lr_multiplier,
