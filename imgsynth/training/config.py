@@ -48,20 +48,24 @@ class DataConfig:
     ``source``: ``folder`` (one folder of images, searched recursively), ``paired`` (``path`` holds
     inputs A, ``path_b`` targets B, matched by file stem), ``masked`` (a folder of photos, each
     with a generated free-form hole, for inpainting), ``fashion-mnist`` (the IDX files in
-    ``path``). With ``label_nc`` > 0 the paired inputs are label maps of that many classes (ids in
-    the first channel, resized nearest), with instance maps from ``path_inst`` when given.
+    ``path``), ``fashion-mnist-labels`` (their label maps ``(x > 0) * (class + 1)`` -> images, 11
+    labels) or ``mosaics`` (seeded mosaics of touching items with semantic, instance and panoptic
+    maps, 11 labels; ``item_size`` > 0 scales the 28x28 items to that side first). With
+    ``label_nc`` > 0 the paired inputs are label maps of that many classes (ids in the first
+    channel, resized nearest), with instance maps from ``path_inst`` when given.
     ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3 converts
     every image. ``fit`` says how an image reaches ``load_size`` (``resize`` the short side then
     centre crop, or ``pad`` with black); with ``load_size`` > ``resolution`` a random crop of
     ``resolution`` is then taken (seeded).
     """
 
-    source: Literal["folder", "paired", "masked", "fashion-mnist"] = "folder"
+    source: Literal["folder", "paired", "masked", "fashion-mnist", "fashion-mnist-labels", "mosaics"] = "folder"
     path: str = ""
     path_b: str = ""
     path_inst: str = ""
     label_nc: int = 0
     split: Literal["train", "test"] = "train"
+    item_size: int = 0
     resolution: int = 64
     load_size: int = 0
     channels: int = 0

@@ -1,4 +1,5 @@
-"""Training data: image folders, paired folders, Fashion-MNIST IDX files; seeded augmentation.
+"""Training data: image folders, paired folders, Fashion-MNIST IDX files (images, label maps,
+mosaics); seeded augmentation.
 
 Every dataset yields dicts of float tensors in [-1, 1], shape (C, H, W): ``{"image": x}`` for
 unconditional sources, ``{"a": x, "b": y}`` for paired ones, and ``{"image": x, "hole": h}`` for
@@ -336,6 +337,117 @@ class FashionMNIST(Dataset):
         return {"image": prepare(Image.fromarray(self.images[index]), self.cfg, aug, self.channels)}
 
 
+def _fashion_mnist_arrays(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 28, 28) uint8, classes (N,) int64) of the Fashion-MNIST ``cfg.split``."""
+    images_path = fashion_mnist_files(cfg.path, cfg.split)
+    labels_path = images_path.with_name(images_path.name.replace("images-idx3", "labels-idx1"))
+    images, classes = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8 or len(images) == 0:
+        raise InputError(f"Fashion-MNIST images must be non-empty uint8 (N, H, W), got {images.dtype} {images.shape}")
+    if classes.shape != (len(images),):
+        raise InputError(f"{str(labels_path)!r} holds {classes.shape} labels for {len(images)} images")
+    return images, classes.astype(np.int64)
+
+
+FASHION_LABEL_NC = 11
+"""Labels of Fashion-MNIST label maps: 0 = background, ``class + 1`` for the ten garment classes."""
+
+
+def _check_label_nc(cfg: DataConfig) -> None:
+    if cfg.label_nc != FASHION_LABEL_NC:
+        raise ConfigError(
+            f"data.source = {cfg.source!r} makes label maps with {FASHION_LABEL_NC} labels "
+            f"(background + 10 classes): set data.label_nc = {FASHION_LABEL_NC}"
+        )
+
+
+class FashionMNISTLabels(Dataset):
+    """Fashion-MNIST label map -> garment pairs: items ``{"label": (1, R, R) int64, "b": (C, R, R)}``.
+
+    The label map of an item is ``(x > 0) * (class + 1)`` (``TRAINING-DATA.md``): 0 on the
+    background, the garment class + 1 on its pixels, so ``data.label_nc`` is 11. Map and image
+    get the same fit (``pad``: 28 -> 32 with background / black) and flip.
+    """
+
+    kind = "paired"
+
+    def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
+        _check_label_nc(cfg)
+        self.cfg, self.seed = cfg, seed
+        self.images, self.classes = _fashion_mnist_arrays(cfg)
+        self.channels_a = 0
+        self.channels_b = self.channels = cfg.channels or 1
+        self.has_instances = False
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        index, epoch = _split_key(key)
+        aug = draw_augment(self.cfg, self.seed, epoch, index)
+        x = self.images[index]
+        label = ((x > 0) * (self.classes[index] + 1)).astype(np.uint8)
+        return {"b": prepare(Image.fromarray(x), self.cfg, aug, self.channels_b),
+                "label": prepare_label(Image.fromarray(label), self.cfg, aug)}
+
+
+def mosaic_items(items: np.ndarray, size: int) -> np.ndarray:
+    """(N, h, w) uint8 items resized to (N, size, size) with area resampling (Pillow ``BOX``)."""
+    return np.stack([np.array(Image.fromarray(x).resize((size, size), Image.BOX)) for x in items])
+
+
+MOSAIC_SEEDS = {"train": 0, "test": 1}
+"""Mosaic seed per split: held-out mosaics differ from the training ones in items and layout."""
+
+
+class FashionMosaics(Dataset):
+    """Seeded Fashion-MNIST mosaics (:mod:`imgsynth.training.mosaics`) at ``resolution`` x ``resolution``.
+
+    Items ``{"label", "inst", "panoptic": (1, R, R) int64, "b": (C, R, R)}``: semantic map
+    (``class + 1``), instance ids, panoptic ids ``semantic * 1000 + instance`` and the true
+    mosaic. Mosaic ``i`` is the generator's mosaic ``i`` (seed :data:`MOSAIC_SEEDS` of the
+    split, items of that split), one per Fashion-MNIST item of the split; ``data.item_size`` > 0
+    scales the items first (:func:`mosaic_items`, so small canvases hold several); ``hflip``
+    flips all four maps together. No resizing or cropping: ``load_size`` must stay 0 or ``resolution``.
+    """
+
+    kind = "paired"
+
+    def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
+        from imgsynth.training.mosaics import MosaicGenerator
+
+        _check_label_nc(cfg)
+        if cfg.load_size not in (0, cfg.resolution):
+            raise ConfigError("data.source = 'mosaics' makes mosaics at data.resolution: leave data.load_size at 0")
+        self.cfg, self.seed = cfg, seed
+        items, classes = _fashion_mnist_arrays(cfg)
+        if cfg.item_size < 0:
+            raise ConfigError(f"data.item_size must be 0 (28x28 items) or a side in pixels, got {cfg.item_size}")
+        if cfg.item_size and cfg.item_size != items.shape[1]:
+            items = mosaic_items(items, cfg.item_size)
+        self.mosaics = MosaicGenerator(items, classes, size=cfg.resolution, seed=MOSAIC_SEEDS[cfg.split])
+        self.length = len(items)
+        self.channels_a = 0
+        self.channels_b = self.channels = cfg.channels or 1
+        self.has_instances = True
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        index, epoch = _split_key(key)
+        aug = draw_augment(self.cfg, self.seed, epoch, index)
+        m = self.mosaics(index)
+
+        def ids(a: np.ndarray) -> torch.Tensor:
+            a = a[:, ::-1] if aug.flip else a
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))[None]
+
+        image = Image.fromarray(m.image[:, ::-1] if aug.flip else m.image)
+        return {"b": prepare(image, self.cfg, Augment(0, 0, False), self.channels_b),
+                "label": ids(m.semantic), "inst": ids(m.instance), "panoptic": ids(m.panoptic)}
+
+
 def free_form_mask(size: int, rng: np.random.Generator, max_strokes: int = 4,
                    max_vertices: int = 12) -> np.ndarray:
     """A free-form hole mask (size, size) of 0/1 uint8: a few thick random polylines.
@@ -389,12 +501,13 @@ class MaskedImages(FolderImages):
         return {"image": item["image"], "hole": hole}
 
 
-SOURCES = {"folder": FolderImages, "masked": MaskedImages, "paired": PairedFolders, "fashion-mnist": FashionMNIST}
+SOURCES = {"folder": FolderImages, "masked": MaskedImages, "paired": PairedFolders, "fashion-mnist": FashionMNIST,
+           "fashion-mnist-labels": FashionMNISTLabels, "mosaics": FashionMosaics}
 
 
 def build_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     """The dataset named by ``cfg.source``."""
-    if cfg.source != "fashion-mnist" and not cfg.path:
+    if cfg.source not in ("fashion-mnist", "fashion-mnist-labels", "mosaics") and not cfg.path:
         raise ConfigError(f"data.source = {cfg.source!r} needs data.path")
     return SOURCES[cfg.source](cfg, seed)
 
@@ -405,6 +518,10 @@ def dataset_name(cfg: DataConfig) -> str:
         return cfg.name
     if cfg.source == "fashion-mnist":
         return f"Fashion-MNIST ({cfg.split})"
+    if cfg.source == "fashion-mnist-labels":
+        return f"Fashion-MNIST label maps ({cfg.split})"
+    if cfg.source == "mosaics":
+        return f"Fashion-MNIST mosaics ({cfg.split}, {cfg.resolution}x{cfg.resolution})"
     if cfg.source == "paired":
         return f"{Path(cfg.path).name} -> {Path(cfg.path_b).name}"
     return Path(cfg.path).name or cfg.path

@@ -9,8 +9,8 @@ DDP) the same way for every family.
 Registered families: ``dcgan`` (Radford et al. 2016), ``gan`` (Goodfellow et al. 2014, MLP
 networks), ``pix2pix`` (Isola et al. 2017, paired translation with a U-Net and a PatchGAN),
 ``stylegan2`` (Karras et al. 2020, with style mixing, lazy R1 and path-length regularisation),
-``pix2pixhd`` (Wang et al. 2018) and ``spade`` (Park et al. 2019) for label maps, ``progan``
-(Karras et al. 2018, progressive growing).
+``pix2pixhd`` (Wang et al. 2018) and ``spade`` (Park et al. 2019) for label maps, ``panoptic``
+(Dundar et al. 2020) for panoptic maps, ``progan`` (Karras et al. 2018, progressive growing).
 """
 
 from __future__ import annotations
@@ -448,13 +448,19 @@ def _palette(n: int) -> Tensor:
     return torch.rand(n, 3, generator=g) * 2 - 1
 
 
+def _uses_instances(cfg: TrainConfig, dataset: Any) -> bool:
+    """Whether the label maps come with instance maps (``data.path_inst``, or a source that makes them)."""
+    return bool(cfg.data.path_inst) or bool(getattr(dataset, "has_instances", False))
+
+
 class LabelMapFamily(Family):
     """Label map -> image translation (pix2pixHD, SPADE): one-hot labels (+ instance edges) in.
 
     The data is ``source = "paired"`` with ``data.label_nc`` > 0; D sees the encoded labels beside
     the image (conditional multi-scale PatchGAN) and feature matching compares real and fake
     pairs sample by sample (pix2pixHD Eq. 4). The perceptual VGG loss of both papers is not
-    used: it needs pretrained VGG19 weights, which imgsynth does not ship.
+    used: it needs pretrained VGG19 weights, which imgsynth does not ship; ``loss.l1`` > 0 adds
+    an L1 distance to the target instead (not in either paper; off by default).
     """
 
     task = "translate"
@@ -502,6 +508,12 @@ class LabelMapFamily(Family):
 
     def d_input(self, batch: dict[str, Tensor], images: Tensor) -> Tensor:
         return torch.cat([self._encode(batch).to(images.dtype), images], 1)
+
+    def extra_g_losses(self, cfg: TrainConfig, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
+        # neither paper has an L1 term (they use VGG, which is not shipped); off unless loss.l1 > 0
+        if cfg.loss.l1 <= 0:
+            return {}
+        return {"l1": cfg.loss.l1 * (fake.float() - batch["b"].float()).abs().mean()}
 
     def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
         return [dataset[(s % len(dataset), 0)] for s in seeds]
@@ -576,7 +588,7 @@ class SPADEFamily(LabelMapFamily):
         self._check_data(cfg, dataset)
         if int(dataset.channels_b) != 3:
             raise ConfigError("the spade family makes RGB images: set data.channels = 3")
-        return {"label_nc": cfg.data.label_nc, "use_instance": bool(cfg.data.path_inst),
+        return {"label_nc": cfg.data.label_nc, "use_instance": _uses_instances(cfg, dataset),
                 "crop_size": cfg.data.resolution}
 
     def generator_config(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
@@ -587,20 +599,75 @@ class SPADEFamily(LabelMapFamily):
 
     def discriminator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
         dontcare = bool(cfg.model.generator.get("contain_dontcare", True))  # SPADEGenerator's default
-        return {"input_nc": cfg.data.label_nc + int(dontcare) + int(bool(cfg.data.path_inst)) + 3}
+        return {"input_nc": cfg.data.label_nc + int(dontcare) + int(_uses_instances(cfg, dataset)) + 3}
 
     def init_weights(self, module: nn.Module) -> None:
-        # SPADE's init_type 'xavier' with gain 0.02
-        with torch.no_grad():
-            for m in module.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    weight = getattr(m, "weight_orig", m.weight)
-                    nn.init.xavier_normal_(weight, gain=0.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
-                    nn.init.normal_(m.weight, 1.0, 0.02)
-                    nn.init.zeros_(m.bias)
+        _init_xavier(module)
+
+
+@torch.no_grad()
+def _init_xavier(module: nn.Module) -> None:
+    """SPADE's ``init_type='xavier'`` with gain 0.02; norm scales ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            weight = getattr(m, "weight_orig", m.weight)
+            nn.init.xavier_normal_(weight, gain=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+@register_family("panoptic")
+class PanopticFamily(LabelMapFamily):
+    """Panoptic-based image synthesis (Dundar et al. 2020): :class:`imgsynth.models.panoptic.PanopticGenerator`.
+
+    G gets the one-hot semantic map and the panoptic id map of each item (the data must give
+    ``panoptic`` maps: ``data.source = "mosaics"``); D is SPADE's conditional multi-scale
+    discriminator on one-hot semantics + the instance-edge map of the panoptic ids + image, the
+    input a SPADE baseline's D gets on the same data, so a comparison differs in G only. Same
+    setup as the ``spade`` family (hinge, feature matching, TTUR; no VGG loss, no encoder).
+    """
+
+    name = "panoptic"
+    arch = "panoptic"
+
+    def label_channels(self, config: dict[str, Any]) -> int:
+        return int(config["label_nc"]) + int(bool(config.get("contain_dontcare", False)))
+
+    def _dontcare(self, cfg: TrainConfig) -> bool:
+        return bool(cfg.model.generator.get("contain_dontcare", False))  # PanopticGenerator's default
+
+    def generator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        self._check_data(cfg, dataset)
+        if not getattr(dataset, "has_instances", False) or not hasattr(dataset, "mosaics"):
+            raise ConfigError("the panoptic family needs panoptic maps: set data.source = \"mosaics\"")
+        if int(dataset.channels_b) != 3:
+            raise ConfigError("the panoptic family makes RGB images: set data.channels = 3")
+        # square crops: PanopticGenerator's default aspect ratio is Cityscapes' 2.0
+        return {"label_nc": cfg.data.label_nc, "crop_size": cfg.data.resolution, "aspect_ratio": 1.0}
+
+    def discriminator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        return {"input_nc": cfg.data.label_nc + int(self._dontcare(cfg)) + 1 + 3}
+
+    def init_weights(self, module: nn.Module) -> None:
+        _init_xavier(module)
+
+    def generator_inputs(self, G: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> tuple:
+        return (self._encode(batch), batch["panoptic"][:, 0])
+
+    def d_input(self, batch: dict[str, Tensor], images: Tensor) -> Tensor:
+        from imgsynth.layers.label_maps import instance_edges
+
+        edges = instance_edges(batch["panoptic"])
+        return torch.cat([self._encode(batch).to(images.dtype), edges.to(images.dtype), images], 1)
+
+    def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
+        items = self._fixed_items(seeds, dataset)
+        ref = next(G.parameters())
+        batch = {k: torch.stack([it[k] for it in items]).to(ref.device) for k in ("label", "panoptic")}
+        return self.generator_inputs(G, batch, torch.Generator())
 
 
 def _truncated(module: nn.Module, lists: dict[str, int], channels: int) -> nn.Module:

@@ -290,7 +290,7 @@ def test_family_options_are_checked(tmp_path):
         train(tiny(tmp_path, model={"family": "stylegan2", "options": {"mixing": 0.5}}))
     with pytest.raises(ConfigError, match=r"model.options.style_mixing must be float"):
         train(tiny(tmp_path, model={"family": "stylegan2", "options": {"style_mixing": "yes"}}))
-    with pytest.raises(ConfigError, match=r"unknown model.family 'stylegan3'; known: dcgan, gan, pix2pix, pix2pixhd, progan, spade, stylegan2"):
+    with pytest.raises(ConfigError, match=r"unknown model.family 'stylegan3'; known: dcgan, gan, panoptic, pix2pix, pix2pixhd, progan, spade, stylegan2"):
         train(tiny(tmp_path, model={"family": "stylegan3"}))
 
 
