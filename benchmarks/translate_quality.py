@@ -203,7 +203,7 @@ def mosaics(m: int, models: list[tuple[str, str | None, str | None]], batch_stat
             "model": name, "mosaics": m,
             "psnr": float(np.mean([psnr(f, mo.image) for f, mo in zip(fakes, maps)])),
             "ssim": float(np.mean([ssim(f, mo.image) for f, mo in zip(fakes, maps)])),
-            "fg_iou": fg.mean(), "boundary_pairs": int(len(df)),
+            "fg_iou": fg.mean(), "boundary_pairs": len(df),
             "step_corr": float(np.corrcoef(df, dr)[0, 1]) if df.std() > 0 else 0.0,
             "step_ratio": float(np.abs(df).mean() / np.abs(dr).mean()),
             "boundary_l1": float(np.concatenate(boundary_err).mean()), "s_per_image": secs,
