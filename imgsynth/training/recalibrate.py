@@ -23,8 +23,8 @@ import hashlib
 import json
 import os
 import sys
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
