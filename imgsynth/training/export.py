@@ -38,6 +38,19 @@ _PAPERS = {
     "gan": "Goodfellow et al. 2014, Generative Adversarial Nets (arXiv:1406.2661)",
     "pix2pix_unet": "Isola, Zhu, Zhou, Efros 2017, Image-to-Image Translation with Conditional "
                     "Adversarial Networks (arXiv:1611.07004)",
+    "progan": "Karras, Aila, Laine, Lehtinen 2018, Progressive Growing of GANs for Improved Quality, "
+              "Stability, and Variation (arXiv:1710.10196)",
+    "stylegan": "Karras, Laine, Aila 2019, A Style-Based Generator Architecture for Generative Adversarial "
+                "Networks (arXiv:1812.04948)",
+    "stylegan2": "Karras et al. 2020, Training Generative Adversarial Networks with Limited Data "
+                 "(StyleGAN2-ADA, arXiv:2006.06676)",
+    "pix2pixhd_global": "Wang et al. 2018, High-Resolution Image Synthesis and Semantic Manipulation with "
+                        "Conditional GANs (arXiv:1711.11585)",
+    "spade": "Park, Liu, Wang, Zhu 2019, Semantic Image Synthesis with Spatially-Adaptive Normalization "
+             "(arXiv:1903.07291)",
+    "panoptic": "Dundar, Sapra, Liu, Tao, Catanzaro 2020, Panoptic-based Image Synthesis (arXiv:2004.10289)",
+    "pconv_unet": "Liu et al. 2018, Image Inpainting for Irregular Holes Using Partial Convolutions "
+                  "(arXiv:1804.07723)",
 }
 
 
