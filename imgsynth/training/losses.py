@@ -13,17 +13,25 @@ one decision, so PatchGAN maps and multi-scale lists work too) and returns a sca
 
 Regularisers: :func:`r1_penalty` (Mescheder et al. 2018, Eq. 9) and :func:`feature_matching`
 (Salimans et al. 2016, Sec. 3.1, batch-mean form; Wang et al. 2018 (pix2pixHD) Eq. 4, per-sample form).
+
+Inpainting (Liu et al. 2018, "Image Inpainting for Irregular Holes Using Partial Convolutions",
+Eq. 1-7): :func:`inpainting_losses` returns the weighted terms L_valid, L_hole, L_perceptual,
+L_style_out, L_style_comp and L_tv; the perceptual and style terms need ImageNet VGG-16 weights
+(:class:`VGG16Features`, loaded from a local file). :func:`ssim_loss` is a structure term that
+needs no pretrained weights (Wang et al. 2004).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from imgsynth.errors import ConfigError
+from imgsynth.errors import ConfigError, WeightsError
 
 GAN_LOSSES = ("vanilla", "nonsaturating", "lsgan", "hinge", "wgan-gp")
 
@@ -143,3 +151,172 @@ def feature_matching(
         else:
             raise ValueError(f"feature matching mode must be 'mean' or 'paired', got {mode!r}")
     return sum(terms) / len(terms)
+
+
+# ---------------------------------------------------------------- inpainting (Liu et al. 2018)
+
+#: torchvision ``vgg16().features`` indices: conv layers up to pool3 and where pool1..pool3 end
+_VGG16_CONVS = ((0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128),
+                (10, 128, 256), (12, 256, 256), (14, 256, 256))
+_VGG16_POOLS = (4, 9, 16)
+
+
+class VGG16Features(nn.Module):
+    """The first three blocks of VGG-16 (Simonyan & Zisserman 2015), returning pool1, pool2, pool3.
+
+    The layers Liu et al. 2018 use for L_perceptual and L_style (Sec. 3.3). Parameter names are
+    torchvision's ``vgg16().features.N.weight``, so a torchvision ImageNet checkpoint loads as is
+    (the classifier and deeper layers are ignored). Frozen: it only scores images. Inputs are
+    ImageNet-normalised, (N, 3, H, W).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        convs = {i: (cin, cout) for i, cin, cout in _VGG16_CONVS}
+        for i in range(_VGG16_POOLS[-1] + 1):
+            if i in convs:
+                layers.append(nn.Conv2d(*convs[i], 3, padding=1))
+            elif i in _VGG16_POOLS:
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers.append(nn.ReLU(inplace=True))
+        self.features = nn.Sequential(*layers)
+        self.requires_grad_(False).eval()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> VGG16Features:
+        """Load ImageNet VGG-16 weights in torchvision's layout from ``.safetensors`` or ``.pth``.
+
+        ``.pth`` files are read with ``torch.load(weights_only=True)`` (no pickled code runs).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"VGG-16 weights {str(path)!r} do not exist (model.options.vgg_weights)")
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(str(path))
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any reader failure (corrupt or foreign file): one actionable line
+            raise WeightsError(f"cannot read VGG-16 weights {str(path)!r}: {exc}") from None
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        net = cls()
+        want = net.state_dict()
+        missing = [k for k in want if k not in state]
+        if missing:
+            raise WeightsError(
+                f"{str(path)!r} is not a torchvision VGG-16 state dict (missing {', '.join(missing[:3])}"
+                f"{', ...' if len(missing) > 3 else ''})"
+            )
+        for k, v in want.items():
+            if tuple(state[k].shape) != tuple(v.shape):
+                raise WeightsError(f"{str(path)!r}: {k} has shape {tuple(state[k].shape)}, VGG-16 has {tuple(v.shape)}")
+        net.load_state_dict({k: state[k].float() for k in want})
+        return net.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> VGG16Features:
+        return super().train(False)  # a fixed scorer: never in training mode
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """(N, 3, H, W) ImageNet-normalised -> [pool1, pool2, pool3] feature maps."""
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in _VGG16_POOLS:
+                out.append(x)
+        return out
+
+
+def gram_matrix(f: Tensor) -> Tensor:
+    """(N, C, H, W) -> (N, C, C) Gram matrix divided by C*H*W (K_p of Liu et al. 2018, Eq. 4)."""
+    n, c, h, w = f.shape
+    x = f.reshape(n, c, h * w)
+    return torch.bmm(x, x.transpose(1, 2)) / (c * h * w)
+
+
+def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+    t = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(t * t) / (2 * sigma * sigma))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim_loss(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """1 - mean SSIM of the luminance of two (N, 3, H, W) images in [0, 1] (Wang et al. 2004).
+
+    Gaussian 11x11 window (sigma 1.5), K1 = 0.01, K2 = 0.03, BT.601 luma, valid region only: the
+    definition the inpainting benchmark reports, so the term rewards what it measures.
+    """
+    luma = torch.tensor([0.299, 0.587, 0.114], device=a.device, dtype=a.dtype).view(1, 3, 1, 1)
+    ya, yb = (a * luma).sum(1, keepdim=True), (b * luma).sum(1, keepdim=True)
+    k = _gaussian_window(window, sigma, a.device, a.dtype)
+    c1, c2 = 0.01**2, 0.03**2
+    blur = lambda x: F.conv2d(x, k)
+    mu_a, mu_b = blur(ya), blur(yb)
+    saa = blur(ya * ya) - mu_a * mu_a
+    sbb = blur(yb * yb) - mu_b * mu_b
+    sab = blur(ya * yb) - mu_a * mu_b
+    ssim = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
+    return 1.0 - ssim.mean()
+
+
+def _dilate(hole: Tensor, pixels: int = 1) -> Tensor:
+    """Grow a (N, 1, H, W) 0/1 hole map by ``pixels`` (3x3 square per pixel)."""
+    return F.max_pool2d(hole, 2 * pixels + 1, stride=1, padding=pixels)
+
+
+def inpainting_losses(
+    out: Tensor,
+    gt: Tensor,
+    mask: Tensor,
+    *,
+    valid: float = 1.0,
+    hole: float = 6.0,
+    tv: float = 0.1,
+    perceptual: float = 0.05,
+    style: float = 120.0,
+    vgg: VGG16Features | None = None,
+) -> dict[str, Tensor]:
+    """The weighted loss terms of Liu et al. 2018 (Eq. 1-7) by name; their sum is L_total.
+
+    Args:
+        out: (N, C, H, W) network output I_out, in the normalisation of ``gt``.
+        gt: (N, C, H, W) ground truth I_gt (ImageNet-normalised when ``vgg`` is given).
+        mask: (N, 1 or C, H, W) 1 = known pixel, 0 = hole (M).
+        valid, hole, tv, perceptual, style: the weights (paper: 1, 6, 0.1, 0.05, 120); a weight of
+            0 drops its term. The perceptual and style terms need ``vgg``; without it they are left
+            out (and absent from the result).
+
+    L1 terms are means over all N*C*H*W elements (the paper's 1/N_Igt). I_comp is I_out with the
+    known pixels set to I_gt. L_tv is taken over neighbour pairs touching the 1-pixel dilation of
+    the hole (the paper's region P), normalised by the number of elements as the other terms.
+    """
+    out, gt, mask = out.float(), gt.float(), mask.float()
+    m = mask.expand_as(out)
+    comp = m * gt + (1 - m) * out
+    terms: dict[str, Tensor] = {}
+    if valid > 0:
+        terms["valid"] = valid * (m * (out - gt)).abs().mean()
+    if hole > 0:
+        terms["hole"] = hole * ((1 - m) * (out - gt)).abs().mean()
+    if tv > 0:
+        p = _dilate(1 - mask[:, :1])
+        dx = (comp[..., :, 1:] - comp[..., :, :-1]).abs() * torch.maximum(p[..., :, 1:], p[..., :, :-1])
+        dy = (comp[..., 1:, :] - comp[..., :-1, :]).abs() * torch.maximum(p[..., 1:, :], p[..., :-1, :])
+        terms["tv"] = tv * (dx.sum() + dy.sum()) / comp.numel()
+    if vgg is not None and (perceptual > 0 or style > 0):
+        f_gt = [f.detach() for f in vgg(gt)]
+        f_out, f_comp = vgg(out), vgg(comp)
+        if perceptual > 0:
+            terms["perceptual"] = perceptual * sum(
+                (fo - fg).abs().mean() + (fc - fg).abs().mean() for fo, fc, fg in zip(f_out, f_comp, f_gt)
+            )
+        if style > 0:
+            g_gt = [gram_matrix(f) for f in f_gt]
+            terms["style_out"] = style * sum((gram_matrix(f) - g).abs().mean() for f, g in zip(f_out, g_gt))
+            terms["style_comp"] = style * sum((gram_matrix(f) - g).abs().mean() for f, g in zip(f_comp, g_gt))
+    return terms

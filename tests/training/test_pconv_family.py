@@ -1,0 +1,129 @@
+"""The ``pconv`` training family: a run, exact resume, the two-stage fine-tune, the export."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgsynth.errors import ConfigError, WeightsError
+from imgsynth.training.checkpoint import list_checkpoints, load_checkpoint
+from imgsynth.training.config import from_dict
+from imgsynth.training.families import grow_holes
+from imgsynth.training.loop import train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_photos(root, n=5, size=40):
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        # smooth colour ramps plus noise: something a net can learn to continue into a hole
+        ramp = np.linspace(0, 255, size)[None, :, None] * rng.random(3)
+        img = np.clip(ramp + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / f"{i}.png")
+    return root
+
+
+def recipe(tmp_path, out="run", steps=4, **options):
+    return from_dict({
+        "run": {"out_dir": str(tmp_path / out), "steps": steps, "log_every": 2, "sample_every": 100,
+                "checkpoint_every": 100, "grid_samples": 2, "keep_checkpoints": 0},
+        "data": {"source": "masked", "path": str(write_photos(tmp_path / "photos")), "resolution": 32,
+                 "load_size": 36, "hflip": True, "batch_size": 2},
+        "model": {"family": "pconv", "generator": {"layer_size": 4, "widths": [4, 8, 8, 8]},
+                  "options": {"ssim": 1.0, "min_hole": 0.2, "max_hole": 0.5, **options}},
+        "optim": {"betas": [0.9, 0.999], "ema_decay": 0.9},
+    })
+
+
+def final_state(out_dir):
+    return load_checkpoint(list_checkpoints(out_dir / "checkpoints")[-1][1])
+
+
+def assert_same(a, b, path=""):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}.{k}")
+    else:
+        assert a == b, path
+
+
+def test_run_logs_the_paper_terms_and_exports_an_inpainter(tmp_path):
+    result = train(recipe(tmp_path))
+    last = result.history[-1]
+    assert {"valid", "hole", "tv", "ssim"} <= set(last)
+    assert "perceptual" not in last and "style_out" not in last  # no VGG-16 file given
+    state = final_state(tmp_path / "run")
+    assert state["arch"] == "pconv_unet" and state["task"] == "inpaint"
+    assert state["generator_config"]["input_channels"] == 3
+    with Image.open(tmp_path / "run" / "samples" / "step-00000004.png") as im:
+        assert im.size == (2 + 3 * 34, 2 + 2 * 34)  # input | result | original rows
+
+    from imgsynth.engine.loading import load_model
+    from imgsynth.pipelines.inpaint import Inpainter
+    from imgsynth.training.export import export
+
+    export(tmp_path / "run", tmp_path / "export")
+    loaded = load_model("inpaint", weights=tmp_path / "export")
+    assert loaded.arch == "pconv_unet" and loaded.io["normalization"] == "imagenet"
+    img = np.asarray(Image.open(tmp_path / "photos" / "0.png"))[:32, :32]
+    hole = np.zeros((32, 32), bool)
+    hole[8:20, 10:24] = True
+    out = Inpainter(loaded.model.eval())([img], [hole])[0]
+    assert np.array_equal(out[~hole], img[~hole])
+
+
+def test_resume_is_exact(tmp_path):
+    train(recipe(tmp_path, "full", steps=5))
+    train(recipe(tmp_path, "split", steps=2))
+    train(recipe(tmp_path, "split", steps=5), resume=True)
+    a, b = final_state(tmp_path / "full"), final_state(tmp_path / "split")
+    for key in ("G", "D", "G_ema", "opt_g", "data", "step"):
+        assert_same(a[key], b[key], key)
+    assert torch.equal(a["rng"][0]["noise"], b["rng"][0]["noise"])
+
+
+def test_stage_two_starts_from_stage_one_with_encoder_bn_frozen(tmp_path):
+    train(recipe(tmp_path, "stage1", steps=2))
+    ckpt = list_checkpoints(tmp_path / "stage1" / "checkpoints")[-1][1]
+    stage1 = load_checkpoint(ckpt)["G_ema"]
+    cfg = recipe(tmp_path, "stage2", steps=1, init_from=str(ckpt), freeze_encoder_bn=True)
+    cfg.optim.g_lr = 5e-5
+    train(cfg)
+    stage2 = final_state(tmp_path / "stage2")["G"]
+    # encoder BatchNorm kept its running statistics; the decoder's kept learning them
+    assert torch.equal(stage2["enc_2.bn.running_mean"], stage1["enc_2.bn.running_mean"])
+    assert not torch.equal(stage2["dec_2.bn.running_mean"], stage1["dec_2.bn.running_mean"])
+    # one small step away from the stage-1 weights, not from a fresh initialisation
+    w1, w2 = stage1["dec_3.conv.weight"], stage2["dec_3.conv.weight"]
+    assert 0 < (w2 - w1).abs().max() < 1e-3
+
+
+def test_options_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="min_hole <= max_hole"):
+        train(recipe(tmp_path, min_hole=0.5, max_hole=0.3))
+    with pytest.raises(WeightsError, match="does not exist"):
+        train(recipe(tmp_path, "other", init_from=str(tmp_path / "nothing.safetensors")))
+    with pytest.raises(WeightsError, match="VGG-16 weights"):
+        train(recipe(tmp_path, "vgg", vgg_weights=str(tmp_path / "vgg16.pth")))
+
+
+def test_grow_holes_reaches_the_drawn_ratio_reproducibly():
+    holes = torch.zeros(6, 1, 64, 64)
+    holes[:, :, :4, :4] = 1
+    a = grow_holes(holes, 0.3, 0.5, torch.Generator().manual_seed(3))
+    b = grow_holes(holes, 0.3, 0.5, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    ratios = a.mean((1, 2, 3))
+    assert (ratios >= 0.3).all() and (a >= holes).all()  # only ever grows
+    assert not torch.equal(a, grow_holes(holes, 0.3, 0.5, torch.Generator().manual_seed(4)))
