@@ -63,7 +63,7 @@ from imgsynth.layers.panoptic import (
 )
 from imgsynth.layers.spade_norm import NORM_TYPES, SPADE, SPADEResnetBlock, modulate, resize_nearest
 from imgsynth.models.registry import register_model
-from imgsynth.models.spade import UPSAMPLING_MODES, latent_grid, run_trunk
+from imgsynth.models.spade import UPSAMPLING_MODES, LatentGrid, latent_grid, run_trunk
 
 Semantic = torch.Tensor
 """A semantic map at one resolution: (N, C, H, W) float one-hot, or (N, H, W) int64 labels."""
@@ -135,7 +135,7 @@ class PanopticResnetBlock(SPADEResnetBlock):
     tiny={"label_nc": 4, "contain_dontcare": True, "ngf": 2, "crop_size": 32, "aspect_ratio": 1.0,
           "num_upsampling_layers": "normal", "nhidden": 8},
 )
-class PanopticGenerator(nn.Module):
+class PanopticGenerator(LatentGrid, nn.Module):
     """Panoptic-based image synthesis generator (Dundar et al. 2020): semantic + panoptic map -> RGB.
 
     Defaults are the paper's Cityscapes setting on SPADE's Cityscapes generator (35 labels, no
@@ -224,19 +224,6 @@ class PanopticGenerator(nn.Module):
             final_nc = nf // 2
         self.upsample = nn.ModuleList(PanopticAwareUpsample(self.semantic_nc, c, kernel_size) for c in up_channels)
         self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
-
-    def grid_size(self, height: int, width: int) -> tuple[int, int]:
-        """Latent grid (sh, sw) used for an input of size (height, width)."""
-        if not self.latent_from_input:
-            return self.sh, self.sw
-        if height % self.scale or width % self.scale:
-            raise ValueError(f"input {height}x{width} is not a multiple of {self.scale}")
-        return height // self.scale, width // self.scale
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Output (H, W) for an input of size (height, width)."""
-        sh, sw = self.grid_size(height, width)
-        return sh * self.scale, sw * self.scale
 
     def _check_inputs(self, input_semantics: torch.Tensor, panoptic: torch.Tensor) -> torch.Tensor:
         if input_semantics.dim() != 4 or input_semantics.shape[1] != self.semantic_nc:

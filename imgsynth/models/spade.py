@@ -111,12 +111,30 @@ def run_trunk(gen: nn.Module, x: torch.Tensor, run, up) -> torch.Tensor:
     return torch.tanh_(x).contiguous()
 
 
+class LatentGrid:
+    """Output-size rule shared by the SPADE and panoptic generators (needs ``sh``, ``sw``,
+    ``scale`` and ``latent_from_input`` on the instance)."""
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """Latent grid (sh, sw) used for an input of size (height, width)."""
+        if not self.latent_from_input:
+            return self.sh, self.sw
+        if height % self.scale or width % self.scale:
+            raise ValueError(f"input {height}x{width} is not a multiple of {self.scale}")
+        return height // self.scale, width // self.scale
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Output (H, W) for an input label map of size (height, width)."""
+        sh, sw = self.grid_size(height, width)
+        return sh * self.scale, sw * self.scale
+
+
 @register_model(
     "spade",
     task="translate",
     tiny={"label_nc": 5, "contain_dontcare": True, "use_instance": True, "ngf": 2, "crop_size": 64, "nhidden": 8},
 )
-class SPADEGenerator(nn.Module):
+class SPADEGenerator(LatentGrid, nn.Module):
     """SPADE generator (Park et al. 2019): label map -> RGB image.
 
     Defaults are the released COCO-Stuff config (182 labels + dontcare + instance edges,
@@ -210,19 +228,6 @@ class SPADEGenerator(nn.Module):
         self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
         if use_vae:
             self.encoder = SPADEStyleEncoder(ngf, z_dim, spectral_norm=spectral_norm)
-
-    def grid_size(self, height: int, width: int) -> tuple[int, int]:
-        """Latent grid (sh, sw) used for an input of size (height, width)."""
-        if not self.latent_from_input:
-            return self.sh, self.sw
-        if height % self.scale or width % self.scale:
-            raise ValueError(f"input {height}x{width} is not a multiple of {self.scale}")
-        return height // self.scale, width // self.scale
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Output (H, W) for an input label map of size (height, width)."""
-        sh, sw = self.grid_size(height, width)
-        return sh * self.scale, sw * self.scale
 
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Style image (N, 3, H, W) in [-1, 1] -> (mu, logvar), each (N, z_dim).
