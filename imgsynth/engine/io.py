@@ -40,11 +40,14 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from imgsynth.errors import InputError, OutputError, UsageError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 WRITE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -183,13 +186,13 @@ def _to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.round(arr.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
 
 
-def decode_image(data: bytes, name: str) -> Decoded:
-    """Decode image bytes into :class:`Decoded`, with the conversions in the module docs.
+def _open_image(data: bytes, name: str, *, single_frame: bool) -> "Image.Image":
+    """Open and fully load image bytes, turning every failure into one :class:`InputError`.
 
-    Raises :class:`InputError` naming ``name`` for empty, non-image, truncated, animated or
-    oversized inputs.
+    The pixel limit (:func:`max_pixels`) is checked on the declared size before decoding;
+    ``single_frame`` refuses animated images.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     if not data:
         raise InputError(f"{name}: empty file")
@@ -204,15 +207,31 @@ def decode_image(data: bytes, name: str) -> Decoded:
                     f"{name}: declared size {w}x{h} exceeds the {max_pixels():,}-pixel limit "
                     f"(set IMGSYNTH_MAX_PIXELS to allow it)"
                 )
-            if getattr(img, "n_frames", 1) > 1:
+            if single_frame and getattr(img, "n_frames", 1) > 1:
                 raise InputError(f"{name}: animated image with {img.n_frames} frames; extract one frame first")
             img.load()
-            img = ImageOps.exif_transpose(img)
     except InputError:
         raise
     except Image.UnidentifiedImageError:
         raise InputError(f"{name}: not a recognised image file (PNG, JPEG, WebP, BMP, TIFF)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise InputError(f"{name}: corrupt or truncated image data ({e})") from None
+    return img
+
+
+def decode_image(data: bytes, name: str) -> Decoded:
+    """Decode image bytes into :class:`Decoded`, with the conversions in the module docs.
+
+    Raises :class:`InputError` naming ``name`` for empty, non-image, truncated, animated or
+    oversized inputs.
+    """
+    from PIL import ImageOps
+
+    img = _open_image(data, name, single_frame=True)
+    w, h = img.size
+    try:
+        img = ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{name}: corrupt or truncated image data ({e})") from None
     mode = img.mode
     if w == 0 or h == 0:
@@ -411,22 +430,7 @@ def decode_label_map(data: bytes, name: str) -> tuple[np.ndarray | None, Decoded
     palette image, the palette *indices*). Colour images give ``(None, decoded)`` so the caller
     can map colours through a dataset palette.
     """
-    from PIL import Image
-
-    if not data:
-        raise InputError(f"{name}: empty file")
-    try:
-        img = Image.open(io.BytesIO(data))
-        w, h = img.size
-        if w * h > max_pixels():
-            raise InputError(f"{name}: declared size {w}x{h} exceeds the {max_pixels():,}-pixel limit")
-        img.load()
-    except InputError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise InputError(f"{name}: not a recognised image file (PNG, JPEG, WebP, BMP, TIFF)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{name}: corrupt or truncated image data ({e})") from None
+    img = _open_image(data, name, single_frame=False)
     if img.mode in ("1", "L", "P", "I;16", "I;16B", "I;16L", "I"):
         return np.asarray(img).astype(np.int32), None
     if img.mode == "F":
