@@ -25,6 +25,20 @@ HELP = """Fill the holes of photos (white mask pixels) with a network or a class
   cat photo.png | imgsynth inpaint - --mask hole.png --model ns > out.png
 
   imgsynth inpaint cutout.png -o out.png          [dim]# RGBA: transparent pixels are the hole[/dim]
+
+  imgsynth inpaint big.jpg --mask big_mask.png -o out.png --model pconv-photos-256 --strategy crops
+
+  imgsynth inpaint big.jpg --mask big_mask.png -o out.png --model patchmatch --strategy crops
+
+[bold]--strategy[/bold] (how a photo meets the method):
+  [bold]auto[/bold]    networks: pad up to twice the card's resolution, crops beyond (the default)
+  [bold]pad[/bold]     networks: the whole photo at full size, padded to the net's multiple
+  [bold]resize[/bold]  networks: the whole photo resized to the card's resolution, the fill resized back
+  [bold]crops[/bold]   squares around the holes only (2x the hole, at least the card's resolution, merged
+          where they touch), scaled down to the resolution when larger; the known pixels stay exact.
+          Classical methods run on the whole photo unless crops: telea / ns only look --radius pixels
+          around a hole, so crops change little but the time; patchmatch then copies from the crop's
+          surroundings only instead of the whole photo (faster on big photos).
 """
 
 
@@ -42,8 +56,8 @@ def inpaint(
     dilate: Annotated[int, typer.Option("--dilate", min=0, help="Grow the hole by N pixels.",
                                         rich_help_panel=MASK_PANEL)] = 0,
     radius: Annotated[int, typer.Option("--radius", min=1, help="Neighbourhood radius of telea / ns.")] = 3,
-    strategy: Annotated[str, typer.Option("--strategy", help="Networks: pad (to the net's multiple, crop back) "
-                                          "or resize (run at the card's resolution).")] = "pad",
+    strategy: Annotated[str, typer.Option("--strategy", help="auto | pad | resize | crops (explained above); "
+                                          "classical methods heed only crops.")] = "auto",
     concat: Annotated[bool, typer.Option("--concat", help="Write input | mask | result side by side.",
                                          rich_help_panel="Output")] = False,
     output: OutputOpt = None,

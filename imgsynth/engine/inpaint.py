@@ -9,9 +9,10 @@ mask was found. A mask of another size is an error unless ``resize_mask`` (neare
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class InpaintRequest:
     resize_mask: bool = False
     dilate: int = 0
     radius: int = 3
-    strategy: str = "pad"
+    strategy: str = "auto"
     concat: bool = False
     overwrite: bool = False
 
@@ -161,10 +162,10 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
     inpainter = Inpainter(loaded.model, strategy=request.strategy, radius=request.radius, seed=request.seed,
                           resolution=int(loaded.io.get("resolution", 256)),
                           normalization=loaded.io.get("normalization", "imagenet"), device=device, dtype=dtype)
-    options = {"strategy": request.strategy, "dilate": request.dilate, "invert_mask": request.invert_mask}
+    options: dict[str, Any] = {}
     if not loaded.is_network:
         options = {"radius": request.radius} if loaded.arch in ("telea", "ns") else {"seed": request.seed}
-        options.update({"dilate": request.dilate, "invert_mask": request.invert_mask})
+    options.update({"dilate": request.dilate, "invert_mask": request.invert_mask})
 
     names: dict[str, str] = {}
     collisions: set[str] = set()
@@ -187,6 +188,9 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
         if p.name in collisions:
             return ItemResult(p.name, "failed", error=f"{p.name}: output name {p.stem!r} collides with {names[p.stem]}")
         meta = {**loaded.provenance(), **options, "input": Path(p.name).name, "mask": p.info["mask"]}
+        strategy = inpainter.strategy_for(p.hole.shape)
+        if strategy != "full":  # the strategy this photo ran with (auto resolved), to reproduce it
+            meta["strategy"] = strategy
         img = _concat(p.rgb, p.hole, out) if request.concat else out
         path = plan.write(p.stem, img, meta, stdout=stdout)
         return ItemResult(p.name, "ok", output=str(path) if path else "-", metadata=meta)
@@ -201,4 +205,4 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
                        skip=skip, batch_size=request.batch_size, workers=workers, progress=progress)
 
 
-__all__ = ["InpaintRequest", "run_inpaint", "Failed"]
+__all__ = ["Failed", "InpaintRequest", "run_inpaint"]

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from imgsynth.cli.main import app
 from imgsynth.engine.io import read_metadata
+from imgsynth.pipelines.inpaint import grow_hole
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -226,6 +227,28 @@ def test_network_weights_folder_end_to_end(make_export, tmp_path):
     hole = np.asarray(Image.open(m)) >= 128
     assert np.array_equal(src[~hole], out[~hole])
     assert read_metadata(tmp_path / "o.png")["arch"] == "pconv_unet"
+    assert read_metadata(tmp_path / "o.png")["strategy"] == "pad"  # auto: within 2x the resolution
+
+
+@pytest.mark.parametrize("args,strategy", [
+    (["--model", "pconv-photos-256"], "crops"),  # auto: 600 px is beyond 2x the card's 256
+    (["--model", "pconv-photos-256", "--strategy", "crops", "--dilate", "2"], "crops"),
+    (["--model", "telea", "--strategy", "crops"], "crops"),
+])
+def test_crops_on_a_large_photo(tmp_path, args, strategy):
+    p = photo(tmp_path / "p.png", w=600, h=520)
+    arr = np.zeros((520, 600), np.uint8)
+    arr[20:50, 30:70] = arr[450:490, 520:580] = 255  # two holes far apart, at the borders
+    Image.fromarray(arr).save(tmp_path / "m.png")
+    res = run(p, "--mask", tmp_path / "m.png", "-o", tmp_path / "o.png", *args)
+    assert res.exit_code == 0, res.stderr
+    src, out = np.asarray(Image.open(p)), np.asarray(Image.open(tmp_path / "o.png"))
+    hole = grow_hole(arr > 0, 2 if "--dilate" in args else 0)
+    assert hole.sum() > (arr > 0).sum() or "--dilate" not in args
+    assert np.array_equal(src[~hole], out[~hole])
+    assert not np.array_equal(src[20:50, 30:70], out[20:50, 30:70])
+    assert not np.array_equal(src[450:490, 520:580], out[450:490, 520:580])
+    assert read_metadata(tmp_path / "o.png")["strategy"] == strategy
 
 
 def test_classical_methods_do_not_import_torch(tmp_path):

@@ -8,7 +8,13 @@ import torch
 
 from imgsynth.errors import InputError, UsageError
 from imgsynth.models.registry import build_model, get_model
-from imgsynth.pipelines.inpaint import Inpainter, check_hole, composite, grow_hole
+from imgsynth.pipelines.inpaint import (
+    Inpainter,
+    check_hole,
+    composite,
+    crop_boxes,
+    grow_hole,
+)
 
 
 def scene(h=40, w=56, seed=0):
@@ -77,3 +83,109 @@ def test_helpers():
     assert composite(img, fill, h)[0, 0, 0] == 9 and composite(img, fill, h)[1, 1, 0] == 0
     with pytest.raises(UsageError):
         Inpainter("magic")
+
+
+# ---------------------------------------------------------------- crops around the holes
+
+def large_scene(holes, h=700, w=900, seed=3):
+    """A 900x700 photo-sized random image with rectangular holes given as (y0, x0, y1, x1)."""
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    hole = np.zeros((h, w), bool)
+    for y0, x0, y1, x1 in holes:
+        hole[y0:y1, x0:x1] = True
+    return img, hole
+
+
+FAR = [(100, 100, 130, 140), (550, 700, 580, 760)]
+NEAR = [(100, 100, 130, 140), (160, 200, 180, 220)]
+CORNERS = [(0, 0, 12, 15), (688, 880, 700, 900)]
+
+
+def _covers(box, hole_box):
+    return box[0] <= hole_box[0] and box[1] <= hole_box[1] and box[2] >= hole_box[2] and box[3] >= hole_box[3]
+
+
+@pytest.mark.parametrize("holes,expected", [(FAR, 2), (NEAR, 1), (CORNERS, 2)])
+def test_crop_boxes_group_holes(holes, expected):
+    _, hole = large_scene(holes)
+    boxes = crop_boxes(hole, 256)
+    assert len(boxes) == expected
+    for y0, x0, y1, x1 in boxes:
+        assert 0 <= y0 < y1 <= 700 and 0 <= x0 < x1 <= 900
+        assert y1 - y0 == x1 - x0 >= 256  # square, at least the network's resolution, kept at the borders
+    assert all(any(_covers(b, hb) for b in boxes) for hb in holes)
+    covered = np.zeros_like(hole, np.int32)
+    for y0, x0, y1, x1 in boxes:
+        covered[y0:y1, x0:x1] += 1
+    assert covered.max() == 1  # disjoint, so each hole pixel is pasted from exactly one crop
+
+
+def test_crop_boxes_context_and_fallbacks():
+    _, hole = large_scene([(300, 300, 400, 500)])  # 200 wide: crop of 400, hole at most half of each side
+    assert crop_boxes(hole, 256) == [(150, 200, 550, 600)]
+    _, most = large_scene([(20, 30, 690, 880)])
+    assert crop_boxes(most, 256) == [(0, 0, 700, 900)]  # most of the photo: one crop, the whole photo
+    assert crop_boxes(np.zeros((50, 60), bool), 256) == []
+    specks = np.random.default_rng(0).random((700, 900)) < 0.002  # ~1,300 holes merge fast into one
+    assert crop_boxes(specks, 256) == [(0, 0, 700, 900)]
+    thin = np.zeros((100, 900), bool)
+    thin[40:50, 10:20] = True
+    assert crop_boxes(thin, 256) == [(0, 0, 100, 256)]  # an image thinner than the crop keeps its height
+
+
+def _counting(net):
+    seen = []
+    net.register_forward_hook(lambda mod, args, out: seen.append(tuple(args[0].shape)))
+    return seen
+
+
+@pytest.mark.parametrize("holes,crops", [(FAR, 2), (NEAR, 1), (CORNERS, 2)])
+def test_network_crops_exact_known_pixels_and_crop_count(holes, crops):
+    net = _tiny_pconv()
+    seen = _counting(net)
+    img, hole = large_scene(holes)
+    inp = Inpainter(net, strategy="crops", resolution=256)
+    out = inp([img], [hole])[0]
+    assert out.shape == img.shape
+    assert np.array_equal(out[~hole], img[~hole])
+    for y0, x0, y1, x1 in holes:
+        assert not np.array_equal(out[y0:y1, x0:x1], img[y0:y1, x0:x1])
+    assert sum(s[0] for s in seen) == crops  # one network input per crop, each at the resolution
+    assert all(s[-2:] == (256, 256) for s in seen)
+
+
+def test_network_crops_large_hole_and_thin_image():
+    net = _tiny_pconv()
+    seen = _counting(net)
+    img, hole = large_scene([(20, 30, 690, 880)])
+    out = Inpainter(net, strategy="crops", resolution=256)([img], [hole])[0]
+    assert np.array_equal(out[~hole], img[~hole]) and not np.array_equal(out[hole], img[hole])
+    assert seen == [(1, 3, 208, 256)]  # the whole photo, scaled to 199x256, padded to the multiple of 16
+    img, hole = large_scene([(40, 10, 50, 20)], h=100)
+    out = Inpainter(net, strategy="crops", resolution=256)([img], [hole])[0]
+    assert np.array_equal(out[~hole], img[~hole]) and seen[-1] == (1, 3, 112, 256)
+
+
+def test_auto_strategy_pads_small_and_crops_large_images():
+    net = _tiny_pconv()
+    inp = Inpainter(net, resolution=256)
+    assert inp.strategy_for((512, 500)) == "pad" and inp.strategy_for((513, 200)) == "crops"
+    assert Inpainter(net, strategy="pad").strategy_for((5000, 5000)) == "pad"
+    assert Inpainter("telea").strategy_for((5000, 5000)) == "full"
+    assert Inpainter("telea", strategy="crops").strategy_for((10, 10)) == "crops"
+    small, small_hole = scene(40, 56, 0)
+    big, big_hole = large_scene(FAR)
+    auto = inp([small, big], [small_hole, big_hole])
+    assert np.array_equal(auto[0], Inpainter(net, strategy="pad")([small], [small_hole])[0])
+    assert np.array_equal(auto[1], Inpainter(net, strategy="crops")([big], [big_hole])[0])
+
+
+def test_classical_crops():
+    img, hole = large_scene(FAR)
+    # Telea only reads --radius pixels around the hole: crops give the very same pixels
+    assert np.array_equal(Inpainter("telea", strategy="crops")([img], [hole])[0], Inpainter("telea")([img], [hole])[0])
+    img, hole = large_scene([(20, 20, 30, 34), (150, 140, 158, 150)], h=180, w=180)
+    steps = []
+    out = Inpainter("patchmatch", strategy="crops", resolution=48, progress=steps.append)([img], [hole])[0]
+    assert np.array_equal(out[~hole], img[~hole]) and not np.array_equal(out[hole], img[hole])
+    assert steps == sorted(steps) and steps[-1] == pytest.approx(1.0)
