@@ -8,6 +8,7 @@ minutes on 2 CPU cores, cached in ~/.cache/imgsynth/fmnist-classifier.safetensor
 vs test) for scale. Figures are comparable inside this project only, not with published FIDs.
 
     apt-get install dataset-fashion-mnist
+    python benchmarks/fid_fashion.py                 # every bundled sample model
     python benchmarks/fid_fashion.py --model dcgan-fashion-mnist [--weights DIR ...] [--n 10000]
 """
 
@@ -130,7 +131,13 @@ def main() -> int:
     ap.add_argument("--weights", action="append", default=[], help="export folder (repeatable)")
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--md", type=Path, help="also write a Markdown table here")
     a = ap.parse_args()
+    if not a.model and not a.weights:
+        from imgsynth.engine.cards import load_cards
+
+        a.model = sorted(c.id for c in load_cards().values()
+                         if c.task == "sample" and c.source.kind == "bundled")
     torch.set_num_threads(2)
     net = classifier(a.retrain)
     xt, _ = load_split("test")
@@ -144,6 +151,10 @@ def main() -> int:
     for w in a.weights:
         rows.append({"name": w, "fd": frechet(features(net, generate(None, w, a.n)), ft)})
     print(json.dumps({"n": a.n, "results": rows}, indent=1))
+    if a.md:
+        lines = [f"| sampler | Fréchet distance ({a.n} vs Fashion-MNIST test) | seconds |", "|---|---|---|"]
+        lines += [f"| {r['name']} | {r['fd']:.3f} | {r.get('seconds', '')} |" for r in rows]
+        a.md.write_text("\n".join(lines) + "\n")
     return 0
 
 
