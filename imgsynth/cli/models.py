@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -85,17 +86,32 @@ def show(model_id: Annotated[str, typer.Argument(help="Card id (or an architectu
 @handle_errors
 def download(
     model_ids: Annotated[list[str], typer.Argument(help="Card ids to fetch into the Hugging Face cache.")],
+    from_file: Annotated[Optional[Path], typer.Option(
+        "--from-file", help="Use this file, downloaded by hand (e.g. from Google Drive in a browser), instead of "
+        "the network: the card's file, its archive, or the archive's member. Checked, copied into the cache, "
+        "converted; the cards then work offline.")] = None,
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Fetch weights into the cache (and convert official formats once), verifying sha256.
 
-    [bold]Example:[/bold]  imgsynth models download pconv-places2-naoto
+    Prints the path of each converted (or fetched) safetensors file on stdout.
+
+    [bold]Examples:[/bold]
+
+      imgsynth models download stylegan2-ffhq-256
+
+      imgsynth models download pconv-places2-naoto --from-file ~/Downloads/1000000.pth
+
+      imgsynth models download spade-coco spade-ade20k spade-cityscapes --from-file checkpoints.tar.gz
     """
     from imgsynth.engine.cards import get_card
-    from imgsynth.engine.fetch import resolve_weights
+    from imgsynth.engine.fetch import install_from_file, resolve_weights
+    from imgsynth.errors import ImgsynthError
 
+    if from_file is not None and revision is not None:
+        raise typer.BadParameter("--revision applies to Hub downloads, not to --from-file")
     failed = 0
     for mid in model_ids:
         card = get_card(mid)
@@ -103,13 +119,17 @@ def download(
             stderr_console().print(f"{card.id}: classical method, nothing to download")
             continue
         try:
-            path = resolve_weights(card, revision=revision, offline=offline)
-        except Exception as e:  # report every id, then fail
-            from imgsynth.errors import ImgsynthError
-
-            if not isinstance(e, ImgsynthError) or debug:
+            if from_file is not None:
+                _, verified = install_from_file(card, from_file)
+                stderr_console().print(
+                    f"{card.id}: {from_file} " + ("matches the card's sha256" if verified
+                                                  else "placed (the card pins no sha256 to check it against)")
+                )
+            path = resolve_weights(card, revision=revision, offline=offline or from_file is not None)
+        except ImgsynthError as e:  # report every id, then fail
+            if debug:
                 raise
-            error_line(str(e))
+            error_line(f"{card.id}: {e}" if len(model_ids) > 1 else str(e))
             failed += 1
             continue
         sys.stdout.write(f"{path}\n")

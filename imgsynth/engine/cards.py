@@ -2,7 +2,9 @@
 
 A card says what a weight set is (architecture, task, constructor config, input/output contract,
 licence, paper) and where its file comes from (bundled in ``weights/``, a Hugging Face Hub file
-pinned to a revision, or an official download URL), with the sha256 we expect. Classical methods
+pinned to a revision, or an official download URL), with the sha256 we expect. An official URL may
+be an archive (``.tar.gz``, ``.tgz``, ``.tar``, ``.zip``) holding several releases; ``member`` then
+names the one file of the card inside it (``member_sha256`` pins that file). Classical methods
 without weights (OpenCV Telea/NS, PatchMatch) have cards too, with ``source.kind = "none"``, so
 that ``--model`` has one namespace. This module does not import torch.
 """
@@ -27,6 +29,7 @@ from imgsynth.errors import CardError, UnknownModelError
 TASKS = ("sample", "translate", "inpaint")
 SOURCE_KINDS = ("none", "bundled", "hub", "url")
 FORMATS = ("safetensors", "pth", "pkl")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
 TOP_KEYS = {
     "id": str, "arch": str, "task": str, "title": str, "default": bool, "task_default": bool,
@@ -37,7 +40,7 @@ TOP_KEYS = {
 REQUIRED_TOP = ("id", "arch", "task", "title", "license", "source")
 SOURCE_KEYS = {
     "kind": str, "path": str, "repo_id": str, "filename": str, "revision": str, "url": str,
-    "sha256": str, "format": str, "converter": str, "size": int,
+    "sha256": str, "format": str, "converter": str, "size": int, "member": str, "member_sha256": str,
 }
 REQUIRED_SOURCE = {
     "none": (),
@@ -63,6 +66,8 @@ class Source:
     format: str = "safetensors"
     converter: str | None = None
     size: int | None = None
+    member: str | None = None
+    member_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,23 @@ def _check_types(where: str, data: dict, schema: dict) -> None:
             raise CardError(f"{where}: {key!r} must be a {typ.__name__}")
 
 
+def check_member_name(member: str) -> str:
+    """Raise :class:`CardError` unless ``member`` is a safe relative path inside an archive.
+
+    A member name is used to find one entry, never as a path to write to, but a name that climbs
+    out of the archive (``..``), is absolute or uses backslashes or drive letters is refused
+    outright so that no card can even describe such a file.
+    """
+    parts = member.split("/")
+    if (not member or member.startswith("/") or "\\" in member or "\0" in member
+            or re.match(r"^[A-Za-z]:", member) or any(p in ("", ".", "..") for p in parts)):
+        raise CardError(
+            f"archive member {member!r} must be a relative path like 'folder/file.pth' "
+            "(no '..', no leading '/', no backslashes)"
+        )
+    return member
+
+
 def parse_card(data: dict[str, Any], where: str = "<card>", path: Path | None = None) -> Card:
     """Validate one card's TOML data and return a :class:`Card`."""
     _check_types(where, data, TOP_KEYS)
@@ -136,8 +158,22 @@ def parse_card(data: dict[str, Any], where: str = "<card>", path: Path | None = 
     for key in REQUIRED_SOURCE[kind]:
         if key not in src:
             raise CardError(f"{where} [source]: kind {kind!r} needs {key!r}")
-    if "sha256" in src and not _SHA_RE.match(src["sha256"]):
-        raise CardError(f"{where} [source]: sha256 must be 64 lower-case hex digits")
+    for key in ("sha256", "member_sha256"):
+        if key in src and not _SHA_RE.match(src[key]):
+            raise CardError(f"{where} [source]: {key} must be 64 lower-case hex digits")
+    if "member" in src:
+        if kind != "url":
+            raise CardError(f"{where} [source]: 'member' needs kind = \"url\" (an official archive)")
+        if not src["filename"].lower().endswith(ARCHIVE_SUFFIXES):
+            raise CardError(
+                f"{where} [source]: 'member' needs an archive filename ending in {', '.join(ARCHIVE_SUFFIXES)}"
+            )
+        try:
+            check_member_name(src["member"])
+        except CardError as e:
+            raise CardError(f"{where} [source]: {e}") from None
+    elif "member_sha256" in src:
+        raise CardError(f"{where} [source]: 'member_sha256' needs a 'member'")
     fmt = src.setdefault("format", "safetensors")
     if fmt not in FORMATS:
         raise CardError(f"{where} [source]: format must be one of {', '.join(FORMATS)}")
