@@ -290,12 +290,62 @@ class GANFamily(Family):
         return importlib.import_module("imgsynth.models.gan").GANDiscriminator
 
 
+class _VGGLoss:
+    """The VGG-19 perceptual loss of pix2pixHD (Wang et al. 2018, Sec. 3.2) and SPADE (Park et al.
+    2019, Sec. 4) for the translation families: ``model.options.vgg`` (lambda, default 10, the
+    papers' weight) times :func:`imgsynth.training.losses.vgg_feature_loss` between G's output and
+    the target.
+
+    It needs ImageNet VGG-19 weights, which imgsynth does not ship and cannot download:
+    ``model.options.vgg_weights`` names a local torchvision ``vgg19`` state dict (``.pth``, read
+    with ``torch.load(weights_only=True)``, or ``.safetensors``). Empty (the default) or
+    ``vgg = 0`` leaves the term out. The file is read when training sets up G (not by export).
+    """
+
+    option_defaults = {"vgg_weights": "", "vgg": 10.0}
+    _vgg_net: nn.Module | None = None
+    _vgg_weight: float = 0.0
+    _vgg_path: str = ""
+
+    def options(self, cfg: TrainConfig) -> dict[str, Any]:
+        opts = super().options(cfg)  # type: ignore[misc]
+        if opts["vgg"] < 0:
+            raise ConfigError("model.options.vgg must not be negative")
+        self._vgg_path = opts["vgg_weights"] if opts["vgg"] > 0 else ""
+        self._vgg_weight = opts["vgg"]
+        return opts
+
+    def generator_config(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        config = super().generator_config(cfg, dataset)  # type: ignore[misc]
+        self._vgg_net = None
+        if self._vgg_path:
+            from imgsynth.errors import WeightsError
+            from imgsynth.training.losses import VGG19Features
+
+            try:
+                self._vgg_net = VGG19Features.from_file(self._vgg_path)
+            except WeightsError as exc:
+                raise ConfigError(f"model.options.vgg_weights: {str(exc).splitlines()[0]}") from None
+        return config
+
+    def vgg_losses(self, fake: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """``{"vgg": lambda * L_VGG}``, or nothing when the term is off."""
+        if self._vgg_net is None:
+            return {}
+        from imgsynth.training.losses import vgg_feature_loss
+
+        self._vgg_net.to(fake.device)
+        return {"vgg": self._vgg_weight * vgg_feature_loss(self._vgg_net, fake, target)}
+
+
 @register_family("pix2pix")
-class Pix2PixFamily(Family):
+class Pix2PixFamily(_VGGLoss, Family):
     """pix2pix (Isola et al. 2017): U-Net G(a) -> b, PatchGAN D on (a, b) pairs, GAN + lambda * L1.
 
     Set ``loss.l1 = 100`` and ``loss.gan = "vanilla"`` (their Eq. 4; the G side of our "vanilla"
     is saturating, pix2pix's BCE with real labels is ``nonsaturating``) or ``lsgan``.
+    ``model.options.vgg_weights`` adds the VGG-19 perceptual loss of pix2pixHD (not in the
+    pix2pix paper; see :class:`_VGGLoss`).
     """
 
     name = "pix2pix"
@@ -328,9 +378,10 @@ class Pix2PixFamily(Family):
         return torch.cat([batch["a"].to(images.dtype), images], 1)
 
     def extra_g_losses(self, cfg: TrainConfig, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
-        if cfg.loss.l1 <= 0:
-            return {}
-        return {"l1": cfg.loss.l1 * (fake.float() - batch["b"].float()).abs().mean()}
+        terms = self.vgg_losses(fake, batch["b"])
+        if cfg.loss.l1 > 0:
+            terms["l1"] = cfg.loss.l1 * (fake.float() - batch["b"].float()).abs().mean()
+        return terms
 
     def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
         return [dataset[(s % len(dataset), 0)] for s in seeds]
@@ -596,14 +647,16 @@ def _uses_instances(cfg: TrainConfig, dataset: Any) -> bool:
     return bool(cfg.data.path_inst) or bool(getattr(dataset, "has_instances", False))
 
 
-class LabelMapFamily(Family):
+class LabelMapFamily(_VGGLoss, Family):
     """Label map -> image translation (pix2pixHD, SPADE): one-hot labels (+ instance edges) in.
 
     The data is ``source = "paired"`` with ``data.label_nc`` > 0; D sees the encoded labels beside
     the image (conditional multi-scale PatchGAN) and feature matching compares real and fake
-    pairs sample by sample (pix2pixHD Eq. 4). The perceptual VGG loss of both papers is not
-    used: it needs pretrained VGG19 weights, which imgsynth does not ship; ``loss.l1`` > 0 adds
-    an L1 distance to the target instead (not in either paper; off by default).
+    pairs sample by sample (pix2pixHD Eq. 4). The perceptual VGG-19 loss of both papers is on
+    when ``model.options.vgg_weights`` names a local torchvision VGG-19 file (lambda
+    ``model.options.vgg`` = 10; see :class:`_VGGLoss`): imgsynth does not ship those weights.
+    ``loss.l1`` > 0 adds an L1 distance to the target (not in either paper; off by default), a
+    stand-in when no VGG-19 file is at hand.
     """
 
     task = "translate"
@@ -653,10 +706,11 @@ class LabelMapFamily(Family):
         return torch.cat([self._encode(batch).to(images.dtype), images], 1)
 
     def extra_g_losses(self, cfg: TrainConfig, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
-        # neither paper has an L1 term (they use VGG, which is not shipped); off unless loss.l1 > 0
-        if cfg.loss.l1 <= 0:
-            return {}
-        return {"l1": cfg.loss.l1 * (fake.float() - batch["b"].float()).abs().mean()}
+        terms = self.vgg_losses(fake, batch["b"])
+        # neither paper has an L1 term; off unless loss.l1 > 0
+        if cfg.loss.l1 > 0:
+            terms["l1"] = cfg.loss.l1 * (fake.float() - batch["b"].float()).abs().mean()
+        return terms
 
     def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
         return [dataset[(s % len(dataset), 0)] for s in seeds]

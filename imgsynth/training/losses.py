@@ -19,6 +19,10 @@ Eq. 1-7): :func:`inpainting_losses` returns the weighted terms L_valid, L_hole, 
 L_style_out, L_style_comp and L_tv; the perceptual and style terms need ImageNet VGG-16 weights
 (:class:`VGG16Features`, loaded from a local file). :func:`ssim_loss` is a structure term that
 needs no pretrained weights (Wang et al. 2004).
+
+Translation (Wang et al. 2018, pix2pixHD, Sec. 3.2; Park et al. 2019, SPADE, Sec. 4):
+:func:`vgg_feature_loss` is their perceptual loss, an L1 distance between VGG-19 features
+(:class:`VGG19Features`, also from a local file) at relu1_1 .. relu5_1 weighted 1/32 .. 1.
 """
 
 from __future__ import annotations
@@ -155,6 +159,44 @@ def feature_matching(
 
 # ---------------------------------------------------------------- inpainting (Liu et al. 2018)
 
+def _load_torchvision_features(net: nn.Module, path: str | Path, name: str) -> nn.Module:
+    """Fill ``net`` (a frozen torchvision-layout ``features`` prefix) from a local weights file.
+
+    ``.safetensors`` or a ``.pth`` state dict (optionally under ``"state_dict"``) read with
+    ``torch.load(weights_only=True)``; keys ``net`` does not have (the classifier, deeper layers)
+    are ignored. Raises :class:`WeightsError` with one line naming the file and what is wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{name} weights {str(path)!r} do not exist (model.options.vgg_weights)")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure (corrupt or foreign file): one actionable line
+        raise WeightsError(f"cannot read {name} weights {str(path)!r}: {exc}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{str(path)!r} is not a torchvision {name} state dict (it holds a {type(state).__name__})")
+    want = net.state_dict()
+    missing = [k for k in want if k not in state]
+    if missing:
+        raise WeightsError(
+            f"{str(path)!r} is not a torchvision {name} state dict (missing {', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''})"
+        )
+    for k, v in want.items():
+        if not isinstance(state[k], Tensor) or tuple(state[k].shape) != tuple(v.shape):
+            got = tuple(state[k].shape) if isinstance(state[k], Tensor) else type(state[k]).__name__
+            raise WeightsError(f"{str(path)!r}: {k} has shape {got}, {name} has {tuple(v.shape)}")
+    net.load_state_dict({k: state[k].float() for k in want})
+    return net.requires_grad_(False).eval()
+
+
 #: torchvision ``vgg16().features`` indices: conv layers up to pool3 and where pool1..pool3 end
 _VGG16_CONVS = ((0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128),
                 (10, 128, 256), (12, 256, 256), (14, 256, 256))
@@ -190,33 +232,7 @@ class VGG16Features(nn.Module):
 
         ``.pth`` files are read with ``torch.load(weights_only=True)`` (no pickled code runs).
         """
-        path = Path(path)
-        if not path.is_file():
-            raise WeightsError(f"VGG-16 weights {str(path)!r} do not exist (model.options.vgg_weights)")
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                state = load_file(str(path))
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any reader failure (corrupt or foreign file): one actionable line
-            raise WeightsError(f"cannot read VGG-16 weights {str(path)!r}: {exc}") from None
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        net = cls()
-        want = net.state_dict()
-        missing = [k for k in want if k not in state]
-        if missing:
-            raise WeightsError(
-                f"{str(path)!r} is not a torchvision VGG-16 state dict (missing {', '.join(missing[:3])}"
-                f"{', ...' if len(missing) > 3 else ''})"
-            )
-        for k, v in want.items():
-            if tuple(state[k].shape) != tuple(v.shape):
-                raise WeightsError(f"{str(path)!r}: {k} has shape {tuple(state[k].shape)}, VGG-16 has {tuple(v.shape)}")
-        net.load_state_dict({k: state[k].float() for k in want})
-        return net.requires_grad_(False).eval()
+        return _load_torchvision_features(cls(), path, "VGG-16")
 
     def train(self, mode: bool = True) -> VGG16Features:
         return super().train(False)  # a fixed scorer: never in training mode
@@ -236,6 +252,84 @@ def gram_matrix(f: Tensor) -> Tensor:
     n, c, h, w = f.shape
     x = f.reshape(n, c, h * w)
     return torch.bmm(x, x.transpose(1, 2)) / (c * h * w)
+
+
+# ---------------------------------------------------------------- translation (pix2pixHD, SPADE)
+
+#: torchvision ``vgg19().features`` conv layers (index, in, out) up to conv5_1, its max pools, and
+#: the ReLUs the loss reads (relu1_1, relu2_1, relu3_1, relu4_1, relu5_1)
+_VGG19_CONVS = ((0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256),
+                (14, 256, 256), (16, 256, 256), (19, 256, 512), (21, 512, 512), (23, 512, 512),
+                (25, 512, 512), (28, 512, 512))
+_VGG19_POOLS = (4, 9, 18, 27)
+_VGG19_TAPS = (1, 6, 11, 20, 29)
+VGG19_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+"""Weights of the relu1_1 .. relu5_1 terms in pix2pixHD's and SPADE's ``VGGLoss``."""
+
+
+class VGG19Features(nn.Module):
+    """VGG-19 (Simonyan & Zisserman 2015) up to relu5_1, returning relu1_1 .. relu5_1.
+
+    The layers pix2pixHD and SPADE compare in their perceptual loss. Parameter names are
+    torchvision's ``vgg19().features.N.weight``, so a torchvision ImageNet checkpoint loads as is
+    (the classifier and the layers after relu5_1 are ignored). Frozen: it only scores images.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        convs = {i: (cin, cout) for i, cin, cout in _VGG19_CONVS}
+        for i in range(_VGG19_TAPS[-1] + 1):
+            if i in convs:
+                layers.append(nn.Conv2d(*convs[i], 3, padding=1))
+            elif i in _VGG19_POOLS:
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers.append(nn.ReLU(inplace=True))
+        self.features = nn.Sequential(*layers)
+        self.requires_grad_(False).eval()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> VGG19Features:
+        """Load ImageNet VGG-19 weights in torchvision's layout from ``.safetensors`` or ``.pth``.
+
+        ``.pth`` files are read with ``torch.load(weights_only=True)`` (no pickled code runs). A
+        VGG-16 file is refused (its ``features.16`` is a pooling layer, VGG-19's a convolution).
+        """
+        return _load_torchvision_features(cls(), path, "VGG-19")
+
+    def train(self, mode: bool = True) -> VGG19Features:
+        return super().train(False)  # a fixed scorer: never in training mode
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """(N, 3, H, W) image -> [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1] feature maps.
+
+        H and W should be at least 16 so that relu5_1 is not empty.
+        """
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in _VGG19_TAPS:
+                out.append(x)
+        return out
+
+
+def vgg_feature_loss(vgg: VGG19Features, fake: Tensor, real: Tensor) -> Tensor:
+    """pix2pixHD / SPADE perceptual loss: sum_i w_i * mean |phi_i(fake) - phi_i(real)|.
+
+    phi_i are the relu1_1 .. relu5_1 features, w_i = 1/32, 1/16, 1/8, 1/4, 1; the real features
+    are constants. As in both official ``VGGLoss`` modules the images go in as the generator makes
+    them, (N, 3, H, W) in [-1, 1] without ImageNet normalisation; a 1-channel image is repeated
+    to 3 channels. Computed in float32.
+    """
+    if fake.shape[1] == 1:
+        fake, real = fake.expand(-1, 3, -1, -1), real.expand(-1, 3, -1, -1)
+    if fake.shape[1] != 3:
+        raise ConfigError(f"the VGG loss needs RGB or grayscale images, not {fake.shape[1]} channels")
+    f_fake = vgg(fake.float())
+    with torch.no_grad():
+        f_real = vgg(real.float())
+    return sum(w * (a - b).abs().mean() for w, a, b in zip(VGG19_LAYER_WEIGHTS, f_fake, f_real))
 
 
 def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
