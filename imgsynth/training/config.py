@@ -50,7 +50,9 @@ class DataConfig:
     with a generated free-form hole, for inpainting), ``fashion-mnist`` (the IDX files in
     ``path``), ``fashion-mnist-labels`` (their label maps ``(x > 0) * (class + 1)`` -> images, 11
     labels) or ``mosaics`` (seeded mosaics of touching items with semantic, instance and panoptic
-    maps, 11 labels; ``item_size`` > 0 scales the 28x28 items to that side first). With
+    maps, 11 labels; ``item_size`` > 0 scales the 28x28 items to that side first), ``edges`` or
+    ``gray`` (a folder of photos; the input of each crop is derived from it: Canny edges or
+    luminance, as ``imgsynth translate --input-kind edges|gray`` does). With
     ``label_nc`` > 0 the paired inputs are label maps of that many classes (ids in the first
     channel, resized nearest), with instance maps from ``path_inst`` when given.
     ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3 converts
@@ -59,7 +61,8 @@ class DataConfig:
     ``resolution`` is then taken (seeded).
     """
 
-    source: Literal["folder", "paired", "masked", "fashion-mnist", "fashion-mnist-labels", "mosaics"] = "folder"
+    source: Literal["folder", "paired", "masked", "fashion-mnist", "fashion-mnist-labels", "mosaics", "edges",
+                    "gray"] = "folder"
     path: str = ""
     path_b: str = ""
     path_inst: str = ""

@@ -501,8 +501,54 @@ class MaskedImages(FolderImages):
         return {"image": item["image"], "hole": hole}
 
 
+class DerivedPairs(FolderImages):
+    """Photos with a conditioning image derived from each crop: items ``{"a": (1, R, R), "b": (C, R, R)}``.
+
+    ``data.source = "edges"``: ``a`` is the Canny edge map of the augmented photo crop, black
+    lines on white, made by :func:`imgsynth.pipelines.translate.canny_edges`, the very function
+    ``imgsynth translate --input-kind edges`` applies (the pix2pix edges2photo task, Isola et al.
+    2017, Sec. 4). ``"gray"``: ``a`` is the crop's luminance
+    (:func:`~imgsynth.pipelines.translate.to_gray`, colourisation). Both maps are grey, so ``a``
+    has one channel (the translate pipeline feeds one-channel models the first channel). The crop
+    and flip are those of :func:`draw_augment`, so items are a pure function of
+    ``(seed, epoch, index)``; ``b`` is the RGB photo crop (``data.channels`` 0 or 3).
+    """
+
+    kind = "paired"
+
+    def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
+        from imgsynth.pipelines.translate import canny_edges, to_gray
+
+        if cfg.channels not in (0, 3):
+            raise ConfigError(f"data.source = {cfg.source!r} makes RGB targets: leave data.channels at 0 or set 3")
+        if cfg.label_nc:
+            raise ConfigError(f"data.source = {cfg.source!r} makes image inputs: leave data.label_nc at 0")
+        root = Path(cfg.path)
+        if not root.is_dir():
+            raise ConfigError(f"data.path {cfg.path!r} (the photos of data.source = {cfg.source!r}) is not a folder")
+        if not any(p.suffix.lower() in IMAGE_EXTS and p.is_file() for p in root.rglob("*")):
+            raise ConfigError(
+                f"data.path {cfg.path!r} holds no photos ({', '.join(IMAGE_EXTS)}); data.source = "
+                f"{cfg.source!r} derives its inputs from a folder of photos"
+            )
+        self.cfg, self.seed = cfg, seed
+        self.files = list_images(cfg.path)
+        self.derive = canny_edges if cfg.source == "edges" else to_gray
+        self.channels_a = 1
+        self.channels_b = self.channels = 3
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        index, epoch = _split_key(key)
+        aug = draw_augment(self.cfg, self.seed, epoch, index)
+        b = prepare(_open(self.files[index]), self.cfg, aug, 3)
+        rgb = ((b + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        a = torch.from_numpy(np.ascontiguousarray(self.derive(rgb)[:, :, :1])).permute(2, 0, 1).float()
+        return {"a": a / 127.5 - 1.0, "b": b}
+
+
 SOURCES = {"folder": FolderImages, "masked": MaskedImages, "paired": PairedFolders, "fashion-mnist": FashionMNIST,
-           "fashion-mnist-labels": FashionMNISTLabels, "mosaics": FashionMosaics}
+           "fashion-mnist-labels": FashionMNISTLabels, "mosaics": FashionMosaics,
+           "edges": DerivedPairs, "gray": DerivedPairs}
 
 
 def build_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
@@ -524,6 +570,8 @@ def dataset_name(cfg: DataConfig) -> str:
         return f"Fashion-MNIST mosaics ({cfg.split}, {cfg.resolution}x{cfg.resolution})"
     if cfg.source == "paired":
         return f"{Path(cfg.path).name} -> {Path(cfg.path_b).name}"
+    if cfg.source in ("edges", "gray"):
+        return f"{Path(cfg.path).name} ({'Canny edges' if cfg.source == 'edges' else 'grayscale'} -> photo)"
     return Path(cfg.path).name or cfg.path
 
 
