@@ -38,6 +38,9 @@ Deviations / choices (the paper leaves these open; each is tested in
 - Algorithm 1 indexing: i = row, j = column (the pixel below has priority over the pixel to the
   right); sources past the bottom/right border never match (identical to clamping them).
 - Padding of the panoptic convolutions counts as a different segment (never matches the centre).
+- ``latent_downsample="area"`` gives the head ``fc`` the mean of the semantic map over each
+  latent cell, as in :class:`imgsynth.models.spade.SPADEGenerator` (default ``"nearest"``, the
+  SPADE rule). Not with ``panoptic_fc``, whose convolution reads one label per cell.
 - No style encoder (``use_vae``): the paper's experiments do not use one.
 - State-dict keys are those of :class:`imgsynth.models.spade.SPADEGenerator` with
   ``use_instance=False``, plus ``upsample.*``: a SPADE state dict loads with ``strict=False``
@@ -61,9 +64,22 @@ from imgsynth.layers.panoptic import (
     panoptic_windows,
     resize_ids,
 )
-from imgsynth.layers.spade_norm import NORM_TYPES, SPADE, SPADEResnetBlock, modulate, resize_nearest
+from imgsynth.layers.spade_norm import (
+    NORM_TYPES,
+    SPADE,
+    SPADEResnetBlock,
+    modulate,
+    resize_nearest,
+)
 from imgsynth.models.registry import register_model
-from imgsynth.models.spade import UPSAMPLING_MODES, LatentGrid, latent_grid, run_trunk
+from imgsynth.models.spade import (
+    LATENT_DOWNSAMPLING,
+    UPSAMPLING_MODES,
+    LatentGrid,
+    latent_grid,
+    latent_map,
+    run_trunk,
+)
 
 Semantic = torch.Tensor
 """A semantic map at one resolution: (N, C, H, W) float one-hot, or (N, H, W) int64 labels."""
@@ -148,6 +164,8 @@ class PanopticGenerator(LatentGrid, nn.Module):
         crop_size, aspect_ratio: training crop width and W/H; they fix the latent grid.
         latent_size: explicit ``[sh, sw]`` latent grid (overrides crop_size/aspect_ratio).
         latent_from_input: derive the grid from each input's size instead.
+        latent_downsample: "nearest" (one label per latent cell, SPADE's rule) or "area" (label
+            fractions of each cell) for the head ``fc``'s input; see the SPADE generator.
         num_upsampling_layers: "normal" (5 upsamplings), "more" (6) or "most" (7, adds ``up_4``).
         nhidden, kernel_size, norm: SPADE branch width, kernel size (odd; also the hole-filling
             kernel) and parameter-free norm ("batch"/"syncbatch" or "instance").
@@ -167,6 +185,7 @@ class PanopticGenerator(LatentGrid, nn.Module):
         aspect_ratio: float = 2.0,
         latent_size: list[int] | None = None,
         latent_from_input: bool = False,
+        latent_downsample: str = "nearest",
         num_upsampling_layers: str = "more",
         nhidden: int = 128,
         kernel_size: int = 3,
@@ -181,6 +200,11 @@ class PanopticGenerator(LatentGrid, nn.Module):
             raise ValueError(f"norm must be one of {NORM_TYPES}, got {norm!r}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd for panoptic-aware convolutions, got {kernel_size}")
+        if latent_downsample not in LATENT_DOWNSAMPLING:
+            raise ValueError(f"latent_downsample must be one of {LATENT_DOWNSAMPLING}, got {latent_downsample!r}")
+        if panoptic_fc and latent_downsample != "nearest":
+            raise ValueError("panoptic_fc reads one label per latent cell: use latent_downsample='nearest'")
+        self.latent_downsample = latent_downsample
         self.label_nc = label_nc
         self.contain_dontcare = contain_dontcare
         self.semantic_nc = label_nc + int(contain_dontcare)
@@ -265,7 +289,7 @@ class PanopticGenerator(LatentGrid, nn.Module):
             ids, sem, win = level((sh, sw))
             x = self.fc(sem, win if k == 3 else self.fc.windows(ids))
         else:
-            x = self.fc(resize_nearest(seg, (sh, sw)))
+            x = self.fc(latent_map(seg, (sh, sw), self.latent_downsample))
         x = _channels_last(x)
         ups = iter(self.upsample)
 

@@ -20,6 +20,14 @@ Deviations from the original:
 - ``latent_from_input=True`` (not in the original) derives the latent grid from the input size
   (``H // 2**k``, ``W // 2**k``) so any multiple of ``2**k`` can be translated; at the trained
   size it equals the official grid.
+- ``latent_downsample="area"`` (not in the original; default ``"nearest"`` is the official rule)
+  gives ``fc`` the mean of the label map over each latent cell (label fractions) instead of the
+  label map sampled at one pixel per cell. On a 1x1 latent grid (32x32 outputs) the official
+  sample is the top-left pixel, background in almost every image, so the first blocks see the
+  same input in every batch: their batch variance is zero, BatchNorm maps them to 0 in training
+  whatever the weights, and eval mode (running statistics) turns any rounding or drift of the
+  stored mean into offsets that those blocks amplify (measured in
+  ``benchmarks/results/translate.md``). The area mean varies from image to image.
 - The style encoder (``use_vae``) always has six stride-2 layers: the official one drops
   ``layer6`` when ``crop_size < 256`` and then cannot run (its ``fc_mu`` expects a 4x4 grid),
   so no working official encoder lacks it. Its linear layers output ``z_dim`` (official: 256,
@@ -44,6 +52,21 @@ def latent_grid(crop_size: int, aspect_ratio: float, num_upsampling_layers: str)
     """The official latent grid (sh, sw): ``sw = crop_size // 2**k``, ``sh = round(sw / aspect)``."""
     sw = crop_size // (2 ** UPSAMPLING_MODES[num_upsampling_layers])
     return round(sw / aspect_ratio), sw
+
+
+LATENT_DOWNSAMPLING = ("nearest", "area")
+"""How the label map reaches the latent grid: sampled (official) or averaged over each cell."""
+
+
+def latent_map(seg: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """(N, C, H, W) label map -> (N, C, *size) input of the head ``fc``.
+
+    ``"nearest"``: legacy nearest sampling (official SPADE, ``F.interpolate(seg, size)``);
+    ``"area"``: the mean over each cell (per-label fractions of the cell; ``adaptive_avg_pool2d``).
+    """
+    if mode == "area":
+        return F.adaptive_avg_pool2d(seg, size)
+    return resize_nearest(seg, size)
 
 
 CHANNELS_LAST_MIN_PIXELS = 64 * 64
@@ -150,6 +173,9 @@ class SPADEGenerator(LatentGrid, nn.Module):
         crop_size, aspect_ratio: training crop width and W/H; they fix the latent grid.
         latent_size: explicit ``[sh, sw]`` latent grid (overrides crop_size/aspect_ratio).
         latent_from_input: derive the grid from each input's size instead (not with use_vae).
+        latent_downsample: how the label map is brought to the latent grid for ``fc``: "nearest"
+            (official: one pixel per cell) or "area" (mean over each cell; use it for tiny grids,
+            see the module docstring). Not with use_vae.
         num_upsampling_layers: "normal" (5 upsamplings), "more" (6) or "most" (7, adds ``up_4``).
         nhidden, kernel_size, norm: SPADE layer width, kernel size and parameter-free norm
             ("batch"/"syncbatch" or "instance").
@@ -169,6 +195,7 @@ class SPADEGenerator(LatentGrid, nn.Module):
         aspect_ratio: float = 1.0,
         latent_size: list[int] | None = None,
         latent_from_input: bool = False,
+        latent_downsample: str = "nearest",
         num_upsampling_layers: str = "normal",
         nhidden: int = 128,
         kernel_size: int = 3,
@@ -184,6 +211,11 @@ class SPADEGenerator(LatentGrid, nn.Module):
             raise ValueError(f"norm must be one of {NORM_TYPES}, got {norm!r}")
         if use_vae and latent_from_input:
             raise ValueError("latent_from_input cannot be used with use_vae (fc has a fixed grid)")
+        if latent_downsample not in LATENT_DOWNSAMPLING:
+            raise ValueError(f"latent_downsample must be one of {LATENT_DOWNSAMPLING}, got {latent_downsample!r}")
+        if use_vae and latent_downsample != "nearest":
+            raise ValueError("latent_downsample only applies without use_vae (fc then reads z, not the label map)")
+        self.latent_downsample = latent_downsample
         self.label_nc = label_nc
         self.contain_dontcare = contain_dontcare
         self.use_instance = use_instance
@@ -258,7 +290,7 @@ class SPADEGenerator(LatentGrid, nn.Module):
         else:
             if z is not None:
                 raise ValueError("z is only used with use_vae=True")
-            x = self.fc(resize_nearest(seg, (sh, sw)))
+            x = self.fc(latent_map(seg, (sh, sw), self.latent_downsample))
 
         # Each resolution's label map is resized once and shared by the blocks that use it.
         segs: dict[tuple[int, int], torch.Tensor] = {}

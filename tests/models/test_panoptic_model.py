@@ -197,3 +197,28 @@ def test_training_step_reaches_every_parameter_and_bf16_runs():
     with torch.no_grad():
         y = m16(x, pan)
     assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()
+
+
+def test_area_latent_downsampling_and_its_limits():
+    """``latent_downsample="area"``: the head fc reads the label fractions of each latent cell
+    (on a 1x1 grid, of the whole map) instead of one label; not with ``panoptic_fc``."""
+    cfg = {"label_nc": 3, "contain_dontcare": False, "ngf": 2, "crop_size": 32, "aspect_ratio": 1.0,
+           "num_upsampling_layers": "normal", "nhidden": 8}
+    model = build_model("panoptic", {**cfg, "latent_downsample": "area"})
+    label = torch.zeros(3, 32, 32, dtype=torch.long)
+    label[0, 8:20, 8:20] = 1
+    label[1, 4:30, 10:14] = 2
+    x = one_hot(label, 3)
+    fc_in, norm_in = [], []
+    hooks = [model.fc.register_forward_hook(lambda _m, i, _o: fc_in.append(i[0])),
+             model.head_0.norm_0.param_free_norm.register_forward_hook(lambda _m, i, _o: norm_in.append(i[0]))]
+    with torch.no_grad():
+        model.train()(x, label * 10 + 1)
+    for h in hooks:
+        h.remove()
+    torch.testing.assert_close(fc_in[0].float().contiguous(), x.mean((2, 3), keepdim=True))
+    assert float(norm_in[0].var(0).min()) > 0  # the corner sample would give every map the same input
+    with pytest.raises(ValueError, match="panoptic_fc"):
+        build_model("panoptic", {**cfg, "latent_downsample": "area", "panoptic_fc": True})
+    with pytest.raises(ValueError, match="latent_downsample must be one of"):
+        build_model("panoptic", {**cfg, "latent_downsample": "max"})

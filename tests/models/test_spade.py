@@ -131,3 +131,56 @@ def test_trains_with_spectral_norm() -> None:
     m(x).mean().backward()
     assert m.head_0.conv_0.parametrizations.weight.original.grad is not None
     assert m.up_3.norm_1.mlp_shared[0].weight.grad is not None
+
+
+def _head_norm_input(model: torch.nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """What the first BatchNorm (head_0.norm_0) sees in a training-mode forward."""
+    seen = []
+    hook = model.head_0.norm_0.param_free_norm.register_forward_hook(lambda _m, i, _o: seen.append(i[0]))
+    model.train()
+    with torch.no_grad():
+        model(*inputs)
+    hook.remove()
+    return seen[0]
+
+
+def test_area_latent_downsampling_reads_the_whole_label_map() -> None:
+    """On a 1x1 latent grid (32x32 output) the official nearest sample is the top-left pixel:
+    maps with a background corner all give fc the same input, so the first BatchNorm sees zero
+    batch variance (the eval-mode collapse of the SPADE mosaic baseline). ``"area"`` gives fc
+    the label fractions of the whole map instead."""
+    from imgsynth.layers.label_maps import one_hot
+
+    cfg = {"label_nc": 3, "contain_dontcare": False, "use_instance": False, "ngf": 2, "crop_size": 32, "nhidden": 8}
+    label = torch.zeros(4, 32, 32, dtype=torch.long)
+    label[0, 8:20, 8:20] = 1
+    label[1, 4:30, 10:14] = 2
+    label[2, 16:, 16:] = 1
+    x = one_hot(label, 3)
+    torch.manual_seed(0)
+    official = build_model("spade", cfg)
+    assert official.latent_downsample == "nearest" and (official.sh, official.sw) == (1, 1)
+    assert float(_head_norm_input(official, x).var(0).max()) == 0.0
+
+    area = build_model("spade", {**cfg, "latent_downsample": "area"})
+    area.load_state_dict(official.state_dict())  # same keys: only the resizing differs
+    fc_in = []
+    hook = area.fc.register_forward_hook(lambda _m, i, _o: fc_in.append(i[0]))
+    assert float(_head_norm_input(area, x).var(0).min()) > 0
+    hook.remove()
+    torch.testing.assert_close(fc_in[0], x.mean((2, 3), keepdim=True))
+    # at a latent grid larger than 1x1 it is the mean over each cell
+    big = build_model("spade", {**cfg, "crop_size": 64, "latent_downsample": "area"})
+    fc_in.clear()
+    hook = big.fc.register_forward_hook(lambda _m, i, _o: fc_in.append(i[0]))
+    big.eval()(one_hot(torch.randint(0, 3, (1, 64, 64), generator=_gen()), 3))
+    hook.remove()
+    assert fc_in[0].shape == (1, 3, 2, 2)
+    torch.testing.assert_close(fc_in[0].sum(1), torch.ones(1, 2, 2))
+
+
+def test_latent_downsample_is_checked() -> None:
+    with pytest.raises(ValueError, match="latent_downsample must be one of"):
+        build_model("spade", {**TINY, "latent_downsample": "bilinear"})
+    with pytest.raises(ValueError, match="without use_vae"):
+        build_model("spade", {**TINY, "use_vae": True, "latent_downsample": "area"})
