@@ -1,14 +1,19 @@
 """Recompute the BatchNorm statistics of an exported generator on its training data.
 
 A generator trained with batch norm (SPADE's default parameter-free norm) is run at inference with
-the running mean and variance kept during training. Those are a momentum average over the last
-batches, taken while the weights were still moving, and an export holds the EMA of the weights,
-for which they were never measured. Where a normalised feature has a variance far below the norm's
-epsilon (SPADE's small, freshly initialised generators on a 1x1 latent grid), the output is very
-sensitive to the stored mean, and the stale statistics can wreck eval-mode images while the same
-weights work in training mode. Re-estimating the statistics with the final weights (a cumulative
-average over many training batches, weights frozen) is the standard fix (e.g. Izmailov et al.
-2018, "Averaging Weights Leads to Wider Optima", Sec. 3.2, for averaged weights).
+the running mean and variance kept during training. The training loop averages them with the
+same decay as the EMA weights (:class:`imgsynth.training.loop.EMA`), so an export's statistics
+already belong to its weights. Re-estimating them with the final weights, frozen, over many
+training batches (a cumulative average; Izmailov et al. 2018, "Averaging Weights Leads to Wider
+Optima", Sec. 3.2, for averaged weights) is still useful for exports of runs whose EMA copied the
+live network's statistics (trained before the EMA averaged them), or to re-estimate them on
+other data.
+
+It cannot repair a generator whose layers see the same input in every training batch: BatchNorm
+maps such features to 0 in training whatever the weights, and no fixed statistics reproduce
+that. The SPADE mosaic baseline trained with the official nearest latent sampling on a 1x1 grid
+was such a case: recalibration took its export from 13.9 to 6.8 dB on held-out mosaics
+(``benchmarks/results/translate.md``); ``latent_downsample = "area"`` removes the cause.
 
     python -m imgsynth.training.recalibrate examples/train/spade-fashion-labels.toml \\
         runs/spade-fashion-labels/export --batches 200

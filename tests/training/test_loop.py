@@ -205,6 +205,24 @@ def test_ema_follows_the_weights():
     assert not ema.model.weight.requires_grad
 
 
+def test_ema_averages_batchnorm_statistics_and_copies_other_buffers():
+    """The EMA network's BatchNorm statistics follow the same average as its weights (copied
+    statistics would describe the live weights' last batches); counters are copied."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    net.register_buffer("tracked", torch.zeros(2))  # e.g. StyleGAN's tracked mean w: copied
+    ema = EMA(net, 0.75)
+    start_mean, start_var = ema.model[1].running_mean.clone(), ema.model[1].running_var.clone()
+    net.train()(torch.randn(8, 1, 3, 3) * 3 + 2)
+    net.tracked.fill_(5.0)
+    ema.update(net)
+    torch.testing.assert_close(ema.model[1].running_mean, 0.75 * start_mean + 0.25 * net[1].running_mean)
+    torch.testing.assert_close(ema.model[1].running_var, 0.75 * start_var + 0.25 * net[1].running_var)
+    assert int(ema.model[1].num_batches_tracked) == 1
+    torch.testing.assert_close(ema.model.tracked, net.tracked)
+    ema.update(net, copy_only=True)
+    torch.testing.assert_close(ema.model[1].running_mean, net[1].running_mean)
+
+
 def test_bf16_autocast_on_cpu(tmp_path):
     result = train(tiny(tmp_path, run={"steps": 2, "precision": "bf16"}))
     assert result.precision == "bf16"
