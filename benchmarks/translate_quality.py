@@ -12,8 +12,9 @@ Everything runs through the same path as ``imgsynth translate`` (card -> ``load_
   ``benchmarks/fid_fashion.py`` (trained on the train split, cached); the score is the mean IoU
   over the 11 labels against the input map, beside the foreground IoU and the class accuracy.
   The same proxy on the real test images gives the ceiling (the classifier itself is imperfect).
-* **Panoptic maps -> mosaics** (``panoptic-mosaics`` and, with ``--spade-mosaics DIR``, the SPADE
-  baseline trained with the same recipe and budget, which sees semantic + instance edges): the
+* **Panoptic maps -> mosaics** (the bundled ``panoptic-mosaics``; with ``--panoptic-mosaics DIR``
+  also a fresh export of its recipe; with ``--spade-mosaics DIR`` the SPADE baseline trained with
+  the same recipe and budget, which sees semantic + instance edges): the
   first ``--mosaics`` mosaics of the *test* split (``FashionMosaics``, seed 1, 32x32, items
   14x14). PSNR/SSIM to the true mosaic, foreground IoU at the same threshold, and an
   **instance-separation** score on ``same_class_boundaries``: for every pair of 4-neighbours of one
@@ -25,6 +26,8 @@ Everything runs through the same path as ``imgsynth translate`` (card -> ``load_
 
     apt-get install dataset-fashion-mnist
     python benchmarks/translate_quality.py [--n 1000] [--mosaics 500] [--spade-mosaics runs/spade-mosaics/export]
+    python benchmarks/translate_quality.py --skip-labels --mosaics 100 \
+        --panoptic-mosaics runs/panoptic-mosaics/export --spade-mosaics runs/spade-mosaics/export
 """
 
 from __future__ import annotations
@@ -227,12 +230,17 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1000, help="held-out Fashion-MNIST test items")
     ap.add_argument("--mosaics", type=int, default=500, help="held-out test mosaics")
     ap.add_argument("--spade-mosaics", default=None, help="export folder of the SPADE mosaic baseline")
+    ap.add_argument("--panoptic-mosaics", default=None,
+                    help="export folder of a panoptic-mosaics.toml run, measured beside the bundled card")
+    ap.add_argument("--skip-labels", action="store_true", help="only the mosaic table (no label-map table)")
     ap.add_argument("--markdown", default=None, help="write the tables to this file too")
     ap.add_argument("--batch-stats", action="store_true",
                     help="add mosaic rows with BatchNorm on batch statistics of 8 held-out mosaics (diagnostic)")
     a = ap.parse_args()
-    fashion = fashion_labels(a.n, "spade-fashion-mnist")
-    models = [("panoptic-mosaics", "panoptic-mosaics", None)]
+    fashion = {"rows": []} if a.skip_labels else fashion_labels(a.n, "spade-fashion-mnist")
+    models = [("panoptic-mosaics (bundled)", "panoptic-mosaics", None)]
+    if a.panoptic_mosaics:
+        models.append(("panoptic-mosaics (export)", None, a.panoptic_mosaics))
     if a.spade_mosaics:
         models.append(("spade-mosaics (baseline)", None, a.spade_mosaics))
     mos = mosaics(a.mosaics, models)
@@ -240,10 +248,11 @@ def main() -> int:
         mos += mosaics(a.mosaics, models, batch_stats=True)
     print(json.dumps({"labels": fashion["rows"], "mosaics": mos}, indent=1))
     if a.markdown:
-        text = ("## Label maps -> garments (Fashion-MNIST test items)\n\n"
-                + table(fashion["rows"], ["model", "items", "psnr", "ssim", "label_miou", "fg_iou", "class_acc",
-                                          "s_per_image"])
-                + "\n\n## Panoptic maps -> mosaics (held-out test mosaics)\n\n"
+        text = "" if a.skip_labels else (
+            "## Label maps -> garments (Fashion-MNIST test items)\n\n"
+            + table(fashion["rows"], ["model", "items", "psnr", "ssim", "label_miou", "fg_iou", "class_acc",
+                                      "s_per_image"]) + "\n\n")
+        text += ("## Panoptic maps -> mosaics (held-out test mosaics)\n\n"
                 + table(mos, ["model", "mosaics", "psnr", "ssim", "fg_iou", "boundary_pairs", "step_corr",
                               "step_ratio", "boundary_l1", "s_per_image"]) + "\n")
         Path(a.markdown).write_text(text)
