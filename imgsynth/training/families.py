@@ -825,7 +825,8 @@ class PanopticFamily(LabelMapFamily):
     ``panoptic`` maps: ``data.source = "mosaics"``); D is SPADE's conditional multi-scale
     discriminator on one-hot semantics + the instance-edge map of the panoptic ids + image, the
     input a SPADE baseline's D gets on the same data, so a comparison differs in G only. Same
-    setup as the ``spade`` family (hinge, feature matching, TTUR; no VGG loss, no encoder).
+    setup as the ``spade`` family (hinge, feature matching, TTUR, the VGG-19 loss when
+    ``model.options.vgg_weights`` is given; no encoder).
     """
 
     name = "panoptic"
