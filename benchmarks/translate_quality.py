@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Quality of the bundled translation defaults on held-out Fashion-MNIST items and mosaics.
+"""Quality of the bundled translation defaults on held-out Fashion-MNIST items, mosaics and photos.
 
 Everything runs through the same path as ``imgsynth translate`` (card -> ``load_model`` ->
 ``Translator.translate_one``), on data no model was trained on:
@@ -23,11 +23,22 @@ Everything runs through the same path as ``imgsynth translate`` (card -> ``load_
   right sign and relative size), the mean |step| relative to the real one, and the L1 error on
   the boundary pixels. A model that paints touching same-class items as one blob has small,
   uncorrelated steps there.
+* **Edges -> photos** (``--edges-photos N``, a mode of its own: only this table; the bundled
+  ``pix2pix-edges-photos``, with ``--edges-weights DIR`` also an export): the first ``N`` held-out
+  photos of ``--photos-dir``/``--edges-split`` (``eval``: the 25 photos no model trains on), each
+  resized (Lanczos) to a short side of twice the card's resolution, the scale of the training
+  tiles' 256 px level, and centre-cropped to the resolution. The input is the crop's Canny map
+  (``canny_edges``, as ``translate --input-kind edges``). PSNR on RGB and SSIM on luminance
+  (``inpaint_bins.ssim``) to the real crop; **edge F1**: Canny of the output against the input
+  edges, a pixel counting as matched within 1 px (3x3 neighbourhood). Baselines for scale: the
+  mean colour of the training photos as a flat image, and the edge map itself as the output.
 
     apt-get install dataset-fashion-mnist
     python benchmarks/translate_quality.py [--n 1000] [--mosaics 500] [--spade-mosaics runs/spade-mosaics/export]
     python benchmarks/translate_quality.py --skip-labels --mosaics 100 \
         --panoptic-mosaics runs/panoptic-mosaics/export --spade-mosaics runs/spade-mosaics/export
+    bash examples/inpaint/train/get_photos.sh data/photos
+    python benchmarks/translate_quality.py --edges-photos 25 [--edges-weights runs/pix2pix-edges-photos/export]
 """
 
 from __future__ import annotations
@@ -214,6 +225,67 @@ def mosaics(m: int, models: list[tuple[str, str | None, str | None]], batch_stat
     return rows
 
 
+def edge_f1(pred: np.ndarray, true: np.ndarray) -> float:
+    """F1 of two boolean edge maps, a pixel of one matching when the other has an edge within 1 px."""
+    import cv2
+
+    def grow(m: np.ndarray) -> np.ndarray:
+        return cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+    if not pred.any() or not true.any():
+        return float(pred.any() == true.any())
+    precision, recall = (pred & grow(true)).sum() / pred.sum(), (true & grow(pred)).sum() / true.sum()
+    return float(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+
+
+def photo_crop(path: Path, size: int) -> np.ndarray:
+    """(size, size, 3) uint8: the photo with its short side resized to 2 * size (Lanczos), centre crop."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    k = 2 * size / min(im.size)
+    im = im.resize((max(2 * size, round(im.width * k)), max(2 * size, round(im.height * k))), Image.LANCZOS)
+    x0, y0 = (im.width - size) // 2, (im.height - size) // 2
+    return np.asarray(im.crop((x0, y0, x0 + size, y0 + size))).copy()
+
+
+def edges_photos(n: int, photos_dir: Path, split: str, weights: str | None) -> list[dict[str, object]]:
+    """Edges -> photos on the first ``n`` photos of ``photos_dir/split``: the bundled card, baselines."""
+    from benchmarks.inpaint_bins import ssim as ssim_luma
+    from imgsynth.pipelines.translate import TranslateInput, canny_edges
+    from imgsynth.training.data import list_images
+
+    files = list_images(photos_dir / split)[:n]
+    models = [("pix2pix-edges-photos (bundled)", "pix2pix-edges-photos", None)]
+    if weights:
+        models.append((f"export {weights}", None, weights))
+    size = int(translator(models[0][1], None)[1].io["resolution"])
+    crops = [photo_crop(p, size) for p in files]
+    edges = [canny_edges(c) for c in crops]
+    mean_colour = np.mean([photo_crop(p, size).reshape(-1, 3).mean(0) for p in list_images(photos_dir / "train")], 0)
+
+    def row(name: str, outs: list[np.ndarray], secs: float | None = None) -> dict[str, object]:
+        return {"model": name, "photos": len(crops),
+                "psnr": float(np.mean([psnr(o, c) for o, c in zip(outs, crops)])),
+                "ssim": float(np.mean([ssim_luma(o, c) for o, c in zip(outs, crops)])),
+                "edge_f1": float(np.mean([edge_f1(canny_edges(o)[..., 0] == 0, e[..., 0] == 0)
+                                          for o, e in zip(outs, edges)])),
+                "s_per_image": secs}
+
+    rows = []
+    for name, card, w in models:
+        tr, _ = translator(card, w)
+        tr.translate_one(TranslateInput("warm-up", image=crops[0]))  # first-call set-up is not per-image cost
+        t0 = time.perf_counter()
+        outs = [tr.translate_one(TranslateInput(p.stem, image=c))[0] for p, c in zip(files, crops)]
+        rows.append(row(name, outs, (time.perf_counter() - t0) / len(crops)))
+    flat = np.broadcast_to(np.round(mean_colour).astype(np.uint8), crops[0].shape)
+    rows.append(row("mean colour of the training photos (baseline)", [flat] * len(crops)))
+    rows.append(row("the edge map itself (baseline)", edges))
+    return rows
+
+
 def table(rows: list[dict[str, object]], cols: list[str]) -> str:
     def cell(v: object) -> str:
         if isinstance(v, float):
@@ -236,7 +308,19 @@ def main() -> int:
     ap.add_argument("--markdown", default=None, help="write the tables to this file too")
     ap.add_argument("--batch-stats", action="store_true",
                     help="add mosaic rows with BatchNorm on batch statistics of 8 held-out mosaics (diagnostic)")
+    ap.add_argument("--edges-photos", type=int, default=0,
+                    help="only measure edges -> photos, on this many held-out photos (25 in data/photos/eval)")
+    ap.add_argument("--edges-split", default="eval", help="subfolder of --photos-dir (eval; val to pick checkpoints)")
+    ap.add_argument("--edges-weights", default=None, help="export folder measured beside pix2pix-edges-photos")
+    ap.add_argument("--photos-dir", default="data/photos", help="get_photos.sh output (train/, val/, eval/)")
     a = ap.parse_args()
+    if a.edges_photos:
+        rows = edges_photos(a.edges_photos, Path(a.photos_dir), a.edges_split, a.edges_weights)
+        print(json.dumps({"edges_photos": rows}, indent=1))
+        if a.markdown:
+            Path(a.markdown).write_text(f"## Edges -> photos (held-out photos, {a.edges_split})\n\n" + table(
+                rows, ["model", "photos", "psnr", "ssim", "edge_f1", "s_per_image"]) + "\n")
+        return 0
     fashion = {"rows": []} if a.skip_labels else fashion_labels(a.n, "spade-fashion-mnist")
     models = [("panoptic-mosaics (bundled)", "panoptic-mosaics", None)]
     if a.panoptic_mosaics:

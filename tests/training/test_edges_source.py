@@ -25,7 +25,7 @@ def photos(tmp_path, n=3, size=(48, 40)):
 
 
 def cfg(path, **kw):
-    base = dict(source="edges", path=str(path), resolution=16, load_size=32, hflip=True, batch_size=2)
+    base = {"source": "edges", "path": str(path), "resolution": 16, "load_size": 32, "hflip": True, "batch_size": 2}
     return DataConfig(**(base | kw))
 
 
