@@ -36,7 +36,8 @@ def translate(
     inputs: Annotated[list[str], typer.Argument(help="Label maps or photos: files, folders, globs, @list.txt or -.",
                                                 show_default=False)],
     input_kind: Annotated[Optional[str], typer.Option(
-        "--input-kind", help="label | image | edges (Canny of the photo) | gray (colorisation). "
+        "--input-kind", help="label | image | edges (Canny of the photo) | gray (colorisation) | "
+        "clusters (the photo posterised by k-means, io.clusters colours, 8 by default). "
         "Default: the card's.", rich_help_panel=IN_PANEL)] = None,
     instance: Annotated[Optional[str], typer.Option(
         "--instance", help="Instance map file or folder (paired by stem). Default: *_instanceIds.png or "

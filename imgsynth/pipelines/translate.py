@@ -9,6 +9,9 @@ Conditioning kinds (``kind``):
 * ``image``: an RGB photo in [-1, 1] (pix2pix, CycleGAN).
 * ``edges``: Canny edges of a photo, black lines on white (the pix2pix edges2photo convention).
 * ``gray``: the photo's luminance (colorisation), replicated to the model's input channels.
+* ``clusters``: the photo posterised to ``io.clusters`` colours (default 8) by
+  :func:`colour_clusters`, each pixel replaced by its k-means centre (flat-colour maps -> photo).
+  A flat-colour map made elsewhere goes in as ``image``.
 
 Sizes: fully convolutional models pad to the multiple they need and crop back (reflect for photos,
 edge-replicate for label maps). A SPADE generator with a fixed latent grid produces its trained
@@ -30,7 +33,8 @@ import torch.nn.functional as F
 from imgsynth.errors import InputError, UsageError
 from imgsynth.layers.label_maps import instance_edges, one_hot
 
-KINDS = ("label", "image", "edges", "gray")
+KINDS = ("label", "image", "edges", "gray", "clusters")
+CLUSTERS = 8  # colours of a ``clusters`` input when the card does not say (io.clusters)
 
 
 @dataclass
@@ -75,6 +79,41 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
     y = (r * 299 + g * 587 + b * 114 + 500) // 1000
     return np.repeat(y.astype(np.uint8)[..., None], 3, axis=2)
+
+
+def colour_clusters(rgb: np.ndarray, k: int = CLUSTERS, iters: int = 10, max_fit: int = 65536) -> np.ndarray:
+    """(H, W, 3) uint8 photo -> (H, W, 3) uint8 map of at most ``k`` colours (k-means in RGB).
+
+    Lloyd's k-means without randomness, so the same photo always gives the same map: the centres
+    start as the means of ``k`` equal-count slices of the pixels sorted by luminance, then
+    ``iters`` rounds of assignment and update (a centre left without pixels keeps its place).
+    Large photos fit the centres on an evenly strided subset of at most ``max_fit`` pixels; every
+    pixel is then replaced by the nearest of the rounded centres.
+    """
+    if k < 1:
+        raise UsageError(f"colour clusters: k must be at least 1, got {k}")
+    h, w = rgb.shape[:2]
+    px = rgb.reshape(-1, 3).astype(np.float32)
+    fit = px[:: max(1, -(-len(px) // max_fit))]
+    order = np.argsort(fit @ np.array([0.299, 0.587, 0.114], np.float32), kind="stable")
+    centres = np.stack([s.mean(0) if len(s) else fit[order[-1]] for s in np.array_split(fit[order], k)])
+
+    def nearest(x: np.ndarray) -> np.ndarray:
+        # |x - c|^2 without the |x|^2 term, which does not change the argmin
+        return np.argmin((centres * centres).sum(1) - 2.0 * (x @ centres.T), axis=1)
+
+    labels = None
+    for _ in range(iters):
+        new = nearest(fit)
+        if labels is not None and np.array_equal(new, labels):
+            break
+        labels = new
+        counts = np.bincount(labels, minlength=k)
+        sums = np.stack([np.bincount(labels, weights=fit[:, c], minlength=k) for c in range(3)], 1)
+        centres = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres).astype(np.float32)
+    # the map's colours are the rounded centres, and each pixel takes the nearest of those
+    centres = np.clip(np.rint(centres), 0, 255).astype(np.float32)
+    return centres.astype(np.uint8)[nearest(px)].reshape(h, w, 3)
 
 
 def resize_nearest_legacy(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -148,6 +187,8 @@ class Translator:
             rgb = canny_edges(rgb)
         elif self.kind == "gray":
             rgb = to_gray(rgb)
+        elif self.kind == "clusters":
+            rgb = colour_clusters(rgb, int(self.io.get("clusters", CLUSTERS)))
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
         nc = int(getattr(self.model, "input_nc", 3))
         if nc == 1:

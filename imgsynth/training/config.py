@@ -51,8 +51,9 @@ class DataConfig:
     ``path``), ``fashion-mnist-labels`` (their label maps ``(x > 0) * (class + 1)`` -> images, 11
     labels) or ``mosaics`` (seeded mosaics of touching items with semantic, instance and panoptic
     maps, 11 labels; ``item_size`` > 0 scales the 28x28 items to that side first), ``edges`` or
-    ``gray`` (a folder of photos; the input of each crop is derived from it: Canny edges or
-    luminance, as ``imgsynth translate --input-kind edges|gray`` does). With
+    ``gray`` or ``clusters`` (a folder of photos; the input of each crop is derived from it: Canny
+    edges, luminance or an 8-colour k-means poster, as ``imgsynth translate --input-kind
+    edges|gray|clusters`` does). With
     ``label_nc`` > 0 the paired inputs are label maps of that many classes (ids in the first
     channel, resized nearest), with instance maps from ``path_inst`` when given.
     ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3 converts
@@ -62,7 +63,7 @@ class DataConfig:
     """
 
     source: Literal["folder", "paired", "masked", "fashion-mnist", "fashion-mnist-labels", "mosaics", "edges",
-                    "gray"] = "folder"
+                    "gray", "clusters"] = "folder"
     path: str = ""
     path_b: str = ""
     path_inst: str = ""

@@ -509,7 +509,9 @@ class DerivedPairs(FolderImages):
     ``imgsynth translate --input-kind edges`` applies (the pix2pix edges2photo task, Isola et al.
     2017, Sec. 4). ``"gray"``: ``a`` is the crop's luminance
     (:func:`~imgsynth.pipelines.translate.to_gray`, colourisation). Both maps are grey, so ``a``
-    has one channel (the translate pipeline feeds one-channel models the first channel). The crop
+    has one channel (the translate pipeline feeds one-channel models the first channel).
+    ``"clusters"``: ``a`` is the crop posterised to 8 colours
+    (:func:`~imgsynth.pipelines.translate.colour_clusters`, ``--input-kind clusters``), RGB. The crop
     and flip are those of :func:`draw_augment`, so items are a pure function of
     ``(seed, epoch, index)``; ``b`` is the RGB photo crop (``data.channels`` 0 or 3).
     """
@@ -517,7 +519,7 @@ class DerivedPairs(FolderImages):
     kind = "paired"
 
     def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
-        from imgsynth.pipelines.translate import canny_edges, to_gray
+        from imgsynth.pipelines.translate import canny_edges, colour_clusters, to_gray
 
         if cfg.channels not in (0, 3):
             raise ConfigError(f"data.source = {cfg.source!r} makes RGB targets: leave data.channels at 0 or set 3")
@@ -533,8 +535,8 @@ class DerivedPairs(FolderImages):
             )
         self.cfg, self.seed = cfg, seed
         self.files = list_images(cfg.path)
-        self.derive = canny_edges if cfg.source == "edges" else to_gray
-        self.channels_a = 1
+        self.derive = {"edges": canny_edges, "gray": to_gray, "clusters": colour_clusters}[cfg.source]
+        self.channels_a = 3 if cfg.source == "clusters" else 1
         self.channels_b = self.channels = 3
 
     def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
@@ -542,13 +544,14 @@ class DerivedPairs(FolderImages):
         aug = draw_augment(self.cfg, self.seed, epoch, index)
         b = prepare(_open(self.files[index]), self.cfg, aug, 3)
         rgb = ((b + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        a = torch.from_numpy(np.ascontiguousarray(self.derive(rgb)[:, :, :1])).permute(2, 0, 1).float()
+        a = self.derive(rgb)[:, :, : self.channels_a]
+        a = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float()
         return {"a": a / 127.5 - 1.0, "b": b}
 
 
 SOURCES = {"folder": FolderImages, "masked": MaskedImages, "paired": PairedFolders, "fashion-mnist": FashionMNIST,
            "fashion-mnist-labels": FashionMNISTLabels, "mosaics": FashionMosaics,
-           "edges": DerivedPairs, "gray": DerivedPairs}
+           "edges": DerivedPairs, "gray": DerivedPairs, "clusters": DerivedPairs}
 
 
 def build_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
@@ -570,8 +573,9 @@ def dataset_name(cfg: DataConfig) -> str:
         return f"Fashion-MNIST mosaics ({cfg.split}, {cfg.resolution}x{cfg.resolution})"
     if cfg.source == "paired":
         return f"{Path(cfg.path).name} -> {Path(cfg.path_b).name}"
-    if cfg.source in ("edges", "gray"):
-        return f"{Path(cfg.path).name} ({'Canny edges' if cfg.source == 'edges' else 'grayscale'} -> photo)"
+    if cfg.source in ("edges", "gray", "clusters"):
+        what = {"edges": "Canny edges", "gray": "grayscale", "clusters": "8-colour clusters"}[cfg.source]
+        return f"{Path(cfg.path).name} ({what} -> photo)"
     return Path(cfg.path).name or cfg.path
 
 

@@ -406,7 +406,11 @@ class Pix2PixFamily(_VGGLoss, Family):
     def io(self, cfg: TrainConfig, generator_config: dict[str, Any], channels: int) -> dict[str, Any]:
         io = super().io(cfg, generator_config, channels)
         # derived-input sources record their kind so that translate applies the same conversion
-        io["input"] = cfg.data.source if cfg.data.source in ("edges", "gray") else "image"
+        io["input"] = cfg.data.source if cfg.data.source in ("edges", "gray", "clusters") else "image"
+        if cfg.data.source == "clusters":
+            from imgsynth.pipelines.translate import CLUSTERS
+
+            io["clusters"] = CLUSTERS
         if generator_config.get("norm", "batch") == "batch" and cfg.data.batch_size == 1:
             # trained on single images, BatchNorm acts as instance norm: keep batch statistics at test
             # time, as pix2pix's test.py does
