@@ -32,13 +32,19 @@ Everything runs through the same path as ``imgsynth translate`` (card -> ``load_
   (``inpaint_bins.ssim``) to the real crop; **edge F1**: Canny of the output against the input
   edges, a pixel counting as matched within 1 px (3x3 neighbourhood). Baselines for scale: the
   mean colour of the training photos as a flat image, and the edge map itself as the output.
+  The same mode then measures **colour clusters -> photos** on the same crops: the bundled
+  ``pix2pix-clusters-photos`` (``--clusters-weights DIR`` adds an export), whose input is the
+  crop's k-means poster (``colour_clusters`` with the card's ``io.clusters``, as ``translate
+  --input-kind clusters``); baselines: the same flat colour, and the cluster map itself as the
+  output (the model's own input, a strong baseline: it already has the right colours).
 
     apt-get install dataset-fashion-mnist
     python benchmarks/translate_quality.py [--n 1000] [--mosaics 500] [--spade-mosaics runs/spade-mosaics/export]
     python benchmarks/translate_quality.py --skip-labels --mosaics 100 \
         --panoptic-mosaics runs/panoptic-mosaics/export --spade-mosaics runs/spade-mosaics/export
     bash examples/inpaint/train/get_photos.sh data/photos
-    python benchmarks/translate_quality.py --edges-photos 25 [--edges-weights runs/pix2pix-edges-photos/export]
+    python benchmarks/translate_quality.py --edges-photos 25 [--edges-weights runs/pix2pix-edges-photos/export] \
+        [--clusters-weights runs/pix2pix-clusters-photos/export]
 """
 
 from __future__ import annotations
@@ -250,17 +256,24 @@ def photo_crop(path: Path, size: int) -> np.ndarray:
     return np.asarray(im.crop((x0, y0, x0 + size, y0 + size))).copy()
 
 
-def edges_photos(n: int, photos_dir: Path, split: str, weights: str | None) -> list[dict[str, object]]:
-    """Edges -> photos on the first ``n`` photos of ``photos_dir/split``: the bundled card, baselines."""
+def edges_photos(n: int, photos_dir: Path, split: str, weights: str | None,
+                 clusters_weights: str | None = None) -> dict[str, list[dict[str, object]]]:
+    """Edges -> photos and colour clusters -> photos on the first ``n`` photos of ``photos_dir/split``.
+
+    Returns ``{"edges": rows, "clusters": rows}``: the bundled cards (and exports), each table with
+    the flat mean-colour baseline and the model's own input as an output.
+    """
     from benchmarks.inpaint_bins import ssim as ssim_luma
-    from imgsynth.pipelines.translate import TranslateInput, canny_edges
+    from imgsynth.pipelines.translate import (
+        CLUSTERS,
+        TranslateInput,
+        canny_edges,
+        colour_clusters,
+    )
     from imgsynth.training.data import list_images
 
     files = list_images(photos_dir / split)[:n]
-    models = [("pix2pix-edges-photos (bundled)", "pix2pix-edges-photos", None)]
-    if weights:
-        models.append((f"export {weights}", None, weights))
-    size = int(translator(models[0][1], None)[1].io["resolution"])
+    size = int(translator("pix2pix-edges-photos", None)[1].io["resolution"])
     crops = [photo_crop(p, size) for p in files]
     edges = [canny_edges(c) for c in crops]
     mean_colour = np.mean([photo_crop(p, size).reshape(-1, 3).mean(0) for p in list_images(photos_dir / "train")], 0)
@@ -273,17 +286,25 @@ def edges_photos(n: int, photos_dir: Path, split: str, weights: str | None) -> l
                                           for o, e in zip(outs, edges)])),
                 "s_per_image": secs}
 
-    rows = []
-    for name, card, w in models:
-        tr, _ = translator(card, w)
-        tr.translate_one(TranslateInput("warm-up", image=crops[0]))  # first-call set-up is not per-image cost
-        t0 = time.perf_counter()
-        outs = [tr.translate_one(TranslateInput(p.stem, image=c))[0] for p, c in zip(files, crops)]
-        rows.append(row(name, outs, (time.perf_counter() - t0) / len(crops)))
-    flat = np.broadcast_to(np.round(mean_colour).astype(np.uint8), crops[0].shape)
-    rows.append(row("mean colour of the training photos (baseline)", [flat] * len(crops)))
-    rows.append(row("the edge map itself (baseline)", edges))
-    return rows
+    def model_rows(card: str, export: str | None) -> tuple[list[dict[str, object]], dict]:
+        rows, io = [], {}
+        for name, model, w in [(f"{card} (bundled)", card, None)] + ([(f"export {export}", None, export)] if export else []):
+            tr, loaded = translator(model, w)
+            io = io or loaded.io
+            tr.translate_one(TranslateInput("warm-up", image=crops[0]))  # first-call set-up is not per-image cost
+            t0 = time.perf_counter()
+            outs = [tr.translate_one(TranslateInput(p.stem, image=c))[0] for p, c in zip(files, crops)]
+            rows.append(row(name, outs, (time.perf_counter() - t0) / len(crops)))
+        return rows, io
+
+    flat = row("mean colour of the training photos (baseline)",
+               [np.broadcast_to(np.round(mean_colour).astype(np.uint8), crops[0].shape)] * len(crops))
+    edge_rows, _ = model_rows("pix2pix-edges-photos", weights)
+    cluster_rows, io = model_rows("pix2pix-clusters-photos", clusters_weights)
+    k = int(io.get("clusters", CLUSTERS))
+    return {"edges": edge_rows + [flat, row("the edge map itself (baseline)", edges)],
+            "clusters": cluster_rows + [flat, row(f"the {k}-colour cluster map itself (baseline)",
+                                                  [colour_clusters(c, k) for c in crops])]}
 
 
 def table(rows: list[dict[str, object]], cols: list[str]) -> str:
@@ -312,14 +333,18 @@ def main() -> int:
                     help="only measure edges -> photos, on this many held-out photos (25 in data/photos/eval)")
     ap.add_argument("--edges-split", default="eval", help="subfolder of --photos-dir (eval; val to pick checkpoints)")
     ap.add_argument("--edges-weights", default=None, help="export folder measured beside pix2pix-edges-photos")
+    ap.add_argument("--clusters-weights", default=None, help="export folder measured beside pix2pix-clusters-photos")
     ap.add_argument("--photos-dir", default="data/photos", help="get_photos.sh output (train/, val/, eval/)")
     a = ap.parse_args()
     if a.edges_photos:
-        rows = edges_photos(a.edges_photos, Path(a.photos_dir), a.edges_split, a.edges_weights)
-        print(json.dumps({"edges_photos": rows}, indent=1))
+        rows = edges_photos(a.edges_photos, Path(a.photos_dir), a.edges_split, a.edges_weights, a.clusters_weights)
+        print(json.dumps({"edges_photos": rows["edges"], "clusters_photos": rows["clusters"]}, indent=1))
         if a.markdown:
-            Path(a.markdown).write_text(f"## Edges -> photos (held-out photos, {a.edges_split})\n\n" + table(
-                rows, ["model", "photos", "psnr", "ssim", "edge_f1", "s_per_image"]) + "\n")
+            cols = ["model", "photos", "psnr", "ssim", "edge_f1", "s_per_image"]
+            Path(a.markdown).write_text(
+                f"## Edges -> photos (held-out photos, {a.edges_split})\n\n" + table(rows["edges"], cols) + "\n\n"
+                f"## Colour clusters -> photos (held-out photos, {a.edges_split})\n\n"
+                + table(rows["clusters"], cols) + "\n")
         return 0
     fashion = {"rows": []} if a.skip_labels else fashion_labels(a.n, "spade-fashion-mnist")
     models = [("panoptic-mosaics (bundled)", "panoptic-mosaics", None)]
