@@ -20,16 +20,6 @@ from imgsynth.training.data import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread, and a busy 2-core machine makes spinning
-    OpenMP threads very slow (OMP_WAIT_POLICY is fixed once torch has loaded)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_idx(path, array, compress=True):
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     data = header + array.astype(np.uint8).tobytes()

@@ -18,16 +18,6 @@ from imgsynth.training.export import export
 from imgsynth.training.loop import train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread, and a busy 2-core machine makes spinning
-    OpenMP threads very slow (OMP_WAIT_POLICY is fixed once torch has loaded)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_fashion(root, n=16):
     root.mkdir(parents=True, exist_ok=True)
     imgs = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)

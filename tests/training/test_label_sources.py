@@ -13,14 +13,6 @@ from imgsynth.training.data import FashionMNISTLabels, FashionMosaics, build_dat
 from imgsynth.training.loop import train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _idx(path, array):
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     with gzip.open(path, "wb") as f:

@@ -19,14 +19,6 @@ from imgsynth.training.families import get_family
 RECIPES = Path(__file__).resolve().parents[2] / "examples" / "train"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _write_idx(path: Path, array: np.ndarray) -> None:
     import gzip
     import struct

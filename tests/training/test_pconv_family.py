@@ -12,14 +12,6 @@ from imgsynth.training.families import grow_holes
 from imgsynth.training.loop import train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_photos(root, n=5, size=40):
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

@@ -18,14 +18,6 @@ from imgsynth.training.loop import train
 G_TINY = {"z_dim": 8, "w_dim": 8, "mapping_layers": 2, "mapping_features": 8, "fmap_base": 32, "fmap_max": 8}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_fashion(root, n=24):
     root.mkdir(parents=True, exist_ok=True)
     imgs = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)

@@ -19,14 +19,6 @@ from imgsynth.training.losses import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def vgg_file(tmp_path_factory):
     """A randomly initialised VGG-19 in torchvision's layout (fp16 to keep it small), with a
