@@ -203,6 +203,21 @@ _VGG16_CONVS = ((0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128),
 _VGG16_POOLS = (4, 9, 16)
 
 
+def _vgg_layers(convs: tuple[tuple[int, int, int], ...], pools: tuple[int, ...], last: int) -> nn.Sequential:
+    """torchvision's ``vgg*().features[:last + 1]``: 3x3 convs at the given (index, in, out), 2x2 max
+    pools at ``pools``, in-place ReLUs elsewhere (so parameter names match torchvision's)."""
+    by_index = {i: (cin, cout) for i, cin, cout in convs}
+    layers: list[nn.Module] = []
+    for i in range(last + 1):
+        if i in by_index:
+            layers.append(nn.Conv2d(*by_index[i], 3, padding=1))
+        elif i in pools:
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
 class VGG16Features(nn.Module):
     """The first three blocks of VGG-16 (Simonyan & Zisserman 2015), returning pool1, pool2, pool3.
 
@@ -214,16 +229,7 @@ class VGG16Features(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        convs = {i: (cin, cout) for i, cin, cout in _VGG16_CONVS}
-        for i in range(_VGG16_POOLS[-1] + 1):
-            if i in convs:
-                layers.append(nn.Conv2d(*convs[i], 3, padding=1))
-            elif i in _VGG16_POOLS:
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers.append(nn.ReLU(inplace=True))
-        self.features = nn.Sequential(*layers)
+        self.features = _vgg_layers(_VGG16_CONVS, _VGG16_POOLS, _VGG16_POOLS[-1])
         self.requires_grad_(False).eval()
 
     @classmethod
@@ -277,16 +283,7 @@ class VGG19Features(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        convs = {i: (cin, cout) for i, cin, cout in _VGG19_CONVS}
-        for i in range(_VGG19_TAPS[-1] + 1):
-            if i in convs:
-                layers.append(nn.Conv2d(*convs[i], 3, padding=1))
-            elif i in _VGG19_POOLS:
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers.append(nn.ReLU(inplace=True))
-        self.features = nn.Sequential(*layers)
+        self.features = _vgg_layers(_VGG19_CONVS, _VGG19_POOLS, _VGG19_TAPS[-1])
         self.requires_grad_(False).eval()
 
     @classmethod
