@@ -1,4 +1,4 @@
-"""``data.source = "edges" | "gray"``: photo crops with their input derived on the fly."""
+"""``data.source = "edges" | "gray" | "clusters"``: photo crops with their input derived on the fly."""
 
 import numpy as np
 import pytest
@@ -6,13 +6,13 @@ import torch
 from PIL import Image
 
 from imgsynth.errors import ConfigError
-from imgsynth.pipelines.translate import canny_edges, to_gray
+from imgsynth.pipelines.translate import CLUSTERS, canny_edges, colour_clusters, to_gray
 from imgsynth.training.config import DataConfig, TrainConfig
-from imgsynth.training.data import DerivedPairs, build_dataset, draw_augment, prepare
+from imgsynth.training.data import DerivedPairs, build_dataset, dataset_name, draw_augment, prepare
 
 
 def photos(tmp_path, n=3, size=(48, 40)):
-    """Smooth colour photos with a few sharp shapes, so that Canny finds edges."""
+    """Smooth colour photos with a few sharp flat squares: Canny finds edges, 8 clusters are all used."""
     rs = np.random.RandomState(0)
     for i in range(n):
         y, x = np.mgrid[: size[1], : size[0]]
@@ -81,3 +81,36 @@ def test_pix2pix_export_declares_the_input_kind(tmp_path):
         tc = TrainConfig()
         tc.data.source = source
         assert fam.io(tc, {"norm": "instance"}, 3)["input"] == kind
+
+
+def test_inputs_are_the_cluster_map_of_the_crop(tmp_path):
+    c = DataConfig(source="clusters", path=str(photos(tmp_path)), resolution=16, load_size=32, hflip=True,
+                   batch_size=2)
+    ds = build_dataset(c, seed=4)
+    assert isinstance(ds, DerivedPairs) and ds.kind == "paired"
+    assert (ds.channels_a, ds.channels_b, len(ds)) == (3, 3, 3)
+    assert "clusters" in dataset_name(c)
+    for index, epoch in [(0, 0), (1, 2), (2, 7)]:
+        item = ds[(index, epoch)]
+        assert item["a"].shape == (3, 16, 16) and item["b"].shape == (3, 16, 16)
+        aug = draw_augment(c, 4, epoch, index)
+        crop = to_uint8(prepare(Image.open(ds.files[index]), c, aug, 3))
+        np.testing.assert_array_equal(to_uint8(item["b"]), crop)
+        a = to_uint8(item["a"])
+        np.testing.assert_array_equal(a, colour_clusters(crop))
+        assert 1 < len(np.unique(a.reshape(-1, 3), axis=0)) <= CLUSTERS
+        assert not np.array_equal(a, crop)  # the poster is not the photo, so the pairing means something
+    # same seed, same items
+    again = build_dataset(c, seed=4)[(1, 2)]
+    torch.testing.assert_close(again["a"], ds[(1, 2)]["a"], rtol=0, atol=0)
+
+
+def test_pix2pix_export_declares_clusters_and_k():
+    from imgsynth.training.families import get_family
+
+    tc = TrainConfig()
+    tc.data.source = "clusters"
+    io = get_family("pix2pix").io(tc, {"norm": "instance"}, 3)
+    assert (io["input"], io["clusters"]) == ("clusters", CLUSTERS)
+    tc.data.source = "edges"
+    assert "clusters" not in get_family("pix2pix").io(tc, {"norm": "instance"}, 3)
