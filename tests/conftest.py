@@ -122,6 +122,39 @@ def cards_dir(tmp_path, monkeypatch):
     return d
 
 
+def _toml(value) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(type(value))
+
+
+@pytest.fixture
+def copy_card(cards_dir):
+    """``copy_card(official, config, **source)``: the official card with a reduced ``config`` (and
+    optionally other ``[source]`` values) written to ``cards_dir`` and loaded back."""
+    from imgsynth.engine.cards import load_cards
+
+    def write(official, config: dict, **source):
+        src = {k: v for k, v in vars(official.source).items() if v is not None}
+        src.update(source)
+        lines = [f"{k} = {_toml(getattr(official, k))}" for k in ("id", "arch", "task", "title", "license")]
+        for section, table in (("source", src), ("config", config), ("io", official.io)):
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {_toml(v)}" for k, v in table.items() if v is not None]
+        (cards_dir / f"{official.id}.toml").write_text("\n".join(lines) + "\n")
+        return load_cards(cards_dir)[official.id]
+
+    return write
+
+
 @pytest.fixture
 def make_export(tmp_path):
     """Write a tiny registered architecture as an ``imgsynth train --export`` folder."""

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from imgsynth.cli.main import app
 from imgsynth.convert import get_converter, spade
-from imgsynth.engine.cards import Card, load_cards, parse_card
+from imgsynth.engine.cards import load_cards, parse_card
 from imgsynth.engine.fetch import (
     cache_state,
     extract_member,
@@ -54,26 +54,8 @@ def _shared() -> None:
         pytest.skip(f"{DATA} not found (conformance data lives beside the repo, not in it)")
 
 
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    return "[" + ", ".join(_toml(v) for v in value) + "]"
 
 
-def _write_card(cards_dir: Path, official: Card, config: dict, **source) -> Card:
-    """The official card with a reduced ``config`` (and optionally another source), in ``cards_dir``."""
-    src = {k: v for k, v in vars(official.source).items() if v is not None}
-    src.update(source)
-    lines = [f"{k} = {_toml(getattr(official, k))}" for k in ("id", "arch", "task", "title", "license")]
-    for section, table in (("source", src), ("config", config), ("io", official.io)):
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in table.items() if v is not None]
-    (cards_dir / f"{official.id}.toml").write_text("\n".join(lines) + "\n")
-    return load_cards(cards_dir)[official.id]
 
 
 def _tar(entries: list[tuple[str, bytes | str]]) -> bytes:
@@ -170,9 +152,9 @@ def test_spade_card_is_the_released_config(card_id):
 # --- download, extract once, convert once ---------------------------------------------------------
 
 
-def test_archive_served_once_then_everything_offline(cards_dir, tmp_path, hub_server, ade20k):
+def test_archive_served_once_then_everything_offline(cards_dir, tmp_path, hub_server, ade20k, copy_card):
     url = hub_server.add_plain("/files/drive/checkpoints.tar.gz", ade20k["archive"])
-    card = _write_card(cards_dir, CARDS["spade-ade20k"], ade20k["config"], url=url)
+    card = copy_card(CARDS["spade-ade20k"], ade20k["config"], url=url)
     src, out = _labels(tmp_path, ade20k["rec"]), tmp_path / "out"
     _cli("translate", src, "--model", card.id, "-o", out)
     assert hub_server.requests == 1
@@ -198,10 +180,10 @@ def test_archive_served_once_then_everything_offline(cards_dir, tmp_path, hub_se
     assert float((got - rec["eval_b2/out/out0"]).abs().max()) <= 1e-4
 
 
-def test_missing_member_is_one_line(cards_dir, tmp_path, hub_server, ade20k):
+def test_missing_member_is_one_line(cards_dir, tmp_path, hub_server, ade20k, copy_card):
     archive = _tar([("ade20k/latest_net_G.pth", b"x"), ("other.txt", b"y")])
     url = hub_server.add_plain("/files/drive/checkpoints.tar.gz", archive)
-    card = _write_card(cards_dir, CARDS["spade-ade20k"], ade20k["config"], url=url)
+    card = copy_card(CARDS["spade-ade20k"], ade20k["config"], url=url)
     res = _cli("translate", _labels(tmp_path, ade20k["rec"]), "--model", card.id, "-o", tmp_path / "o", code=1)
     _one_line_error(res, f"has no member '{MEMBER}'", "entries with that file name: ade20k/latest_net_G.pth")
     assert not member_path(card).exists()
@@ -210,10 +192,10 @@ def test_missing_member_is_one_line(cards_dir, tmp_path, hub_server, ade20k):
 # --- files downloaded by hand --------------------------------------------------------------------
 
 
-def test_from_file_archive_then_offline(cards_dir, tmp_path, monkeypatch, ade20k):
+def test_from_file_archive_then_offline(cards_dir, tmp_path, monkeypatch, ade20k, copy_card):
     """The Google Drive card with nothing cached says what to do; doing it makes translate work offline."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    card = _write_card(cards_dir, CARDS["spade-ade20k"], ade20k["config"])
+    card = copy_card(CARDS["spade-ade20k"], ade20k["config"])
     src, out = _labels(tmp_path, ade20k["rec"]), tmp_path / "out"
     res = _cli("translate", src, "--model", card.id, "-o", out, code=1)
     _one_line_error(res, card.source.url, "imgsynth models download spade-ade20k --from-file checkpoints.tar.gz")
@@ -229,15 +211,15 @@ def test_from_file_archive_then_offline(cards_dir, tmp_path, monkeypatch, ade20k
     _check_outputs(out, ade20k["rec"])
 
 
-def test_from_file_member_checks_its_sha256(cards_dir, tmp_path, ade20k):
+def test_from_file_member_checks_its_sha256(cards_dir, tmp_path, ade20k, copy_card):
     """The extracted latest_net_G.pth is accepted too, checked against member_sha256."""
     pth = tmp_path / "latest_net_G.pth"
     pth.write_bytes(ade20k["pth"])
-    wrong = _write_card(cards_dir, CARDS["spade-ade20k"], ade20k["config"], member_sha256="0" * 64)
+    wrong = copy_card(CARDS["spade-ade20k"], ade20k["config"], member_sha256="0" * 64)
     res = _cli("models", "download", wrong.id, "--from-file", pth, code=1)
     _one_line_error(res, "does not match card 'spade-ade20k'")
     assert cache_state(wrong) == "not cached"
-    good = _write_card(cards_dir, CARDS["spade-ade20k"], ade20k["config"],
+    good = copy_card(CARDS["spade-ade20k"], ade20k["config"],
                        member_sha256=hashlib.sha256(ade20k["pth"]).hexdigest())
     path, verified = install_from_file(good, pth)
     assert verified and path == member_path(good) and not url_path(good).exists()
@@ -255,7 +237,7 @@ def test_from_file_plain_drive_card(cards_dir, tmp_path, monkeypatch, make_expor
         'id = "g"\narch = "dcgan"\ntask = "sample"\ntitle = "t"\nlicense = "MIT"\n'
         f'[source]\nkind = "url"\nurl = "{url}"\nfilename = "G.safetensors"\n'
         f'sha256 = "{hashlib.sha256(weights.read_bytes()).hexdigest()}"\n'
-        "[config]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in config.items()))
+        "[config]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in config.items()))  # ints, int lists
     res = _cli("sample", "--model", "g", "--seeds", "0", "-o", tmp_path / "s", code=1)
     _one_line_error(res, url, "imgsynth models download g --from-file G.safetensors")
     page = tmp_path / "G.safetensors"

@@ -268,28 +268,8 @@ def _network_pickle(mods, g: torch.nn.Module, init_kwargs: dict) -> bytes:
 # --- test cards and the cache ------------------------------------------------------------------------
 
 
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(type(value))
 
 
-def _test_card(cards_dir: Path, official: Card, config: dict, **source) -> Card:
-    """The official card with a reduced ``config`` (and optionally another source), in ``cards_dir``."""
-    src = {k: v for k, v in vars(official.source).items() if v is not None}
-    src.update(source)
-    lines = [f"{k} = {_toml(getattr(official, k))}" for k in ("id", "arch", "task", "title", "license")]
-    for section, table in (("source", src), ("config", config), ("io", official.io)):
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in table.items() if v is not None]
-    (cards_dir / f"{official.id}.toml").write_text("\n".join(lines) + "\n")
-    return load_cards(cards_dir)[official.id]
 
 
 def _cache(card: Card, data: bytes) -> Path:
@@ -350,12 +330,12 @@ def _close(out: torch.Tensor, ref: torch.Tensor, atol: float = 1e-4) -> None:
 # --- translate -----------------------------------------------------------------------------------------
 
 
-def test_pix2pix_facades_end_to_end(cards_dir, tmp_path):
+def test_pix2pix_facades_end_to_end(cards_dir, tmp_path, copy_card):
     """latest_net_G.pth (plain state dict) -> translate with the official test-time behaviour:
     batch statistics and active dropout, seeded per image (the recorded train_seeded_b1 case)."""
     _shared()
     sd = _weights("pix2pix_unet256_facades")
-    card = _test_card(cards_dir, OFFICIAL["pix2pix-facades"], pix2pix.infer_unet_config(sd))
+    card = copy_card(OFFICIAL["pix2pix-facades"], pix2pix.infer_unet_config(sd))
     buf = io.BytesIO()
     torch.save(sd, buf)
     data = buf.getvalue()
@@ -374,7 +354,7 @@ def test_pix2pix_facades_end_to_end(cards_dir, tmp_path):
         _close(net(rec["eval_b2/in/x"]), rec["eval_b2/out/out0"])
 
 
-def test_cyclegan_downloads_once_then_runs_offline(cards_dir, tmp_path, hub_server):
+def test_cyclegan_downloads_once_then_runs_offline(cards_dir, tmp_path, hub_server, copy_card):
     """The file is fetched from its URL (a loopback server here), converted once, then used offline."""
     _shared()
     sd = _weights("cyclegan_resnet9_horse2zebra")
@@ -383,7 +363,7 @@ def test_cyclegan_downloads_once_then_runs_offline(cards_dir, tmp_path, hub_serv
     data = buf.getvalue()
     official = OFFICIAL["cyclegan-horse2zebra"]
     url = hub_server.add_plain(f"/files/{official.source.filename}", data)
-    card = _test_card(cards_dir, official, pix2pix.infer_resnet_config(sd), url=url)
+    card = copy_card(official, pix2pix.infer_resnet_config(sd), url=url)
     rec = _io("cyclegan_resnet9_horse2zebra")
     x, ref = rec["eval_b2/in/x"], rec["eval_b2/out/out0"]
     src = tmp_path / "in"
@@ -404,11 +384,11 @@ def test_cyclegan_downloads_once_then_runs_offline(cards_dir, tmp_path, hub_serv
         _close(net(x), ref)
 
 
-def test_pix2pixhd_label2city_end_to_end(cards_dir, tmp_path):
+def test_pix2pixhd_label2city_end_to_end(cards_dir, tmp_path, copy_card):
     """Cityscapes-style labelIds + instanceIds PNGs -> the recorded output, to the rounding."""
     _shared()
     sd = _weights("pix2pixhd_local_1024p")
-    card = _test_card(cards_dir, OFFICIAL["pix2pixhd-label2city-1024p"], pix2pixhd.infer_config(sd))
+    card = copy_card(OFFICIAL["pix2pixhd-label2city-1024p"], pix2pixhd.infer_config(sd))
     buf = io.BytesIO()
     torch.save(sd, buf)
     data = buf.getvalue()
@@ -431,11 +411,11 @@ def test_pix2pixhd_label2city_end_to_end(cards_dir, tmp_path):
 # --- inpaint -------------------------------------------------------------------------------------------
 
 
-def test_pconv_naoto_end_to_end(cards_dir, tmp_path):
+def test_pconv_naoto_end_to_end(cards_dir, tmp_path, copy_card):
     """{'n_iter', 'model', 'optimizer'} -> inpaint with ImageNet normalisation, as naoto0804's test.py."""
     _shared()
     sd = _weights("pconv_unet_places2")
-    card = _test_card(cards_dir, OFFICIAL["pconv-places2-naoto"], pconv.infer_config(sd))
+    card = copy_card(OFFICIAL["pconv-places2-naoto"], pconv.infer_config(sd))
     buf = io.BytesIO()
     torch.save({"n_iter": 1000000, "model": sd, "optimizer": {}}, buf)
     data = buf.getvalue()
@@ -478,10 +458,10 @@ def _seed_images(out: Path, seeds: list[int]) -> np.ndarray:
     return np.stack([np.asarray(Image.open(out / f"seed{s:04d}.png").convert("RGB")) for s in seeds])
 
 
-def test_dcgan_ganzoo_end_to_end(cards_dir, tmp_path, gan_zoo_modules):
+def test_dcgan_ganzoo_end_to_end(cards_dir, tmp_path, gan_zoo_modules, copy_card):
     _shared()
     sd = _weights("dcgan_ganzoo_fashiongen")
-    card = _test_card(cards_dir, OFFICIAL["dcgan-fashiongen"], dcgan.infer_config(sd))
+    card = copy_card(OFFICIAL["dcgan-fashiongen"], dcgan.infer_config(sd))
     opts = _manifest("dcgan_ganzoo_fashiongen")["options"]
     data = _gan_zoo_file(gan_zoo_modules, sd, {"lossCriterion": opts["lossMode"], "dimG": opts["dimG"],
                                                 "depth": opts["depth"], "dimLatentVector": opts["dimLatentVector"]})
@@ -495,10 +475,10 @@ def test_dcgan_ganzoo_end_to_end(cards_dir, tmp_path, gan_zoo_modules):
         _close(loaded.model(rec["eval_b4/in/z"]), rec["eval_b4/out/out0"])
 
 
-def test_progan_ganzoo_end_to_end(cards_dir, tmp_path, gan_zoo_modules):
+def test_progan_ganzoo_end_to_end(cards_dir, tmp_path, gan_zoo_modules, copy_card):
     _shared()
     sd = _weights("pgan_celebahq256")
-    card = _test_card(cards_dir, OFFICIAL["progan-celebahq-256"], progan.infer_config(sd))
+    card = copy_card(OFFICIAL["progan-celebahq-256"], progan.infer_config(sd))
     opts = _manifest("pgan_celebahq256")["options"]
     data = _gan_zoo_file(gan_zoo_modules, sd, {k: opts[k] for k in ("lossMode", "depthScale0", "depthOtherScales",
                                                                      "perChannelNormalization", "leakyReluLeak")}
@@ -512,7 +492,7 @@ def test_progan_ganzoo_end_to_end(cards_dir, tmp_path, gan_zoo_modules):
         _close(loaded.model(rec["eval_b2/in/z"]), rec["eval_b2/out/out0"])
 
 
-def test_stylegan2_pickle_end_to_end(cards_dir, tmp_path, persistence_modules):
+def test_stylegan2_pickle_end_to_end(cards_dir, tmp_path, persistence_modules, copy_card):
     """A network pickle written like the official one -> restricted unpickling -> sample."""
     _shared()
     options = _manifest("stylegan2ada_tiny")["options"]
@@ -520,7 +500,7 @@ def test_stylegan2_pickle_end_to_end(cards_dir, tmp_path, persistence_modules):
     g = build_model("stylegan2", config).eval()
     g.load_state_dict(_weights("stylegan2ada_tiny"), strict=True)
     data = _network_pickle(persistence_modules, g, options)
-    card = _test_card(cards_dir, OFFICIAL["stylegan2-ffhq-256"], config)
+    card = copy_card(OFFICIAL["stylegan2-ffhq-256"], config)
     _cache(card, data)
     out = _sample_twice(card, data, tmp_path, "0,1", "--trunc", 0.7)
     loaded = load_model("sample", model=card.id, offline=True)
