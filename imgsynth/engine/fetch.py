@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -271,6 +271,22 @@ def _copy_limited(src: IO[bytes], target: Path, limit: int, what: str) -> None:
             os.unlink(tmp)
 
 
+def _archive_entries(archive: Path, kind: str) -> Iterator[tuple[str, str, int, Callable[[], IO[bytes]]]]:
+    """(name, "file" | "link" | "other", size, opener) for each entry of a tar or zip archive, read
+    lazily (the archive stays open while the caller iterates)."""
+    if kind == "tar":
+        with tarfile.open(archive, "r:*") as tf:
+            for info in tf:
+                entry_type = "link" if info.issym() or info.islnk() else "file" if info.isfile() else "other"
+                yield info.name, entry_type, info.size, lambda info=info: tf.extractfile(info)
+    else:
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                entry_type = ("link" if stat.S_ISLNK(info.external_attr >> 16)
+                              else "other" if info.is_dir() else "file")
+                yield info.filename, entry_type, info.file_size, lambda info=info: zf.open(info)
+
+
 def extract_member(archive: Path, member: str, target: Path, *, max_bytes: int = MAX_MEMBER_BYTES) -> Path:
     """Extract the one regular file ``member`` of a tar (any compression) or zip archive to ``target``.
 
@@ -284,47 +300,26 @@ def extract_member(archive: Path, member: str, target: Path, *, max_bytes: int =
     except CardError as e:
         raise WeightsError(str(e)) from None
     kind = _archive_kind(archive)
+    if kind is None:
+        raise WeightsError(f"{archive}: not a tar or zip archive (an interrupted download?); delete it and retry")
     where = f"{archive.name}: member {member!r}"
+    similar: list[str] = []
     try:
-        if kind == "tar":
-            with tarfile.open(archive, "r:*") as tf:
-                similar = []
-                for info in tf:
-                    name = _norm_entry(info.name)
-                    if name != member:
-                        if name.rsplit("/", 1)[-1] == member.rsplit("/", 1)[-1]:
-                            similar.append(info.name)
-                        continue
-                    if info.issym() or info.islnk():
-                        raise WeightsError(f"{where} is a link, not a file; refusing to follow it")
-                    if not info.isfile():
-                        raise WeightsError(f"{where} is not a regular file")
-                    if info.size > max_bytes:
-                        raise WeightsError(f"{where} is {info.size} bytes, over the {max_bytes} byte limit")
-                    src = tf.extractfile(info)
-                    assert src is not None  # a regular file always has data
-                    _copy_limited(src, target, max_bytes, where)
-                    return target
-        elif kind == "zip":
-            with zipfile.ZipFile(archive) as zf:
-                similar = []
-                for info in zf.infolist():
-                    name = _norm_entry(info.filename)
-                    if name != member:
-                        if name.rsplit("/", 1)[-1] == member.rsplit("/", 1)[-1]:
-                            similar.append(info.filename)
-                        continue
-                    if stat.S_ISLNK(info.external_attr >> 16):
-                        raise WeightsError(f"{where} is a link, not a file; refusing to follow it")
-                    if info.is_dir():
-                        raise WeightsError(f"{where} is not a regular file")
-                    if info.file_size > max_bytes:
-                        raise WeightsError(f"{where} is {info.file_size} bytes, over the {max_bytes} byte limit")
-                    with zf.open(info) as src:
-                        _copy_limited(src, target, max_bytes, where)
-                    return target
-        else:
-            raise WeightsError(f"{archive}: not a tar or zip archive (an interrupted download?); delete it and retry")
+        for raw_name, entry_type, size, open_entry in _archive_entries(archive, kind):
+            name = _norm_entry(raw_name)
+            if name != member:
+                if name.rsplit("/", 1)[-1] == member.rsplit("/", 1)[-1]:
+                    similar.append(raw_name)
+                continue
+            if entry_type == "link":
+                raise WeightsError(f"{where} is a link, not a file; refusing to follow it")
+            if entry_type != "file":
+                raise WeightsError(f"{where} is not a regular file")
+            if size > max_bytes:
+                raise WeightsError(f"{where} is {size} bytes, over the {max_bytes} byte limit")
+            with open_entry() as src:
+                _copy_limited(src, target, max_bytes, where)
+            return target
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError) as e:
         raise WeightsError(f"{archive}: damaged archive ({e}); delete it and retry") from None
     except OSError as e:
