@@ -1096,7 +1096,9 @@ class PConvFamily(Family):
     ``perceptual`` * L_perceptual + ``style`` * (L_style_out + L_style_comp) + ``tv`` * L_tv, with
     the VGG-16 terms only when ``vgg_weights`` names a local torchvision VGG-16 file (ImageNet
     weights cannot be downloaded here). ``ssim`` > 0 adds ``ssim`` * (1 - SSIM) of the composited
-    luminance, a structure term that needs no pretrained network (not in the paper).
+    luminance, a structure term that needs no pretrained network (not in the paper); ``border`` > 0
+    adds ``border`` * L1 over the hole pixels within ``border_px`` pixels of the known region (not
+    in the paper either: that band is where a fill must continue the surrounding structure).
 
     Holes: the data source's seeded free-form hole, grown with more strokes until it covers a
     ratio drawn uniformly from [``min_hole``, ``max_hole``] (0 and 0: the data's holes as they are).
@@ -1116,7 +1118,7 @@ class PConvFamily(Family):
     data_kind = "masked"
     option_defaults = {
         "valid": 1.0, "hole": 6.0, "perceptual": 0.05, "style": 120.0, "tv": 0.1, "ssim": 0.0,
-        "vgg_weights": "", "min_hole": 0.0, "max_hole": 0.0, "freeze_encoder_bn": False, "init_from": "",
+        "border": 0.0, "border_px": 3, "vgg_weights": "", "min_hole": 0.0, "max_hole": 0.0, "freeze_encoder_bn": False, "init_from": "",
     }
 
     def __init__(self) -> None:
@@ -1128,9 +1130,11 @@ class PConvFamily(Family):
         opts = super().options(cfg)
         if not 0.0 <= opts["min_hole"] <= opts["max_hole"] < 1.0:
             raise ConfigError("model.options: need 0 <= min_hole <= max_hole < 1")
-        for key in ("valid", "hole", "perceptual", "style", "tv", "ssim"):
+        for key in ("valid", "hole", "perceptual", "style", "tv", "ssim", "border"):
             if opts[key] < 0:
                 raise ConfigError(f"model.options.{key} must not be negative")
+        if not isinstance(opts["border_px"], int) or opts["border_px"] < 1:
+            raise ConfigError("model.options.border_px must be a whole number of pixels >= 1")
         if cfg.data.channels not in (0, 3):
             raise ConfigError("the pconv family inpaints RGB photos: set data.channels = 3 (or 0)")
         if opts["vgg_weights"]:
@@ -1224,6 +1228,7 @@ class PConvFamily(Family):
         terms = inpainting_losses(
             fake, gt, mask, valid=opts["valid"], hole=opts["hole"], tv=opts["tv"],
             perceptual=opts["perceptual"], style=opts["style"], vgg=self._vgg,
+            border=opts["border"], border_px=opts["border_px"],
         )
         if opts["ssim"] > 0:
             comp = mask * gt + (1 - mask) * fake.float()

@@ -371,6 +371,8 @@ def inpainting_losses(
     perceptual: float = 0.05,
     style: float = 120.0,
     vgg: VGG16Features | None = None,
+    border: float = 0.0,
+    border_px: int = 3,
 ) -> dict[str, Tensor]:
     """The weighted loss terms of Liu et al. 2018 (Eq. 1-7) by name; their sum is L_total.
 
@@ -381,6 +383,9 @@ def inpainting_losses(
         valid, hole, tv, perceptual, style: the weights (paper: 1, 6, 0.1, 0.05, 120); a weight of
             0 drops its term. The perceptual and style terms need ``vgg``; without it they are left
             out (and absent from the result).
+        border, border_px: not in the paper; ``border`` > 0 adds ``border`` * L1 over the hole
+            pixels within ``border_px`` pixels (Chebyshev distance) of a known pixel, the band
+            where a fill must continue the surrounding structure (same 1/N_Igt normalisation).
 
     L1 terms are means over all N*C*H*W elements (the paper's 1/N_Igt). I_comp is I_out with the
     known pixels set to I_gt. L_tv is taken over neighbour pairs touching the 1-pixel dilation of
@@ -394,6 +399,9 @@ def inpainting_losses(
         terms["valid"] = valid * (m * (out - gt)).abs().mean()
     if hole > 0:
         terms["hole"] = hole * ((1 - m) * (out - gt)).abs().mean()
+    if border > 0:
+        band = (1 - mask[:, :1]) * _dilate(mask[:, :1], border_px)
+        terms["border"] = border * (band * (out - gt)).abs().mean()
     if tv > 0:
         p = _dilate(1 - mask[:, :1])
         dx = (comp[..., :, 1:] - comp[..., :, :-1]).abs() * torch.maximum(p[..., :, 1:], p[..., :, :-1])

@@ -52,6 +52,22 @@ def test_tv_only_near_the_hole():
     assert torch.equal(inpainting_losses(out2, gt, mask, valid=0, hole=0)["tv"], tv)
 
 
+def test_border_term_counts_only_the_hole_band_next_to_known_pixels():
+    gt = torch.zeros(1, 3, 16, 16)
+    mask = torch.ones(1, 1, 16, 16)
+    mask[..., 2:14, 2:14] = 0  # a 12x12 hole; a 2-pixel band of it touches known pixels
+    out = torch.zeros(1, 3, 16, 16)
+    out[..., 6:10, 6:10] = 7.0  # error only in the hole centre, > 2 px from the border
+    out[..., 0, 0] = 9.0  # error on a known pixel
+    t = inpainting_losses(out, gt, mask, valid=0, hole=0, tv=0, border=5.0, border_px=2)
+    assert t["border"].item() == 0
+    out[..., 3, 3] = 1.0  # second ring of the hole: inside the band
+    out[..., 4, 4] = 1.0  # third ring: outside it
+    t = inpainting_losses(out, gt, mask, valid=0, hole=0, tv=0, border=5.0, border_px=2)
+    assert t["border"].item() == pytest.approx(5.0 * 3 / out.numel())
+    assert "border" not in inpainting_losses(out, gt, mask)  # off by default
+
+
 def test_perceptual_and_style_with_vgg_weights(tmp_path):
     vgg = VGG16Features.from_file(random_vgg_file(tmp_path))
     assert not any(p.requires_grad for p in vgg.parameters())

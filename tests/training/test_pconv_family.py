@@ -51,9 +51,9 @@ def assert_same(a, b, path=""):
 
 
 def test_run_logs_the_paper_terms_and_exports_an_inpainter(tmp_path):
-    result = train(recipe(tmp_path))
+    result = train(recipe(tmp_path, border=2.0))
     last = result.history[-1]
-    assert {"valid", "hole", "tv", "ssim"} <= set(last)
+    assert {"valid", "hole", "tv", "ssim", "border"} <= set(last)
     assert "perceptual" not in last and "style_out" not in last  # no VGG-16 file given
     state = final_state(tmp_path / "run")
     assert state["arch"] == "pconv_unet" and state["task"] == "inpaint"
@@ -104,6 +104,8 @@ def test_stage_two_starts_from_stage_one_with_encoder_bn_frozen(tmp_path):
 def test_options_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="min_hole <= max_hole"):
         train(recipe(tmp_path, min_hole=0.5, max_hole=0.3))
+    with pytest.raises(ConfigError, match="border_px"):
+        train(recipe(tmp_path, "px", border=1.0, border_px=0))
     with pytest.raises(WeightsError, match="does not exist"):
         train(recipe(tmp_path, "other", init_from=str(tmp_path / "nothing.safetensors")))
     with pytest.raises(WeightsError, match="VGG-16 weights"):
