@@ -8,7 +8,13 @@ from PIL import Image
 from imgsynth.errors import ConfigError
 from imgsynth.pipelines.translate import CLUSTERS, canny_edges, colour_clusters, to_gray
 from imgsynth.training.config import DataConfig, TrainConfig
-from imgsynth.training.data import DerivedPairs, build_dataset, dataset_name, draw_augment, prepare
+from imgsynth.training.data import (
+    DerivedPairs,
+    build_dataset,
+    dataset_name,
+    draw_augment,
+    prepare,
+)
 
 
 def photos(tmp_path, n=3, size=(48, 40)):

@@ -1,10 +1,10 @@
 import gzip
 import json
 import struct
-import tomllib
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from safetensors.torch import load_file
 

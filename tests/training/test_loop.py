@@ -38,35 +38,23 @@ def tiny(tmp_path, out="run", **sections):
     return from_dict(raw)
 
 
-def states_equal(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        if isinstance(a[k], torch.Tensor):
-            assert torch.equal(a[k], b[k]), k
-        elif isinstance(a[k], dict):
-            states_equal(a[k], b[k])
-        else:
-            assert a[k] == b[k], k
+@pytest.fixture
+def compare_runs(assert_same):
+    """``compare_runs(a, b)``: two final checkpoints agree in weights, optimisers, data order, RNGs."""
+
+    def compare(a, b, history=True):
+        for key in ("G", "D", "G_ema", "opt_g", "opt_d", "data", "step"):
+            assert_same(a[key], b[key], key)
+        if history:
+            assert a["history"] == b["history"]
+        for ra, rb in zip(a["rng"], b["rng"]):
+            assert torch.equal(ra["torch"], rb["torch"]) and torch.equal(ra["noise"], rb["noise"])
+            assert ra["numpy"] == rb["numpy"] and ra["python"] == rb["python"]
+
+    return compare
 
 
-def final_state(out_dir):
-    return load_checkpoint(list_checkpoints(out_dir / "checkpoints")[-1][1])
-
-
-def compare_runs(a, b, history=True):
-    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "data", "step"):
-        if isinstance(a[key], dict):
-            states_equal(a[key], b[key])
-        else:
-            assert a[key] == b[key], key
-    if history:
-        assert a["history"] == b["history"]
-    for ra, rb in zip(a["rng"], b["rng"]):
-        assert torch.equal(ra["torch"], rb["torch"]) and torch.equal(ra["noise"], rb["noise"])
-        assert ra["numpy"] == rb["numpy"] and ra["python"] == rb["python"]
-
-
-def test_resume_is_exact(tmp_path):
+def test_resume_is_exact(tmp_path, final_state, compare_runs):
     """N + M steps == N steps, resume, M steps (bit for bit), with a data epoch boundary inside."""
     r1 = r"r1_gamma"
     full = train(tiny(tmp_path, "full", run={"steps": 9}, loss={r1: 1.0, "feature_matching": 0.5}))
@@ -85,7 +73,7 @@ def test_resume_is_exact(tmp_path):
     assert (tmp_path / "split" / "checkpoints" / "step-00000005.toml").read_text().count("[run]") == 1
 
 
-def test_ctrl_c_checkpoints_then_resume_is_exact(tmp_path):
+def test_ctrl_c_checkpoints_then_resume_is_exact(tmp_path, final_state, compare_runs):
     cfg = tiny(tmp_path, "stopped", run={"steps": 6}, loss={"gan": "wgan-gp", "d_steps": 2})
 
     def press_ctrl_c(p):
@@ -164,7 +152,7 @@ def test_grad_clipping_and_ttur(tmp_path):
         assert norm <= 1e-3 * (1 + 1e-4)
 
 
-def test_gan_family_resumes_exactly_through_dropout(tmp_path):
+def test_gan_family_resumes_exactly_through_dropout(tmp_path, final_state, compare_runs):
     """The MLP discriminator's dropout draws from the global torch RNG, which resume restores."""
 
     def cfg(out, steps):
@@ -213,7 +201,7 @@ def test_ema_averages_batchnorm_statistics_and_copies_other_buffers():
     torch.testing.assert_close(ema.model[1].running_mean, net[1].running_mean)
 
 
-def test_bf16_autocast_on_cpu(tmp_path):
+def test_bf16_autocast_on_cpu(tmp_path, final_state):
     result = train(tiny(tmp_path, run={"steps": 2, "precision": "bf16"}))
     assert result.precision == "bf16"
     assert all(np.isfinite(v) for v in result.history[-1].values())
@@ -240,7 +228,7 @@ def test_tensorboard_on_without_the_package(tmp_path):
         train(tiny(tmp_path, run={"steps": 1, "tensorboard": "on"}))
 
 
-def test_pix2pix_family_on_paired_folders(tmp_path):
+def test_pix2pix_family_on_paired_folders(tmp_path, final_state):
     rng = np.random.default_rng(0)
     for i in range(4):
         for side, mode, shape in (("A", "L", (36, 36)), ("B", "RGB", (36, 36, 3))):
@@ -271,7 +259,7 @@ def test_pix2pix_family_on_paired_folders(tmp_path):
     assert loaded.arch == "pix2pix_unet" and loaded.io["input"] == "image"
 
 
-def test_stylegan2_family_resumes_exactly(tmp_path):
+def test_stylegan2_family_resumes_exactly(tmp_path, final_state, compare_runs):
     """Style mixing and random noise draw from the latent generator and the global RNG."""
 
     def cfg(out, steps):
@@ -323,7 +311,7 @@ def write_label_pairs(root, n=4, size=20, classes=4):
     ("spade", {"ngf": 2, "nhidden": 8, "contain_dontcare": True, "spectral_norm": True},
      {"ndf": 4, "n_layers": 2, "num_D": 2, "spectral_norm": True}, 32, "hinge"),
 ])
-def test_label_map_families(tmp_path, family, generator, discriminator, resolution, loss):
+def test_label_map_families(tmp_path, family, generator, discriminator, resolution, loss, final_state):
     write_label_pairs(tmp_path, size=resolution + 4)
     cfg = from_dict({
         "run": {"out_dir": str(tmp_path / "run"), "steps": 2, "grid_samples": 2},
@@ -371,7 +359,7 @@ def progan_cfg(tmp_path, out, steps):
                 loss={"gan": "wgan-gp"}, optim={"betas": [0.0, 0.99], "ema_decay": 0.9})
 
 
-def test_progan_grows_and_resumes_exactly(tmp_path):
+def test_progan_grows_and_resumes_exactly(tmp_path, final_state, compare_runs):
     from imgsynth.training.families import get_family
 
     fam = get_family("progan")

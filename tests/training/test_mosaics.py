@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from imgsynth.errors import ConfigError, InputError
-from imgsynth.pipelines.panoptic_maps import check_consistent, from_cityscapes_instance_ids
-from imgsynth.training.mosaics import PANOPTIC_FACTOR, MosaicGenerator, same_class_boundaries
+from imgsynth.pipelines.panoptic_maps import (
+    check_consistent,
+    from_cityscapes_instance_ids,
+)
+from imgsynth.training.mosaics import (
+    PANOPTIC_FACTOR,
+    MosaicGenerator,
+    same_class_boundaries,
+)
 
 
 def fake_items(per_class: int = 3, classes: int = 4, size: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -35,22 +35,7 @@ def recipe(tmp_path, out="run", steps=4, **options):
     })
 
 
-def final_state(out_dir):
-    return load_checkpoint(list_checkpoints(out_dir / "checkpoints")[-1][1])
-
-
-def assert_same(a, b, path=""):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            assert_same(a[k], b[k], f"{path}.{k}")
-    else:
-        assert a == b, path
-
-
-def test_run_logs_the_paper_terms_and_exports_an_inpainter(tmp_path):
+def test_run_logs_the_paper_terms_and_exports_an_inpainter(tmp_path, final_state):
     result = train(recipe(tmp_path, border=2.0))
     last = result.history[-1]
     assert {"valid", "hole", "tv", "ssim", "border"} <= set(last)
@@ -75,7 +60,7 @@ def test_run_logs_the_paper_terms_and_exports_an_inpainter(tmp_path):
     assert np.array_equal(out[~hole], img[~hole])
 
 
-def test_resume_is_exact(tmp_path):
+def test_resume_is_exact(tmp_path, final_state, assert_same):
     train(recipe(tmp_path, "full", steps=5))
     train(recipe(tmp_path, "split", steps=2))
     train(recipe(tmp_path, "split", steps=5), resume=True)
@@ -85,7 +70,7 @@ def test_resume_is_exact(tmp_path):
     assert torch.equal(a["rng"][0]["noise"], b["rng"][0]["noise"])
 
 
-def test_stage_two_starts_from_stage_one_with_encoder_bn_frozen(tmp_path):
+def test_stage_two_starts_from_stage_one_with_encoder_bn_frozen(tmp_path, final_state):
     train(recipe(tmp_path, "stage1", steps=2))
     ckpt = list_checkpoints(tmp_path / "stage1" / "checkpoints")[-1][1]
     stage1 = load_checkpoint(ckpt)["G_ema"]

@@ -10,7 +10,6 @@ import torch
 
 from imgsynth.errors import ConfigError
 from imgsynth.models.registry import build_model
-from imgsynth.training.checkpoint import list_checkpoints, load_checkpoint
 from imgsynth.training.config import from_dict
 from imgsynth.training.families import get_family
 from imgsynth.training.loop import train
@@ -39,22 +38,7 @@ def recipe(tmp_path, out="run", steps=4, options=None, generator=None, discrimin
     })
 
 
-def final_state(out_dir):
-    return load_checkpoint(list_checkpoints(out_dir / "checkpoints")[-1][1])
-
-
-def assert_same(a, b, path=""):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            assert_same(a[k], b[k], f"{path}.{k}")
-    else:
-        assert a == b, path
-
-
-def test_trains_resumes_exactly_and_exports(tmp_path):
+def test_trains_resumes_exactly_and_exports(tmp_path, final_state, assert_same):
     from imgsynth.engine.loading import load_model
     from imgsynth.pipelines.sample import Sampler
     from imgsynth.training.export import export
