@@ -58,6 +58,9 @@ def inpaint(
     radius: Annotated[int, typer.Option("--radius", min=1, help="Neighbourhood radius of telea / ns.")] = 3,
     strategy: Annotated[str, typer.Option("--strategy", help="auto | pad | resize | crops (explained above); "
                                           "classical methods heed only crops.")] = "auto",
+    ensemble: Annotated[Optional[int], typer.Option(
+        "--ensemble", help="Networks: average the fill over 1, 2, 4 or 8 flips / transposes of the photo "
+        "(self-ensemble; N times the network time). Default: the card's setting.", show_default=False)] = None,
     concat: Annotated[bool, typer.Option("--concat", help="Write input | mask | result side by side.",
                                          rich_help_panel="Output")] = False,
     output: OutputOpt = None,
@@ -86,7 +89,7 @@ def inpaint(
         inputs=inputs, mask=mask, output=output, model=model, weights=weights, revision=revision,
         offline=offline, device=device, precision=precision, batch_size=batch_size, workers=workers,
         seed=seed, invert_mask=invert_mask, resize_mask=resize_mask, dilate=dilate, radius=radius,
-        strategy=strategy, concat=concat, overwrite=overwrite,
+        strategy=strategy, ensemble=ensemble, concat=concat, overwrite=overwrite,
     )
     with progress_bar(quiet, "inpaint") as progress:
         report = run_inpaint(request, progress)

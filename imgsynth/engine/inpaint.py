@@ -44,6 +44,7 @@ class InpaintRequest:
     dilate: int = 0
     radius: int = 3
     strategy: str = "auto"
+    ensemble: int | None = None  # None: the card's io.ensemble (1 when it has none)
     concat: bool = False
     overwrite: bool = False
 
@@ -159,12 +160,16 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
         dtype = select_dtype(request.precision, device)
     loaded = load_model("inpaint", model=request.model, weights=request.weights, revision=request.revision,
                         offline=request.offline, device=device, dtype=dtype)
+    ensemble = request.ensemble if request.ensemble is not None else int(loaded.io.get("ensemble", 1))
     inpainter = Inpainter(loaded.model, strategy=request.strategy, radius=request.radius, seed=request.seed,
                           resolution=int(loaded.io.get("resolution", 256)),
-                          normalization=loaded.io.get("normalization", "imagenet"), device=device, dtype=dtype)
+                          normalization=loaded.io.get("normalization", "imagenet"),
+                          ensemble=ensemble if loaded.is_network else 1, device=device, dtype=dtype)
     options: dict[str, Any] = {}
     if not loaded.is_network:
         options = {"radius": request.radius} if loaded.arch in ("telea", "ns") else {"seed": request.seed}
+    elif ensemble != 1:
+        options = {"ensemble": ensemble}
     options.update({"dilate": request.dilate, "invert_mask": request.invert_mask})
 
     names: dict[str, str] = {}

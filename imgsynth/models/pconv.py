@@ -142,19 +142,28 @@ class PConvUNet(nn.Module):
                 activation=None if last else "leaky", bias=last, renorm=renorm,
             ))
         self._freeze_enc_bn = False
+        self._freeze_dec_bn = False
 
     def freeze_encoder_bn(self, freeze: bool = True) -> "PConvUNet":
         """Keep the encoder's BatchNorm layers in eval mode (running statistics), also under
         ``train()``: the paper's second training stage (fine-tuning at lr 5e-5). The affine
         parameters stay trainable, as in naoto0804's code; set ``requires_grad`` to fix them too."""
-        self._freeze_enc_bn = freeze
+        return self.freeze_bn(encoder=freeze, decoder=self._freeze_dec_bn)
+
+    def freeze_bn(self, *, encoder: bool, decoder: bool) -> "PConvUNet":
+        """Choose which BatchNorm layers stay in eval mode under ``train()``. With both frozen the
+        network trains exactly the function it computes at inference (no batch statistics), the
+        affine parameters still trainable."""
+        self._freeze_enc_bn, self._freeze_dec_bn = bool(encoder), bool(decoder)
         return self.train(self.training)
 
     def train(self, mode: bool = True) -> "PConvUNet":
         super().train(mode)
-        if self._freeze_enc_bn:
+        for part, frozen in (("enc", self._freeze_enc_bn), ("dec", self._freeze_dec_bn)):
+            if not frozen:
+                continue
             for i in range(1, self.layer_size + 1):
-                bn = getattr(self, f"enc_{i}").bn
+                bn = getattr(self, f"{part}_{i}").bn
                 if bn is not None:
                     bn.eval()
         return self

@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 
 CLASSICAL = ("telea", "ns", "patchmatch")
 STRATEGIES = ("auto", "pad", "resize", "crops")
+# Geometric self-ensemble (Lim et al. 2017, EDSR "+"): a network's fill averaged over this many
+# flips / transposes of its input, each undone on the output. 1 is the plain forward.
+ENSEMBLES = (1, 2, 4, 8)
+# (transpose, flip rows, flip columns) of each ensemble member; the first n are used.
+_TRANSFORMS = ((False, False, False), (False, False, True), (False, True, False), (False, True, True),
+               (True, False, False), (True, False, True), (True, True, False), (True, True, True))
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # ``auto`` runs a network on the whole image (``pad``) while its longer side is at most this many times
@@ -149,6 +155,10 @@ class Inpainter:
     - ``auto`` (default): ``pad`` for images whose longer side is at most ``AUTO_CROPS_ABOVE`` x
       ``resolution``, ``crops`` beyond.
 
+    ``ensemble`` (1, 2, 4 or 8) averages a network's fill over that many flips and transposes of
+    the input (geometric self-ensemble, Lim et al. 2017): the same network and weights, ``ensemble``
+    forward passes, a fill with less of any one orientation's error. Classical methods ignore it.
+
     Classical methods always work at full size; they run on the whole image unless ``crops``,
     which runs them on each crop (unscaled). Telea and NS only look a few pixels around the hole,
     so crops change nothing but the time; PatchMatch then copies patches from the crop's
@@ -165,6 +175,7 @@ class Inpainter:
     seed: int = 0
     resolution: int = 256
     normalization: str = "imagenet"
+    ensemble: int = 1
     device: torch.device | None = None
     dtype: torch.dtype | None = None
     progress: Callable[[float], None] | None = None
@@ -176,6 +187,8 @@ class Inpainter:
             raise UsageError(f"unknown --strategy {self.strategy!r}; use {', '.join(STRATEGIES)}")
         if not isinstance(self.method, str) and self.normalization not in ("imagenet", "tanh"):
             raise UsageError(f"unknown normalization {self.normalization!r} on the card (imagenet or tanh)")
+        if self.ensemble not in ENSEMBLES:
+            raise UsageError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {self.ensemble}")
 
     def strategy_for(self, size: tuple[int, int]) -> str:
         """The strategy an image of ``size`` (H, W) runs with: ``auto`` resolved; ``full`` for a
@@ -256,7 +269,7 @@ class Inpainter:
             size = (self.resolution, self.resolution)
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
             valid = (F.interpolate(valid, size=size, mode="area") >= 0.999).float()
-        y = self._forward(x, valid)
+        y = self._fill(x, valid)
         if resize:
             y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
         return [_to_uint8(t) for t in y]
@@ -283,12 +296,34 @@ class Inpainter:
         for items in jobs.values():
             for k in range(0, len(items), CROP_BATCH):
                 chunk = items[k:k + CROP_BATCH]
-                y = self._forward(torch.cat([c[2] for c in chunk]), torch.cat([c[3] for c in chunk]))
+                y = self._fill(torch.cat([c[2] for c in chunk]), torch.cat([c[3] for c in chunk]))
                 for (i, (y0, x0, y1, x1), _, _), yi in zip(chunk, y):
                     if yi.shape[-2:] != (y1 - y0, x1 - x0):
                         yi = F.interpolate(yi[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0]
                     fills[i][y0:y1, x0:x1] = _to_uint8(yi)
         return fills
+
+    def _fill(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """:meth:`_forward` averaged over the first ``ensemble`` flips / transposes (:data:`_TRANSFORMS`)."""
+        if self.ensemble == 1:
+            return self._forward(x, valid)
+
+        def apply(t: torch.Tensor, transpose: bool, rows: bool, cols: bool) -> torch.Tensor:
+            if transpose:
+                t = t.transpose(-1, -2)
+            dims = [d for d, flip in ((-2, rows), (-1, cols)) if flip]
+            return t.flip(dims) if dims else t
+
+        def undo(t: torch.Tensor, transpose: bool, rows: bool, cols: bool) -> torch.Tensor:
+            dims = [d for d, flip in ((-2, rows), (-1, cols)) if flip]
+            t = t.flip(dims) if dims else t
+            return t.transpose(-1, -2) if transpose else t
+
+        total = None
+        for tf in _TRANSFORMS[: self.ensemble]:
+            y = undo(self._forward(apply(x, *tf), apply(valid, *tf)), *tf)
+            total = y if total is None else total + y
+        return total / self.ensemble
 
     def _forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """The network on (N, 3, h, w) pixels in [0, 1] with (N, 1, h, w) validity (1 = known),

@@ -21,13 +21,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imgsynth.errors import ConfigError
+from imgsynth.errors import ConfigError, ImgsynthError
 from imgsynth.training.config import TrainConfig
 
 _FAMILIES: dict[str, Callable[[], "Family"]] = {}
@@ -1106,7 +1107,10 @@ class PConvFamily(Family):
     Two-stage schedule (Sec. 4.1): stage 1 trains from scratch at lr 2e-4; stage 2 is a second run
     with ``init_from`` = a stage-1 checkpoint, ``freeze_encoder_bn = true`` (encoder BatchNorm uses
     its running statistics) and ``optim.g_lr = 5e-5``. It is a second run because the loop does not
-    hand optimisers to families; the new run starts a fresh Adam state.
+    hand optimisers to families; the new run starts a fresh Adam state. ``init_from`` also takes an
+    exported model folder or an inpainting card id, to fine-tune a released or bundled network;
+    ``freeze_decoder_bn = true`` (not in the paper) freezes the decoder's BatchNorm too, so the
+    network trains exactly the function it computes at inference.
 
     There is no adversarial term: D is a constant critic (:class:`_ConstantCritic`), so the logged
     ``d`` and ``g`` values are constants.
@@ -1118,7 +1122,8 @@ class PConvFamily(Family):
     data_kind = "masked"
     option_defaults = {
         "valid": 1.0, "hole": 6.0, "perceptual": 0.05, "style": 120.0, "tv": 0.1, "ssim": 0.0,
-        "border": 0.0, "border_px": 3, "vgg_weights": "", "min_hole": 0.0, "max_hole": 0.0, "freeze_encoder_bn": False, "init_from": "",
+        "border": 0.0, "border_px": 3, "vgg_weights": "", "min_hole": 0.0, "max_hole": 0.0,
+        "freeze_encoder_bn": False, "freeze_decoder_bn": False, "init_from": "",
     }
 
     def __init__(self) -> None:
@@ -1185,19 +1190,42 @@ class PConvFamily(Family):
                         nn.init.zeros_(m.bias)
         opts = self._opts or self.option_defaults
         if opts["init_from"]:
-            from imgsynth.training.checkpoint import load_checkpoint
-
-            state = load_checkpoint(opts["init_from"])
-            if state.get("arch") != self.arch:
-                raise ConfigError(f"model.options.init_from: {opts['init_from']!r} is not a pconv checkpoint")
-            weights = state["G_ema"] if state.get("G_ema") is not None else state["G"]
+            weights = self._init_weights(str(opts["init_from"]))
             try:
                 module.load_state_dict(weights)
             except RuntimeError as exc:
-                raise ConfigError(
-                    f"model.options.init_from: the checkpoint does not fit [model.generator] ({str(exc).splitlines()[0]})"
+                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+                raise ConfigError(  # the first mismatch, not torch's "Error(s) in loading" header
+                    f"model.options.init_from: the weights do not fit [model.generator] ({lines[min(1, len(lines) - 1)][:200]})"
                 ) from None
-        module.freeze_encoder_bn(bool(opts["freeze_encoder_bn"]))
+        module.freeze_bn(encoder=bool(opts["freeze_encoder_bn"]), decoder=bool(opts["freeze_decoder_bn"]))
+
+    def _init_weights(self, source: str) -> dict[str, Tensor]:
+        """The generator weights named by ``init_from``: a training checkpoint (file or run
+        folder; its EMA generator when it has one), an exported model folder, or an inpainting
+        card id such as ``pconv-photos-256`` (fp16 weights come back as fp32)."""
+        from imgsynth.training.checkpoint import load_checkpoint
+
+        path = Path(source)
+        if path.is_dir() and (path / "config.json").is_file():
+            from imgsynth.engine.loading import load_model
+
+            loaded = load_model("inpaint", weights=path)
+        elif path.exists() or "/" in source or path.suffix == ".safetensors":
+            state = load_checkpoint(path)
+            if state.get("arch") != self.arch:
+                raise ConfigError(f"model.options.init_from: {source!r} is not a pconv checkpoint")
+            return state["G_ema"] if state.get("G_ema") is not None else state["G"]
+        else:
+            from imgsynth.engine.loading import load_model
+
+            try:
+                loaded = load_model("inpaint", model=source, offline=True)
+            except ImgsynthError as exc:
+                raise ConfigError(f"model.options.init_from: {source!r}: {exc}") from None
+        if loaded.arch != self.arch:
+            raise ConfigError(f"model.options.init_from: {source!r} is a {loaded.arch!r} model, not {self.arch!r}")
+        return {k: v.float() if v.is_floating_point() else v for k, v in loaded.model.state_dict().items()}
 
     # ------------------------------------------------------------ one step
     def _inputs(self, batch: dict[str, Tensor], holes: Tensor) -> tuple[Tensor, Tensor]:

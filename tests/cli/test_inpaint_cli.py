@@ -230,6 +230,34 @@ def test_network_weights_folder_end_to_end(make_export, tmp_path):
     assert read_metadata(tmp_path / "o.png")["strategy"] == "pad"  # auto: within 2x the resolution
 
 
+def test_ensemble_option_and_card_setting(make_export, tmp_path):
+    import json
+
+    d = make_export("pconv_unet")
+    p, m = photo(tmp_path / "p.png", w=50, h=30), mask(tmp_path / "m.png", w=50, h=30)
+    res = run(p, "--mask", m, "--weights", d, "-o", tmp_path / "plain.png")
+    assert res.exit_code == 0, res.stderr
+    assert "ensemble" not in read_metadata(tmp_path / "plain.png")
+    res = run(p, "--mask", m, "--weights", d, "-o", tmp_path / "x4.png", "--ensemble", "4")
+    assert res.exit_code == 0, res.stderr
+    assert read_metadata(tmp_path / "x4.png")["ensemble"] == 4
+    plain, x4 = np.asarray(Image.open(tmp_path / "plain.png")), np.asarray(Image.open(tmp_path / "x4.png"))
+    hole = np.asarray(Image.open(m)) >= 128
+    assert np.array_equal(plain[~hole], x4[~hole]) and not np.array_equal(plain[hole], x4[hole])
+    # the export's io.ensemble is the default; --ensemble overrides it
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["io"]["ensemble"] = 4
+    (d / "config.json").write_text(json.dumps(cfg))
+    res = run(p, "--mask", m, "--weights", d, "-o", tmp_path / "card.png")
+    assert res.exit_code == 0 and read_metadata(tmp_path / "card.png")["ensemble"] == 4
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "card.png")), x4)
+    res = run(p, "--mask", m, "--weights", d, "-o", tmp_path / "one.png", "--ensemble", "1")
+    assert res.exit_code == 0 and np.array_equal(np.asarray(Image.open(tmp_path / "one.png")), plain)
+    res = run(p, "--mask", m, "--weights", d, "-o", tmp_path / "bad.png", "--ensemble", "3")
+    assert res.exit_code == 2 and "--ensemble must be one of 1, 2, 4, 8" in res.stderr
+    assert not (tmp_path / "bad.png").exists()
+
+
 @pytest.mark.parametrize("args,strategy", [
     (["--model", "pconv-photos-256"], "crops"),  # auto: 600 px is beyond 2x the card's 256
     (["--model", "pconv-photos-256", "--strategy", "crops", "--dilate", "2"], "crops"),

@@ -170,6 +170,23 @@ def test_freeze_encoder_bn_keeps_encoder_statistics() -> None:
     assert model.enc_2.bn.training
 
 
+def test_freeze_all_bn_trains_the_inference_function() -> None:
+    model = _model().train()
+    model.freeze_bn(encoder=True, decoder=True)
+    assert model.training and not any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    x, mask = _inputs(2, 16, 16)
+    out, _ = model(x, mask)
+    out.mean().backward()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    assert model.dec_2.bn.weight.grad is not None  # affine parameters still learn
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x, mask)[0], out)
+    model.freeze_encoder_bn(False)  # the decoder stays frozen
+    model.train()
+    assert model.enc_2.bn.training and not model.dec_2.bn.training
+
+
 def test_gradients_are_finite_through_holes() -> None:
     model = _model().train()
     x, mask = _inputs(2, 32, 32)

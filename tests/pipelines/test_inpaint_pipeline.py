@@ -69,6 +69,75 @@ def test_network_batch_independent():
     assert np.abs(both[1].astype(int) - alone[0].astype(int)).max() <= 1
 
 
+def _forward_plain(net, img, hole):
+    """The network's fill of one image, unrounded, [0, 1] float (H, W, 3)."""
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+    valid = torch.from_numpy(np.ascontiguousarray(~hole))[None, None].float()
+    return Inpainter(net)._forward(x, valid)[0].permute(1, 2, 0).numpy()
+
+
+def _members(img, n):
+    """The first ``n`` self-ensemble views (transpose, row flip, column flip) and their inverses."""
+    views = [(t, r, c) for t in (False, True) for r in (False, True) for c in (False, True)][:n]
+
+    def view(a, t, r, c):
+        a = a.swapaxes(0, 1) if t else a
+        a = a[::-1] if r else a
+        return np.ascontiguousarray(a[:, ::-1] if c else a)
+
+    def undo(a, t, r, c):
+        a = a[:, ::-1] if c else a
+        a = a[::-1] if r else a
+        return a.swapaxes(0, 1) if t else a
+
+    return [(lambda a, v=v: view(a, *v), lambda a, v=v: undo(a, *v)) for v in views]
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_ensemble_averages_the_undone_views(n):
+    net = _tiny_pconv()
+    img, hole = scene(32, 48, 3)  # not square: transposed members see 48x32
+    fills = [undo(_forward_plain(net, view(img), view(hole))) for view, undo in _members(img, n)]
+    expected = composite(img, (np.clip(np.mean(fills, 0), 0, 1) * 255).round().astype(np.uint8), hole)
+    out = Inpainter(net, ensemble=n)([img], [hole])[0]
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+    assert not np.array_equal(out, Inpainter(net)([img], [hole])[0])
+
+
+@pytest.mark.parametrize("strategy", ["pad", "resize", "crops"])
+def test_ensemble_of_eight_with_every_strategy(strategy):
+    img, hole = scene(40, 72, 4)
+    out = Inpainter(_tiny_pconv(), ensemble=8, strategy=strategy, resolution=32)([img], [hole])[0]
+    assert out.shape == img.shape and np.array_equal(out[~hole], img[~hole])
+
+
+class _Pointwise(torch.nn.Module):
+    """A "network" that colours each pixel on its own: every flip and transpose commutes with it."""
+
+    layer_size = 3
+
+    def __init__(self):
+        super().__init__()
+        self.mix = torch.nn.Conv2d(3, 3, 1)
+
+    def forward(self, x, mask):
+        return torch.sin(3 * self.mix(x)), mask
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_ensemble_undoes_each_view_exactly(n):
+    # a misplaced pixel in any undone member would change the average of a pointwise network
+    torch.manual_seed(0)
+    net = _Pointwise()
+    img, hole = scene(40, 72, 5)
+    assert np.array_equal(Inpainter(net, ensemble=n)([img], [hole])[0], Inpainter(net)([img], [hole])[0])
+
+
+def test_ensemble_size_is_checked():
+    with pytest.raises(UsageError, match="--ensemble must be one of 1, 2, 4, 8"):
+        Inpainter(_tiny_pconv(), ensemble=3)
+
+
 def test_helpers():
     hole = np.zeros((9, 9), bool)
     hole[4, 4] = True

@@ -86,6 +86,36 @@ def test_stage_two_starts_from_stage_one_with_encoder_bn_frozen(tmp_path, final_
     assert 0 < (w2 - w1).abs().max() < 1e-3
 
 
+def test_init_from_an_export_folder_or_a_card_id(tmp_path, final_state):
+    from imgsynth.engine.loading import load_model
+    from imgsynth.training.export import export
+
+    train(recipe(tmp_path, "stage1", steps=2))
+    export(tmp_path / "stage1", tmp_path / "export", dtype="fp16")
+    exported = load_model("inpaint", weights=tmp_path / "export").model.state_dict()
+    cfg = recipe(tmp_path, "ft", steps=1, init_from=str(tmp_path / "export"), freeze_encoder_bn=True,
+                 freeze_decoder_bn=True)
+    cfg.optim.g_lr = 1e-5
+    train(cfg)
+    tuned = final_state(tmp_path / "ft")["G"]
+    # every BatchNorm kept the exported statistics; weights moved one small step from the export
+    for key in ("enc_2.bn.running_mean", "dec_2.bn.running_var"):
+        assert torch.equal(tuned[key], exported[key].float())
+    assert 0 < (tuned["dec_3.conv.weight"] - exported["dec_3.conv.weight"].float()).abs().max() < 1e-3
+
+    bundled = load_model("inpaint", model="pconv-photos-256").model.state_dict()
+    from imgsynth.training.families import get_family
+
+    fam = get_family("pconv")
+    assert torch.equal(fam._init_weights("pconv-photos-256")["dec_1.conv.weight"], bundled["dec_1.conv.weight"].float())
+    with pytest.raises(ConfigError, match=r"do not fit .*(size mismatch|Missing key|Unexpected key)"):  # the tiny recipe is not the bundled net's shape
+        train(recipe(tmp_path, "card", steps=1, init_from="pconv-photos-256"))
+    with pytest.raises(ConfigError, match="init_from: 'no-such-card'"):
+        train(recipe(tmp_path, "unknown", steps=1, init_from="no-such-card"))
+    with pytest.raises(ConfigError, match="not 'pconv_unet'"):
+        fam._init_weights("telea")
+
+
 def test_options_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="min_hole <= max_hole"):
         train(recipe(tmp_path, min_hole=0.5, max_hole=0.3))
