@@ -3,13 +3,16 @@
 
     bash examples/inpaint/train/get_photos.sh data/photos     # held-out photos in data/photos/eval
     python benchmarks/inpaint_bins.py --photos data/photos/eval [--model pconv-photos-256] [--weights DIR]
-        [--methods telea,ns,patchmatch] [--per-bin 2] [--size 256] [--out benchmarks/results/inpaint.json]
+        [--methods telea,ns,patchmatch] [--per-bin 2] [--size 256] [--ensemble 1,4]
+        [--out benchmarks/results/inpaint.json]
 
 Each photo is centre-cropped to a square and resized to ``--size``; for every bin
 (0.01,0.1] ... (0.5,0.6] seeded free-form masks (the training generator's strokes, added until the
 hole ratio lands in the bin) are drawn. Metrics are computed on the composited result over the
 whole image (known pixels are exact for every method), SSIM on luminance with an 11x11 Gaussian
 window (sigma 1.5) as in Wang et al. 2004, PSNR on RGB in [0, 255], L1 in [0, 1] as percent.
+Networks run as ``imgsynth inpaint`` runs them: with the card's (or export's) ``io.ensemble``
+unless ``--ensemble`` lists the self-ensemble sizes to measure (a row each, named ``NAME xN``).
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ def main() -> int:
     ap.add_argument("--per-bin", type=int, default=2, help="masks per photo and bin")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ensemble", default="", help="self-ensemble sizes for every network, e.g. 1,4 "
+                    "(default: each card's io.ensemble)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
 
@@ -88,12 +93,13 @@ def main() -> int:
 
     torch.set_num_threads(2)
     methods: dict[str, Inpainter] = {m: Inpainter(m) for m in a.methods.split(",") if m}
-    for mid in a.model:
-        loaded = load_model("inpaint", model=mid)
-        methods[mid] = Inpainter(loaded.model, normalization=loaded.io.get("normalization", "imagenet"))
-    for w in a.weights:
-        loaded = load_model("inpaint", weights=Path(w))
-        methods[Path(w).name] = Inpainter(loaded.model, normalization=loaded.io.get("normalization", "imagenet"))
+    sizes = [int(e) for e in a.ensemble.split(",") if e]
+    loaded_nets = [(mid, load_model("inpaint", model=mid)) for mid in a.model]
+    loaded_nets += [(Path(w).name, load_model("inpaint", weights=Path(w))) for w in a.weights]
+    for name, loaded in loaded_nets:
+        for n in sizes or [int(loaded.io.get("ensemble", 1))]:
+            methods[name if n == 1 else f"{name} x{n}"] = Inpainter(
+                loaded.model, normalization=loaded.io.get("normalization", "imagenet"), ensemble=n)
     photos = sorted(p for p in a.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     rng = np.random.default_rng(a.seed)
     cases = []
