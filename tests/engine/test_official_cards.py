@@ -445,6 +445,54 @@ def test_pconv_naoto_end_to_end(cards_dir, tmp_path, copy_card):
         _close(net(rec["eval_b2/in/x"], mask)[0], rec["eval_b2/out/out0"])
 
 
+@pytest.mark.parametrize("card_id", ["pconv-places-mmagic", "pconv-celeba-mmagic"])
+def test_pconv_mmagic_end_to_end(cards_dir, tmp_path, copy_card, card_id):
+    """An mmcv checkpoint {'meta', 'state_dict'} (generator.* keys, all-ones mask updaters, a loss
+    network's weights) -> inpaint with [-1, 1] inputs, as mmagic's PConvInpaintor runs it."""
+    official = OFFICIAL[card_id]
+    assert official.config["renorm"] == "nvidia" and official.config["enc1_bias"] is True
+    assert official.io["normalization"] == "tanh"
+    config = {**official.config, "layer_size": 4, "widths": [4, 8, 8, 8]}
+    card = copy_card(official, config)
+    torch.manual_seed(1)
+    net = build_model("pconv_unet", config).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    sd = {}
+    for k, v in net.state_dict().items():
+        layer, _, rest = k.partition(".")
+        kind, idx = layer.split("_")
+        sd[f"generator.{'encoder' if kind == 'enc' else 'decoder'}.{kind}{idx}.{rest}"] = v
+        if rest == "conv.weight":
+            sd[f"generator.{'encoder' if kind == 'enc' else 'decoder'}.{kind}{idx}.conv.weight_mask_updater"] = (
+                torch.ones_like(v))
+    sd["loss_percep.vgg.vgg_layers.0.weight"] = torch.randn(4, 3, 3, 3)
+    buf = io.BytesIO()
+    torch.save({"meta": {"mmedit_version": "0.4.0", "iter": 500000}, "state_dict": sd}, buf)
+    data = buf.getvalue()
+    _cache(card, data)
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    hole = np.zeros((32, 48), bool)
+    hole[8:20, 10:30] = True
+    _png(tmp_path / "p.png", photo)
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    _twice(card, data, "inpaint", tmp_path / "p.png", "--mask", tmp_path / "m.png", "--model", card.id,
+           "--offline", "-o", tmp_path / "o.png")
+    # mmagic: (x - 127.5) / 127.5 in, gt * mask, mask 1 = known; out * 127.5 + 127.5, composited
+    x = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 127.5 - 1
+    valid = torch.from_numpy(~hole)[None, None].float().expand(-1, 3, -1, -1)
+    with torch.no_grad():
+        ref = net(x * valid, valid)[0][0]
+    ref8 = ((ref.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy().astype(np.int32)
+    got = _read(tmp_path / "o.png")
+    assert np.array_equal(got[~hole], photo[~hole].astype(np.int32))
+    assert np.abs(got[hole] - ref8[hole]).max() <= 1
+
+
 # --- sample --------------------------------------------------------------------------------------------
 
 
