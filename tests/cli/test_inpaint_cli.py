@@ -218,6 +218,17 @@ def test_bundled_example_runs(tmp_path):
     assert res.exit_code == 0, res.stderr
 
 
+def test_default_is_the_bundled_network_with_its_self_ensemble(tmp_path):
+    ex = ROOT / "examples" / "inpaint"
+    res = run(ex / "astronaut.png", "--mask", ex / "astronaut_mask.png", "-o", tmp_path / "o.png", "--offline")
+    assert res.exit_code == 0, res.stderr
+    meta = read_metadata(tmp_path / "o.png")
+    assert meta["model"] == "pconv-photos-256" and meta["arch"] == "pconv_unet" and meta["ensemble"] == 4
+    src, out = np.asarray(Image.open(ex / "astronaut.png").convert("RGB")), np.asarray(Image.open(tmp_path / "o.png"))
+    hole = np.asarray(Image.open(ex / "astronaut_mask.png").convert("L")) >= 128
+    assert np.array_equal(src[~hole], out[~hole]) and not np.array_equal(src[hole], out[hole])
+
+
 def test_network_weights_folder_end_to_end(make_export, tmp_path):
     d = make_export("pconv_unet")
     p, m = photo(tmp_path / "p.png", w=50, h=30), mask(tmp_path / "m.png", w=50, h=30)

@@ -46,7 +46,9 @@ def test_models_list_show_verify():
     ids = {r["id"] for r in recs}
     assert {"telea", "ns", "patchmatch"} <= ids and all(r["task"] == "inpaint" for r in recs)
     telea = next(r for r in recs if r["id"] == "telea")
-    assert telea["weights"] == "builtin" and telea["task_default"]
+    assert telea["weights"] == "builtin" and not telea["task_default"]
+    default = next(r for r in recs if r["task_default"])
+    assert default["id"] == "pconv-photos-256" and default["weights"] == "bundled"
     res = runner.invoke(app, ["models", "show", "telea"])
     assert json.loads(res.stdout)["arch"] == "telea"
     res = runner.invoke(app, ["models", "show", "telee"])
