@@ -155,6 +155,30 @@ def copy_card(cards_dir):
     return write
 
 
+def _mmagic_checkpoint(model):
+    """What an mmagic PConvInpaintor checkpoint holds for a ``pconv_unet`` (+ a loss module's weights):
+    ``{'meta', 'state_dict'}`` with ``generator.{encoder,decoder}.encN/decN.*`` keys and all-ones
+    ``weight_mask_updater`` buffers."""
+    import torch
+
+    sd = {}
+    for k, v in model.state_dict().items():
+        layer, _, rest = k.partition(".")
+        kind, idx = layer.split("_")
+        part = "encoder" if kind == "enc" else "decoder"
+        sd[f"generator.{part}.{kind}{idx}.{rest}"] = v.clone()
+        if rest == "conv.weight":
+            sd[f"generator.{part}.{kind}{idx}.conv.weight_mask_updater"] = torch.ones_like(v)
+    sd["loss_percep.vgg.vgg_layers.0.weight"] = torch.randn(4, 3, 3, 3)
+    return {"meta": {"mmedit_version": "0.x"}, "state_dict": sd}
+
+
+@pytest.fixture
+def mmagic_checkpoint():
+    """``mmagic_checkpoint(model)``: the mmcv checkpoint dict mmagic would save for this PConv U-Net."""
+    return _mmagic_checkpoint
+
+
 @pytest.fixture
 def make_export(tmp_path):
     """Write a tiny registered architecture as an ``imgsynth train --export`` folder."""

@@ -308,20 +308,9 @@ class Inpainter:
         if self.ensemble == 1:
             return self._forward(x, valid)
 
-        def apply(t: torch.Tensor, transpose: bool, rows: bool, cols: bool) -> torch.Tensor:
-            if transpose:
-                t = t.transpose(-1, -2)
-            dims = [d for d, flip in ((-2, rows), (-1, cols)) if flip]
-            return t.flip(dims) if dims else t
-
-        def undo(t: torch.Tensor, transpose: bool, rows: bool, cols: bool) -> torch.Tensor:
-            dims = [d for d, flip in ((-2, rows), (-1, cols)) if flip]
-            t = t.flip(dims) if dims else t
-            return t.transpose(-1, -2) if transpose else t
-
         total = None
         for tf in _TRANSFORMS[: self.ensemble]:
-            y = undo(self._forward(apply(x, *tf), apply(valid, *tf)), *tf)
+            y = _unview(self._forward(_view(x, *tf), _view(valid, *tf)), *tf)
             total = y if total is None else total + y
         return total / self.ensemble
 
@@ -353,6 +342,19 @@ class Inpainter:
             y, _ = net((xn * mask3).to(device, dtype), mask3.to(device, dtype))
         y = y.float().cpu() * std + mean
         return y[:, :, :h, :w]
+
+
+def _view(t: torch.Tensor, transpose: bool, rows: bool, cols: bool) -> torch.Tensor:
+    """One self-ensemble member's view of (..., H, W): transposed, then flipped."""
+    t = t.transpose(-1, -2) if transpose else t
+    dims = [d for d, flip in ((-2, rows), (-1, cols)) if flip]
+    return t.flip(dims) if dims else t
+
+
+def _unview(t: torch.Tensor, transpose: bool, rows: bool, cols: bool) -> torch.Tensor:
+    """The inverse of :func:`_view`: flipped back (flips are their own inverse), then transposed."""
+    t = _view(t, False, rows, cols)
+    return t.transpose(-1, -2) if transpose else t
 
 
 def _to_uint8(y: torch.Tensor) -> np.ndarray:

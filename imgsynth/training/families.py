@@ -1204,21 +1204,19 @@ class PConvFamily(Family):
         """The generator weights named by ``init_from``: a training checkpoint (file or run
         folder; its EMA generator when it has one), an exported model folder, or an inpainting
         card id such as ``pconv-photos-256`` (fp16 weights come back as fp32)."""
+        from imgsynth.engine.loading import load_model
         from imgsynth.training.checkpoint import load_checkpoint
 
         path = Path(source)
-        if path.is_dir() and (path / "config.json").is_file():
-            from imgsynth.engine.loading import load_model
-
-            loaded = load_model("inpaint", weights=path)
-        elif path.exists() or "/" in source or path.suffix == ".safetensors":
+        export = path.is_dir() and (path / "config.json").is_file()
+        if not export and (path.exists() or "/" in source or path.suffix == ".safetensors"):
             state = load_checkpoint(path)
             if state.get("arch") != self.arch:
                 raise ConfigError(f"model.options.init_from: {source!r} is not a pconv checkpoint")
             return state["G_ema"] if state.get("G_ema") is not None else state["G"]
+        if export:
+            loaded = load_model("inpaint", weights=path)
         else:
-            from imgsynth.engine.loading import load_model
-
             try:
                 loaded = load_model("inpaint", model=source, offline=True)
             except ImgsynthError as exc:

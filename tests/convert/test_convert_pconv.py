@@ -41,20 +41,6 @@ def _to_naoto(model: torch.nn.Module) -> dict:
     return {"n_iter": 1000000, "model": sd, "optimizer": {"state": {}, "param_groups": []}}
 
 
-def _to_mmagic(model: torch.nn.Module) -> dict:
-    """What an mmagic PConvInpaintor checkpoint holds for this net (+ a loss module's weights)."""
-    sd = {}
-    for k, v in model.state_dict().items():
-        layer, _, rest = k.partition(".")
-        kind, idx = layer.split("_")
-        part = "encoder" if kind == "enc" else "decoder"
-        sd[f"generator.{part}.{kind}{idx}.{rest}"] = v.clone()
-        if rest == "conv.weight":
-            sd[f"generator.{part}.{kind}{idx}.conv.weight_mask_updater"] = torch.ones_like(v)
-    sd["loss_percep.vgg.vgg_layers.0.weight"] = torch.randn(4, 3, 3, 3)
-    return {"meta": {"mmedit_version": "0.x"}, "state_dict": sd}
-
-
 def _same_outputs(a: torch.nn.Module, b: torch.nn.Module) -> None:
     g = torch.Generator().manual_seed(0)
     mask = (torch.rand(1, 1, 32, 16, generator=g) > 0.3).float().expand(-1, 3, -1, -1)
@@ -76,9 +62,9 @@ def test_naoto_round_trip(wrapped: bool) -> None:
     _same_outputs(model, loaded)
 
 
-def test_mmagic_round_trip() -> None:
+def test_mmagic_round_trip(mmagic_checkpoint) -> None:
     model = _model(renorm="nvidia", enc1_bias=True)
-    ckpt = _to_mmagic(model)
+    ckpt = mmagic_checkpoint(model)
     config = pconv.infer_config(ckpt)
     assert config == {**TINY, "renorm": "nvidia", "enc1_bias": True}
     loaded = build_model("pconv_unet", config).eval()
