@@ -41,6 +41,14 @@ MAX_SOURCES = 16384
 # offset of the match cell around them (as PatchMatch upsamples a nearest-neighbour field), which
 # keeps the search 4x smaller for 4-px cells and the copies coherent.
 MATCH_CELL = 8
+# Coherence of the copied pieces (:func:`_cohere`): the descriptor distance a hole cell accepts to
+# agree with one more neighbour, in units of the median best-match distance; and the ICM sweeps.
+COHERENCE = 1.0
+COHERE_ITERS = 6
+# Labels of :func:`_cohere`: this many most frequent best-match offsets (plus 8 shifts).
+N_OFFSETS = 24
+# Blur of the descriptors, in match cells (see :func:`_match`).
+DESCRIPTOR_BLUR = 1.0
 
 
 def cell_for_scale(scale: float) -> int:
@@ -98,9 +106,13 @@ def _match(low: np.ndarray, hole: np.ndarray, ii: np.ndarray, c: int, reach: int
     sources = inside & (_box_count(ii, gy0 - reach, gx0 - reach, size + 2 * reach) == 0)
     if not sources.any():
         return None
-    # Descriptors: the 3x3 neighbourhood of cell means of the low-passed photo around each window centre.
+    # Descriptors: the 3x3 neighbourhood of cell means around each window centre, of the photo
+    # blurred so much (sigma DESCRIPTOR_BLUR cells) that a smooth fill and real texture compare
+    # by their colour layout alone.
+    import cv2
+
     cy, cx = np.clip(gy0 + c, 0, h - 1), np.clip(gx0 + c, 0, w - 1)
-    means = cv2_resize_area(low, c)
+    means = cv2_resize_area(cv2.GaussianBlur(low, (0, 0), DESCRIPTOR_BLUR * c), c)
     mh, mw = means.shape[:2]
     my, mx = np.clip(cy * mh // h, 0, mh - 1), np.clip(cx * mw // w, 0, mw - 1)
     padded = np.pad(means, ((1, 1), (1, 1), (0, 0)), mode="edge")
@@ -119,8 +131,70 @@ def _match(low: np.ndarray, hole: np.ndarray, ii: np.ndarray, c: int, reach: int
     for k in range(0, len(tgt_idx), _CHUNK):
         best[k:k + _CHUNK] = torch.addmm(fs_sq[None, :], ft[k:k + _CHUNK], fs.T, alpha=-2.0).argmin(1)
     chosen = src_idx[best.numpy()]
-    ry, rx = gy0.ravel(), gx0.ravel()
-    return ry[tgt_idx], rx[tgt_idx], ry[chosen], rx[chosen]
+    nyg, nxg = gy0.shape
+    tj, ti = np.divmod(tgt_idx, nxg)
+    sj, si = np.divmod(chosen, nxg)
+    oy, ox = _cohere(f.reshape(nyg, nxg, -1), sources, tj, ti, sj - tj, si - ti)
+    return gy0[tj, ti], gx0[tj, ti], gy0[tj + oy, ti + ox], gx0[tj + oy, ti + ox]
+
+
+def _cohere(feats: np.ndarray, sources: np.ndarray, tj: np.ndarray, ti: np.ndarray, oy: np.ndarray,
+            ox: np.ndarray, iters: int = COHERE_ITERS) -> tuple[np.ndarray, np.ndarray]:
+    """Choose every hole cell's offset from a few dominant offsets, coherently (He & Sun 2012).
+
+    Independent best matches tile a smooth hole with the same few source patches (a visible grid,
+    and averaged-away contrast). After "Statistics of Patch Offsets for Image Completion" (K. He,
+    J. Sun, ECCV 2012), the labels are the ``N_OFFSETS`` most frequent offsets of the best
+    matches plus the eight shifts that move the hole's bounding box just outside itself; each hole
+    cell then takes the label that minimises its descriptor distance plus ``COHERENCE`` times the
+    median best-match distance for each 4-neighbour that disagrees (iterated conditional modes in
+    place of the paper's graph cuts). Cells with one label copy one contiguous piece of the photo.
+    """
+    ny, nx, _ = feats.shape
+
+    def cost(j, i, y, x):
+        sy, sx = j + y, i + x
+        ok = (sy >= 0) & (sy < ny) & (sx >= 0) & (sx < nx)
+        sy, sx = np.clip(sy, 0, ny - 1), np.clip(sx, 0, nx - 1)
+        ok &= sources[sy, sx]
+        return np.where(ok, ((feats[j, i] - feats[sy, sx]) ** 2).sum(-1), np.inf)
+
+    own = cost(tj, ti, oy, ox)
+    offs, counts = np.unique(np.stack([oy, ox], 1), axis=0, return_counts=True)
+    labels = [tuple(o) for o in offs[np.argsort(-counts)][:N_OFFSETS]]
+    bh, bw = int(tj.max() - tj.min() + 2), int(ti.max() - ti.min() + 2)
+    labels += [(dy * bh, dx * bw) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    lab = np.asarray(labels, np.int64)
+    data = np.stack([cost(tj, ti, y, x) for y, x in lab], 1)  # (targets, labels)
+    best = data.min(1)
+    finite = best[np.isfinite(best)]
+    lam = COHERENCE * (float(np.median(finite)) if finite.size else float(np.median(own))) + 1e-3
+    # the cell's own best match is a last resort, for cells that no shared offset can serve
+    data = np.concatenate([data, np.where(np.isfinite(best), np.inf, own)[:, None]], 1)
+    cur = np.argmin(data, 1)
+    grid = np.full((ny, nx), -1, np.int64)
+    nb = ((-1, 0), (1, 0), (0, -1), (0, 1))
+    own_label = len(lab)
+    for _ in range(iters):
+        for parity in (0, 1):
+            grid[tj, ti] = np.where(cur == own_label, -2 - np.arange(len(tj)), cur)  # own labels never agree
+            sel = np.flatnonzero((tj + ti) % 2 == parity)
+            j, i = tj[sel], ti[sel]
+            e = data[sel].copy()
+            for dy, dx in nb:
+                jj, ii = j + dy, i + dx
+                inside = (jj >= 0) & (jj < ny) & (ii >= 0) & (ii < nx)
+                nl = np.where(inside, grid[np.clip(jj, 0, ny - 1), np.clip(ii, 0, nx - 1)], -1)
+                has = nl != -1
+                # disagreeing with a neighbour costs lam for every label but the neighbour's own
+                e += lam * has[:, None]
+                agree = has & (nl >= 0)
+                e[np.flatnonzero(agree), nl[agree]] -= lam
+            cur[sel] = np.argmin(e, 1)
+    chosen = cur < own_label
+    oy = np.where(chosen, lab[np.minimum(cur, own_label - 1), 0], oy)
+    ox = np.where(chosen, lab[np.minimum(cur, own_label - 1), 1], ox)
+    return oy, ox
 
 
 def cv2_resize_area(img: np.ndarray, c: int) -> np.ndarray:
