@@ -129,3 +129,14 @@ def test_released_full_key_layout(name: str) -> None:
     model.load_state_dict(state, strict=True, assign=True)
     assert config["img_resolution"] == 64
     assert config["z_dim"] == (100 if name == "dcgan_examples" else 120)
+
+
+def test_loss_mode_parameter_and_from_any() -> None:
+    """A bare GAN-zoo netG does not record lossCriterion: the loader takes it as a parameter."""
+    cfg = dict(CONFIG, output_activation="none")
+    src = _source(cfg)
+    bare = _to_ganzoo(src.state_dict())
+    assert conv.infer_config(bare)["output_activation"] == "tanh"
+    assert conv.infer_config(bare, loss_mode="WGANGP") == cfg
+    _check_same(src, conv.from_any(bare, cfg), cfg)
+    _check_same(src, conv.from_any(src.state_dict(), cfg), cfg)

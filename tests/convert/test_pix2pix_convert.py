@@ -226,3 +226,14 @@ def test_released_key_layout_converts(name: str, arch: str, expected: dict) -> N
     assert {k: cfg[k] for k in expected} == expected
     out = from_junyanz(sd, cfg)
     assert len(out) == len(sd)
+
+
+def test_use_dropout_is_a_parameter() -> None:
+    """A U-Net's weights do not record --no_dropout (a parameter); a ResNet's do (a contradiction raises)."""
+    unet = _randomize(_OfficialUnet(3, 2, 5, 2, norm="batch"))
+    assert infer_config(unet)["use_dropout"] is True
+    assert infer_config(unet, use_dropout=False)["use_dropout"] is False
+    resnet = _randomize(_OfficialResnet(3, 3, 4, 2, norm="instance", dropout=False, padding_type="reflect"))
+    assert infer_config(resnet, use_dropout=False)["use_dropout"] is False
+    with pytest.raises(WeightsError, match="without Dropout"):
+        infer_config(resnet, use_dropout=True)
