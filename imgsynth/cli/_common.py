@@ -11,7 +11,40 @@ from contextlib import contextmanager
 
 import typer
 
-from imgsynth.errors import ImgsynthError
+from imgsynth.errors import ImgsynthError, UsageError
+
+STDIO = "-"
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def resolve_output(inputs: list[str] | None, output: str | None, *, as_json: bool = False) -> str | None:
+    """The pipe rule, checked before any work (exit 2 on a usage error).
+
+    Input ``-`` with no ``-o``: the result goes to stdout when stdout is not a terminal, and the
+    command is refused on a terminal. ``-o -`` is refused on a terminal, and with ``--json``
+    (stdout carries the image). Input ``-`` from a terminal (nothing piped in) is refused too.
+    """
+    from_stdin = bool(inputs) and STDIO in inputs
+    if from_stdin and _isatty(sys.stdin):
+        raise UsageError("-: stdin is a terminal; pipe an image in (e.g. `cat photo.png | imgsynth ...`)")
+    if output is None and from_stdin:
+        if _isatty(sys.stdout):
+            raise UsageError("input is stdin and stdout is a terminal: redirect stdout (> out.png) or give -o FILE")
+        if as_json:
+            raise UsageError("input is stdin and --json prints records on stdout: give -o FILE for the image")
+        output = STDIO
+    if output == STDIO:
+        if as_json:
+            raise UsageError("--json cannot be combined with -o - (stdout carries the image)")
+        if _isatty(sys.stdout):
+            raise UsageError("refusing to write PNG bytes to a terminal; redirect stdout or use -o FILE")
+    return output
 
 
 def stderr_console():

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
+from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar, resolve_output
 from imgsynth.cli.options import (
     BatchSizeOpt, DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt,
     PrecisionOpt, QuietOpt, RevisionOpt, SeedOpt, WeightsOpt, WorkersOpt,
@@ -78,13 +78,12 @@ def inpaint(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
+    output = resolve_output(inputs, output, as_json=json)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()
     from imgsynth.engine.inpaint import InpaintRequest, run_inpaint
 
-    if json and output == "-":
-        raise typer.BadParameter("--json cannot be combined with -o - (stdout carries the image)")
     request = InpaintRequest(
         inputs=inputs, mask=mask, output=output, model=model, weights=weights, revision=revision,
         offline=offline, device=device, precision=precision, batch_size=batch_size, workers=workers,

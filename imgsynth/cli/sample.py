@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
+from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar, resolve_output
 from imgsynth.cli.options import (
     BatchSizeOpt, DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt,
     PrecisionOpt, QuietOpt, RevisionOpt, WeightsOpt,
@@ -90,6 +90,7 @@ def sample(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
+    output = resolve_output(None, output, as_json=json)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()
@@ -139,6 +140,7 @@ def interpolate(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
+    output = resolve_output(None, output, as_json=json)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
+from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar, resolve_output
 from imgsynth.cli.options import (
     DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
     QuietOpt, RevisionOpt, SeedOpt, WeightsOpt, WorkersOpt,
@@ -68,6 +68,7 @@ def translate(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
+    output = resolve_output(inputs, output, as_json=json)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()

@@ -143,7 +143,8 @@ def run_batched(
     total = len(items)
     todo = []
     for item in items:
-        done = skip(item)
+        # stdin is never "already done": its content is new on every run
+        done = None if getattr(item, "is_stdin", False) else skip(item)
         if done is not None:
             report.results.append(ItemResult(name_of(item), "skipped", output=done))
         else:
