@@ -24,21 +24,27 @@ HELP = """Fill the holes of photos (white mask pixels) with a network or a class
 
   cat photo.png | imgsynth inpaint - --mask hole.png --model ns > out.png
 
-  imgsynth inpaint cutout.png -o out.png          [dim]# RGBA: transparent pixels are the hole[/dim]
+  imgsynth inpaint cutout.png -o out.png     [dim]# RGBA: transparent = hole[/dim]
 
-  imgsynth inpaint big.jpg --mask big_mask.png -o out.png --model pconv-photos-256 --strategy crops
+  imgsynth inpaint big.jpg --mask big_mask.png -o out.png --strategy crops
 
-  imgsynth inpaint big.jpg --mask big_mask.png -o out.png --model patchmatch --strategy crops
+  imgsynth inpaint big.jpg --mask big_mask.png -o out.png \\
+      --model patchmatch --strategy crops
 
 [bold]--strategy[/bold] (how a photo meets the method):
-  [bold]auto[/bold]    networks: pad up to twice the card's resolution, crops beyond (the default)
-  [bold]pad[/bold]     networks: the whole photo at full size, padded to the net's multiple
-  [bold]resize[/bold]  networks: the whole photo resized to the card's resolution, the fill resized back
-  [bold]crops[/bold]   squares around the holes only (2x the hole, at least the card's resolution, merged
-          where they touch), scaled down to the resolution when larger; the known pixels stay exact.
-          Classical methods run on the whole photo unless crops: telea / ns only look --radius pixels
-          around a hole, so crops change little but the time; patchmatch then copies from the crop's
-          surroundings only instead of the whole photo (faster on big photos).
+  [bold]auto[/bold]    networks: pad up to twice the card's resolution, crops beyond
+          (the default)
+  [bold]pad[/bold]     networks: the whole photo at full size, padded to the net's
+          multiple
+  [bold]resize[/bold]  networks: the whole photo resized to the card's resolution, the
+          fill resized back
+  [bold]crops[/bold]   squares around the holes only (2x the hole, at least the card's
+          resolution, merged where they touch), scaled down to the
+          resolution when larger; the known pixels stay exact.
+          Classical methods run on the whole photo unless crops: telea / ns
+          only look --radius pixels around a hole, so crops change little
+          but the time; patchmatch then copies from the crop's surroundings
+          only instead of the whole photo (faster on big photos).
 """
 
 

@@ -21,22 +21,25 @@ The same seed gives the same image whatever the batch size or device.
 
 [bold]Examples:[/bold]
 
-  imgsynth sample --model dcgan-fashion-mnist --seeds 0-15 --grid 4x4 -o grid.png
+  imgsynth sample -m dcgan-fashion-mnist --seeds 0-15 --grid 4x4 -o grid.png
 
   imgsynth sample --weights runs/dcgan/export --num 64 -o samples/
 
-  imgsynth sample --model stylegan2-ffhq-256 --seeds 1,5 --trunc 0.7 --mix-seeds 9 --mix-layers 8-13 -o mixed/
+  imgsynth sample -m stylegan2-ffhq-256 --seeds 1,5 --trunc 0.7 \\
+      --mix-seeds 9 --mix-layers 8-13 -o mixed/
 """
 
 INTERP_HELP = """Walk between latents: frames, an animated GIF, an MP4, or a grid.
 
 [bold]Examples:[/bold]
 
-  imgsynth interpolate --model dcgan-fashion-mnist --seeds 1,2,3 --steps 30 -o walk.gif
+  imgsynth interpolate -m dcgan-fashion-mnist --seeds 1,2,3 -o walk.gif
 
-  imgsynth interpolate --model stylegan2-ffhq-256 --seeds 1,2 --space w --method lerp -o walk.mp4
+  imgsynth interpolate -m stylegan2-ffhq-256 --seeds 1,2 --space w \\
+      --method lerp -o walk.mp4
 
-  imgsynth interpolate --weights export/ --seeds 1-8 --steps 8 --grid -o figure.png
+  imgsynth interpolate --weights export/ --seeds 1-8 --steps 8 --grid \\
+      -o figure.png
 """
 
 TruncOpt = Annotated[float, typer.Option("--trunc", help="Truncation psi (StyleGAN): 1 = none, 0 = the mean w.",

@@ -19,15 +19,18 @@ HELP = """Translate label, instance or panoptic maps, edges or photos into image
 
 [bold]Examples:[/bold]
 
-  imgsynth translate frankfurt_000000_000294_gtFine_labelIds.png --model pix2pixhd-label2city-1024p -o city.png
+  imgsynth translate frankfurt_000000_000294_gtFine_labelIds.png \\
+      --model pix2pixhd-label2city-1024p -o city.png
 
-  imgsynth translate labels/ --weights runs/spade/export --instance instances/ -o out/
+  imgsynth translate labels/ --weights runs/spade/export \\
+      --instance instances/ -o out/
 
-  imgsynth translate facade_labels.png --model pix2pix-facades --concat -o out.png
+  imgsynth translate facade_labels.png -m pix2pix-facades --concat -o out.png
 
-  imgsynth translate examples/panoptic/ --model panoptic -o out/   [dim]# *_instanceIds.png inputs[/dim]
+  imgsynth translate examples/panoptic/ -m panoptic -o out/  [dim]# instanceIds maps[/dim]
 
-  imgsynth translate shoe.jpg --model pix2pix-edges2shoes --input-kind edges -o shoe_out.png
+  imgsynth translate shoe.jpg -m pix2pix-edges2shoes --input-kind edges \\
+      -o shoe_out.png
 """
 
 
