@@ -13,6 +13,8 @@ from imgsynth.convert import get_converter
 from imgsynth.errors import WeightsError
 from imgsynth.models import build_model
 
+from tolerance import assert_close
+
 MANIFESTS = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "data"
 CONFIG = {"z_dim": 12, "ngf": 4, "img_channels": 3, "img_resolution": 32, "output_activation": "tanh"}
 
@@ -49,7 +51,7 @@ def _check_same(model: torch.nn.Module, state: dict, config: dict) -> None:
     target.load_state_dict(state, strict=True)
     target.eval()
     z = torch.randn(3, config["z_dim"])
-    torch.testing.assert_close(target(z), model(z))
+    assert_close(target(z), model(z))
 
 
 def test_examples_roundtrip_and_legacy_batchnorm() -> None:
