@@ -6,7 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar, resolve_output
+from imgsynth.cli._common import (
+    INPAINT_ENSEMBLES, INPAINT_STRATEGIES, check_choice, check_model, check_run_options, emit_report, finish,
+    handle_errors, progress_bar, resolve_output,
+)
 from imgsynth.cli.options import (
     BatchSizeOpt, DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt,
     PrecisionOpt, QuietOpt, RevisionOpt, SeedOpt, WeightsOpt, WorkersOpt,
@@ -85,6 +88,10 @@ def inpaint(
     debug: DebugOpt = False,
 ) -> None:
     output = resolve_output(inputs, output, as_json=json)
+    check_choice("--strategy", strategy, INPAINT_STRATEGIES)
+    check_choice("--ensemble", ensemble, INPAINT_ENSEMBLES)
+    check_run_options(device, precision)
+    check_model("inpaint", model, weights)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()

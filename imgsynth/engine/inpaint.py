@@ -143,7 +143,7 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
 
     items = shard(io.expand_inputs(request.inputs, exclude_suffix=MASK_SUFFIX if request.mask is None else None))
     plan = io.plan_output(request.output, n_results=len(items), default="out", inputs=items,
-                          overwrite=request.overwrite, stdout=stdout)
+                          overwrite=request.overwrite, stdout=stdout, protect=io.mask_files(request.mask))
     if request.mask is not None and request.mask != io.STDIN and not Path(request.mask).exists():
         raise InputError(f"{request.mask}: mask file not found")
     shared = None

@@ -92,8 +92,14 @@ class _PrepareDataset:
         name = self.name_of(self.items[i])
         try:
             return name, self.prepare(self.items[i])
+        except UsageError:
+            raise
         except ImgsynthError as e:
             return name, Failed(name, str(e))
+        except OSError as e:  # anything the decoders let through: still this item's problem only
+            return name, Failed(name, f"{name}: cannot read ({e.strerror or e})")
+        except MemoryError:
+            return name, Failed(name, f"{name}: too large to decode in the memory available")
 
 
 def _identity(batch: list[Any]) -> list[Any]:
@@ -144,7 +150,13 @@ def run_batched(
     todo = []
     for item in items:
         # stdin is never "already done": its content is new on every run
-        done = None if getattr(item, "is_stdin", False) else skip(item)
+        try:
+            done = None if getattr(item, "is_stdin", False) else skip(item)
+        except UsageError:
+            raise
+        except ImgsynthError as e:  # e.g. an output name the file system refuses
+            report.results.append(ItemResult(name_of(item), "failed", error=str(e)))
+            continue
         if done is not None:
             report.results.append(ItemResult(name_of(item), "skipped", output=done))
         else:
@@ -174,6 +186,8 @@ def run_batched(
                     raise
                 except ImgsynthError as e:
                     res = ItemResult(n, "failed", error=str(e))
+                except OSError as e:  # a write path that did not go through write_atomic
+                    res = ItemResult(n, "failed", error=f"{e.filename or n}: cannot write ({e.strerror or e})")
                 res.name, res.seconds = n, per
                 report.results.append(res)
         if progress:
