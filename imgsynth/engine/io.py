@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from imgsynth.errors import InputError, OutputError, UsageError
+from imgsynth.errors import ImgsynthError, InputError, OutputError, UsageError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -411,6 +411,22 @@ class OutputPlan:
         if self.mode == "dir" and exists and not self.overwrite:
             return "skip"
         return None
+
+    def all_done(self, names: list[str]) -> list[str] | None:
+        """The outputs of ``names`` when every one of them exists already (a rerun of a finished
+        batch: nothing to load or compute), else None. Only folders skip; duplicate names never do."""
+        if self.mode != "dir" or self.overwrite or not names or len(set(names)) != len(names):
+            return None
+        paths = []
+        for n in names:
+            path = self.path_for(n)
+            try:
+                if self.check(path) != "skip":
+                    return None
+            except ImgsynthError:
+                return None
+            paths.append(str(path))
+        return paths
 
     def write(self, name: str, rgb: np.ndarray, metadata: dict[str, Any], stdout: BinaryIO | None = None) -> Path | None:
         """Encode and write one result atomically (or to stdout); returns the path written."""

@@ -74,6 +74,13 @@ class Failed:
     error: str
 
 
+def finished(names: Sequence[str], outputs: Sequence[str], started: float | None = None) -> Report:
+    """The report of a batch whose every output exists already (see ``OutputPlan.all_done``)."""
+    report = Report([ItemResult(n, "skipped", output=o) for n, o in zip(names, outputs)])
+    report.seconds = time.perf_counter() - started if started is not None else 0.0
+    return report
+
+
 def shard(items: Sequence[Any]) -> list[Any]:
     """This rank's share of ``items`` when launched by torchrun, else all of them."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
