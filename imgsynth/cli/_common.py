@@ -5,13 +5,48 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
+import time
 from typing import Any, Callable, Iterator
 from contextlib import contextmanager
 
 import typer
 
-from imgsynth.errors import ImgsynthError
+from imgsynth.errors import ImgsynthError, UsageError
+
+STDIO = "-"
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def resolve_output(inputs: list[str] | None, output: str | None, *, as_json: bool = False) -> str | None:
+    """The pipe rule, checked before any work (exit 2 on a usage error).
+
+    Input ``-`` with no ``-o``: the result goes to stdout when stdout is not a terminal, and the
+    command is refused on a terminal. ``-o -`` is refused on a terminal, and with ``--json``
+    (stdout carries the image). Input ``-`` from a terminal (nothing piped in) is refused too.
+    """
+    from_stdin = bool(inputs) and STDIO in inputs
+    if from_stdin and _isatty(sys.stdin):
+        raise UsageError("-: stdin is a terminal; pipe an image in (e.g. `cat photo.png | imgsynth ...`)")
+    if output is None and from_stdin:
+        if _isatty(sys.stdout):
+            raise UsageError("input is stdin and stdout is a terminal: redirect stdout (> out.png) or give -o FILE")
+        if as_json:
+            raise UsageError("input is stdin and --json prints records on stdout: give -o FILE for the image")
+        output = STDIO
+    if output == STDIO:
+        if as_json:
+            raise UsageError("--json cannot be combined with -o - (stdout carries the image)")
+        if _isatty(sys.stdout):
+            raise UsageError("refusing to write PNG bytes to a terminal; redirect stdout or use -o FILE")
+    return output
 
 
 def stderr_console():
@@ -21,11 +56,68 @@ def stderr_console():
     return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
 
 
+def one_line(text: str) -> str:
+    """``text`` with every control character escaped (``\\n``, ``\\x1b``, ...): a name can never
+    break the line or drive the terminal."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+
+
 def error_line(message: str) -> None:
-    """Print ``error: message`` (one line) to stderr."""
-    first = str(message).strip().splitlines()[0] if str(message).strip() else "unknown error"
-    sys.stderr.write(f"error: {first}\n")
+    """Print ``error: message`` (one line, control characters escaped) to stderr."""
+    text = str(message).strip()
+    sys.stderr.write(f"error: {one_line(text) if text else 'unknown error'}\n")
     sys.stderr.flush()
+
+
+# Choices checked at parse time, before torch is imported (tests keep them equal to the library's).
+PRECISIONS = ("fp32", "fp16", "bf16")
+INPAINT_STRATEGIES = ("auto", "pad", "resize", "crops")
+INPAINT_ENSEMBLES = (1, 2, 4, 8)
+INPUT_KINDS = ("label", "image", "edges", "gray", "clusters")
+NOISE_MODES = ("const", "random", "none")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_choice(option: str, value: Any, choices: tuple) -> None:
+    """A usage error (exit 2) unless ``value`` is None or one of ``choices``."""
+    if value is not None and value not in choices:
+        raise UsageError(f"{option} {one_line(repr(value))}: use one of {', '.join(map(str, choices))}")
+
+
+def check_run_options(device: str | None, precision: str | None) -> None:
+    """``--device`` and ``--precision`` spelled right (availability is checked when torch is up)."""
+    if device is not None and not _DEVICE.match(device.strip().lower()):
+        raise UsageError(f"--device {one_line(repr(device))}: use auto, cpu, cuda, cuda:N or mps")
+    check_choice("--precision", precision, PRECISIONS)
+
+
+def check_model(task: str, model: str | None, weights: Any = None) -> None:
+    """``--model`` names a card (or an architecture's default) of ``task``; ``--weights`` is an
+    export folder. Unknown names are usage errors (exit 2), found before any heavy import."""
+    if model is not None and weights is not None:
+        raise UsageError("give either --model or --weights, not both")
+    if model is not None:
+        from imgsynth.engine.cards import get_card
+        from imgsynth.errors import UnknownModelError
+
+        try:
+            card = get_card(model)
+        except UnknownModelError as e:
+            raise UsageError(one_line(str(e))) from None
+        if card.task != task:
+            raise UsageError(f"model {card.id!r} is a {card.task!r} model; `imgsynth {task}` needs a {task!r} model")
+    if weights is not None:
+        from pathlib import Path
+
+        if not Path(weights).is_dir():
+            raise UsageError(f"--weights {one_line(str(weights))}: not a folder (give a folder written by "
+                             "`imgsynth train --export`)")
+
+
+def _os_error(e: OSError) -> str:
+    where = e.filename if e.filename is not None else None
+    what = e.strerror or str(e)
+    return f"{where}: {what}" if where is not None else what
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,8 +141,46 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             sys.stderr.write("interrupted\n")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # the reader went away (`| head`): stop quietly, as Unix tools do
+            _silence_stdout()
+            raise typer.Exit(141) from None
+        except click_exceptions():
+            raise
+        except OSError as e:
+            if debug:
+                raise
+            error_line(_os_error(e))
+            raise typer.Exit(1) from None
+        except MemoryError:
+            if debug:
+                raise
+            error_line("out of memory; try a smaller --batch-size, smaller inputs or fewer at a time")
+            raise typer.Exit(1) from None
+        except Exception as e:  # the last guard: never a traceback without --debug
+            if debug:
+                raise
+            error_line(f"internal error ({type(e).__name__}: {e}); run again with --debug for the traceback "
+                       "and please report it")
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def click_exceptions() -> tuple[type, ...]:
+    """Click's own exceptions (usage errors and exits), which Click turns into messages itself."""
+    import click
+
+    return (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 @contextmanager
@@ -71,8 +201,26 @@ def progress_bar(quiet: bool, label: str) -> Iterator[Callable[[int, int, str], 
         yield update
 
 
+_IMPORTED = time.perf_counter()
+
+
+def process_seconds() -> float:
+    """Wall seconds since this process started (interpreter start-up included, where the OS says)."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time, ticks after boot
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter() - _IMPORTED
+
+
 def emit_report(report: Any, *, as_json: bool, quiet: bool) -> None:
-    """Print result records (stdout with --json) and the summary / failures (stderr)."""
+    """Print result records (stdout with --json) and the summary / failures (stderr).
+
+    The summary's time is the whole command's, process start-up included.
+    """
+    report.seconds = max(report.seconds, process_seconds())
     if as_json:
         for r in report.results:
             sys.stdout.write(json.dumps(r.record()) + "\n")

@@ -6,7 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
+from imgsynth.cli._common import (
+    INPAINT_ENSEMBLES, INPAINT_STRATEGIES, check_choice, check_model, check_run_options, emit_report, finish,
+    handle_errors, progress_bar, resolve_output,
+)
 from imgsynth.cli.options import (
     BatchSizeOpt, DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt,
     PrecisionOpt, QuietOpt, RevisionOpt, SeedOpt, WeightsOpt, WorkersOpt,
@@ -24,7 +27,7 @@ HELP = """Fill the holes of photos (white mask pixels) with a network or a class
 
   cat photo.png | imgsynth inpaint - --mask hole.png --model ns > out.png
 
-  imgsynth inpaint cutout.png -o out.png          [dim]# RGBA: transparent pixels are the hole[/dim]
+  imgsynth inpaint cutout.png -o out.png     [dim]# RGBA: transparent = hole[/dim]
 
   imgsynth inpaint big.jpg --mask big_mask.png -o out.png --strategy crops
 
@@ -81,13 +84,16 @@ def inpaint(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
+    output = resolve_output(inputs, output, as_json=json)
+    check_choice("--strategy", strategy, INPAINT_STRATEGIES)
+    check_choice("--ensemble", ensemble, INPAINT_ENSEMBLES)
+    check_run_options(device, precision)
+    check_model("inpaint", model, weights)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()
     from imgsynth.engine.inpaint import InpaintRequest, run_inpaint
 
-    if json and output == "-":
-        raise typer.BadParameter("--json cannot be combined with -o - (stdout carries the image)")
     request = InpaintRequest(
         inputs=inputs, mask=mask, output=output, model=model, weights=weights, revision=revision,
         offline=offline, device=device, precision=precision, batch_size=batch_size, workers=workers,

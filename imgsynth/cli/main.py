@@ -61,4 +61,12 @@ app.add_typer(models_cmd.app, name="models")
 
 def run() -> None:
     """Console-script entry point."""
-    app()
+    import sys
+
+    from imgsynth.cli._common import _silence_stdout
+
+    try:
+        app()
+    except BrokenPipeError:  # stdout closed early (`imgsynth models list | head -1`)
+        _silence_stdout()
+        sys.exit(141)

@@ -53,18 +53,28 @@ def list_(
         for c in cards:
             sys.stdout.write(jsonlib.dumps({**c.summary(), **_state(c)}) + "\n")
         return
+    columns = ("id", "task", "arch", "default", "weights", "sha256", "licence")
+    rows = []
+    for c in cards:
+        st = _state(c)
+        default = "task" if c.task_default else ("arch" if c.default else "")
+        sha = "pinned" if st["sha256"] == "pinned" else ("-" if st["sha256"] == "-" else "not verified")
+        rows.append((c.id, c.task, c.arch, default, st["weights"], sha, c.license))
+    if not sys.stdout.isatty():
+        # a pipe or a file: one plain tab-separated line per card, nothing truncated (`| grep ffhq`, `| cut -f1`)
+        for row in (columns, *rows):
+            sys.stdout.write("\t".join(" ".join(str(v).split()) for v in row) + "\n")
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for col in ("id", "task", "arch", "default", "weights", "sha256", "licence"):
-        table.add_column(col)
-    for c in cards:
-        st = _state(c)
-        default = "task" if c.task_default else ("arch" if c.default else "")
-        table.add_row(c.id, c.task, c.arch, default, st["weights"],
-                      "pinned" if st["sha256"] == "pinned" else ("-" if st["sha256"] == "-" else "not verified"),
-                      c.license)
+    for col in columns:
+        # ids are what users copy: never cut; on a narrow terminal the licence is shortened first
+        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=16 if col == "licence" else None,
+                         min_width=max(len(r[0]) for r in rows) if col == "id" and rows else None)
+    for row in rows:
+        table.add_row(*row)
     Console(no_color=None).print(table)
 
 
@@ -102,9 +112,11 @@ def download(
 
       imgsynth models download stylegan2-ffhq-256
 
-      imgsynth models download pconv-places2-naoto --from-file ~/Downloads/1000000.pth
+      imgsynth models download pconv-places2-naoto \\
+          --from-file ~/Downloads/1000000.pth
 
-      imgsynth models download spade-coco spade-ade20k spade-cityscapes --from-file checkpoints.tar.gz
+      imgsynth models download spade-coco spade-ade20k spade-cityscapes \\
+          --from-file checkpoints.tar.gz
     """
     from imgsynth.engine.cards import get_card
     from imgsynth.engine.fetch import install_from_file, resolve_weights

@@ -7,7 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
+from imgsynth.cli._common import (
+    NOISE_MODES, check_choice, check_model, check_run_options, emit_report, finish, handle_errors, progress_bar,
+    resolve_output,
+)
+from imgsynth.pipelines.seeds import parse_grid, parse_seeds
 from imgsynth.cli.options import (
     BatchSizeOpt, DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt,
     PrecisionOpt, QuietOpt, RevisionOpt, WeightsOpt,
@@ -21,22 +25,25 @@ The same seed gives the same image whatever the batch size or device.
 
 [bold]Examples:[/bold]
 
-  imgsynth sample --model dcgan-fashion-mnist --seeds 0-15 --grid 4x4 -o grid.png
+  imgsynth sample -m dcgan-fashion-mnist --seeds 0-15 --grid 4x4 -o grid.png
 
   imgsynth sample --weights runs/dcgan/export --num 64 -o samples/
 
-  imgsynth sample --model stylegan2-ffhq-256 --seeds 1,5 --trunc 0.7 --mix-seeds 9 --mix-layers 8-13 -o mixed/
+  imgsynth sample -m stylegan2-ffhq-256 --seeds 1,5 --trunc 0.7 \\
+      --mix-seeds 9 --mix-layers 8-13 -o mixed/
 """
 
 INTERP_HELP = """Walk between latents: frames, an animated GIF, an MP4, or a grid.
 
 [bold]Examples:[/bold]
 
-  imgsynth interpolate --model dcgan-fashion-mnist --seeds 1,2,3 --steps 30 -o walk.gif
+  imgsynth interpolate -m dcgan-fashion-mnist --seeds 1,2,3 -o walk.gif
 
-  imgsynth interpolate --model stylegan2-ffhq-256 --seeds 1,2 --space w --method lerp -o walk.mp4
+  imgsynth interpolate -m stylegan2-ffhq-256 --seeds 1,2 --space w \\
+      --method lerp -o walk.mp4
 
-  imgsynth interpolate --weights export/ --seeds 1-8 --steps 8 --grid -o figure.png
+  imgsynth interpolate --weights export/ --seeds 1-8 --steps 8 --grid \\
+      -o figure.png
 """
 
 TruncOpt = Annotated[float, typer.Option("--trunc", help="Truncation psi (StyleGAN): 1 = none, 0 = the mean w.",
@@ -58,9 +65,7 @@ def _choice(model, weights, revision, offline, device, precision):
 def _layers(text: Optional[str]) -> Optional[list[int]]:
     if text is None:
         return None
-    from imgsynth.pipelines.sample import parse_seeds
-
-    return parse_seeds(text)
+    return parse_seeds(text, what="--mix-layers index")
 
 
 @handle_errors
@@ -90,20 +95,30 @@ def sample(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
+    output = resolve_output(None, output, as_json=json)
+    # every usage error before torch is imported
+    if seeds is not None and num is not None:
+        raise typer.BadParameter("give --seeds or --num, not both")
+    if num is not None and num > 1_000_000:
+        raise typer.BadParameter(f"--num {num:,} is more than 1,000,000 images in one run; split it")
+    seed_list = parse_seeds(seeds) if seeds is not None else list(range(num if num is not None else 1))
+    mix = parse_seeds(mix_seeds, what="--mix-seeds seed") if mix_seeds else None
+    layers = _layers(mix_layers)
+    shape = parse_grid(grid) if grid else None
+    check_choice("--noise-mode", noise_mode, NOISE_MODES)
+    if class_idx is not None and class_idx < 0:
+        raise typer.BadParameter(f"--class {class_idx}: must be 0 or more")
+    check_run_options(device, precision)
+    check_model("sample", model, weights)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()
     from imgsynth.engine.sample import SampleRequest, run_sample
-    from imgsynth.pipelines.sample import parse_grid, parse_seeds
 
-    if seeds is not None and num is not None:
-        raise typer.BadParameter("give --seeds or --num, not both")
-    seed_list = parse_seeds(seeds) if seeds is not None else list(range(num if num is not None else 1))
     request = SampleRequest(
         seeds=seed_list, choice=_choice(model, weights, revision, offline, device, precision), output=output,
         batch_size=batch_size, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx,
-        noise_mode=noise_mode, mix_seeds=parse_seeds(mix_seeds) if mix_seeds else None,
-        mix_layers=_layers(mix_layers), grid=parse_grid(grid) if grid else None, overwrite=overwrite,
+        noise_mode=noise_mode, mix_seeds=mix, mix_layers=layers, grid=shape, overwrite=overwrite,
     )
     with progress_bar(quiet, "sample") as progress:
         report = run_sample(request, progress)
@@ -139,15 +154,21 @@ def interpolate(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
+    output = resolve_output(None, output, as_json=json)
+    key_seeds = parse_seeds(seeds) if seeds else None
+    check_choice("--space", space, ("z", "w"))
+    check_choice("--method", method, ("lerp", "slerp"))
+    check_choice("--noise-mode", noise_mode, NOISE_MODES)
+    check_run_options(device, precision)
+    check_model("sample", model, weights)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()
     from imgsynth.engine.sample import InterpolateRequest, run_interpolate
-    from imgsynth.pipelines.sample import parse_seeds
 
     request = InterpolateRequest(
         choice=_choice(model, weights, revision, offline, device, precision),
-        seeds=parse_seeds(seeds) if seeds else None, latents=latents or None, output=output, space=space,
+        seeds=key_seeds, latents=latents or None, output=output, space=space,
         method=method, steps=steps, loop=loop, fps=fps, grid=grid, batch_size=batch_size,
         truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, noise_mode=noise_mode,
     )

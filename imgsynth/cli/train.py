@@ -21,11 +21,13 @@ HELP = """Train a model from a TOML recipe; Ctrl-C writes a checkpoint, --resume
 
   imgsynth train examples/train/dcgan-fashion-mnist.toml
 
-  imgsynth train examples/train/dcgan-fashion-mnist.toml --resume --export runs/dcgan-fashion-mnist/export
+  imgsynth train examples/train/dcgan-fashion-mnist.toml --resume \\
+      --export runs/dcgan-fashion-mnist/export
 
-  imgsynth train recipe.toml --set run.steps=200 --set optim.g_lr=1e-4 --set data.batch_size=32
+  imgsynth train recipe.toml --set run.steps=200 --set optim.g_lr=1e-4 \\
+      --set data.batch_size=32
 
-  torchrun --nproc_per_node=2 -m imgsynth train recipe.toml   [dim]# data-parallel[/dim]
+  torchrun --nproc_per_node=2 -m imgsynth train recipe.toml  [dim]# 2 GPUs[/dim]
 
 Outputs go to run.out_dir: checkpoints/ (with the resolved recipe beside each), samples/ (grids from fixed seeds), losses.png, config.toml. stdout gets the last checkpoint's path, or with --export the weights-card stanza of the exported model.
 """
@@ -36,18 +38,22 @@ Writes model.safetensors (the generator; EMA weights when the run kept an EMA), 
 
 [bold]Examples:[/bold]
 
-  imgsynth models export runs/dcgan-fashion-mnist runs/dcgan-fashion-mnist/export
+  imgsynth models export runs/dcgan-fashion-mnist \\
+      runs/dcgan-fashion-mnist/export
 
-  imgsynth models export runs/x/checkpoints/step-00002000.safetensors out/ --dtype fp16
+  imgsynth models export runs/x/checkpoints/step-00002000.safetensors \\
+      out/ --dtype fp16
 """
 
 PUSH_HELP = """Publish an exported folder to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`).
 
 [bold]Examples:[/bold]
 
-  imgsynth models push runs/dcgan-fashion-mnist/export you/dcgan-fashion-mnist --dry-run
+  imgsynth models push runs/dcgan-fashion-mnist/export \\
+      you/dcgan-fashion-mnist --dry-run
 
-  imgsynth models push runs/dcgan-fashion-mnist/export you/dcgan-fashion-mnist --private
+  imgsynth models push runs/dcgan-fashion-mnist/export \\
+      you/dcgan-fashion-mnist --private
 """
 
 

@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
+from imgsynth.cli._common import (
+    INPUT_KINDS, check_choice, check_model, check_run_options, emit_report, finish, handle_errors, progress_bar,
+    resolve_output,
+)
 from imgsynth.cli.options import (
     DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
     QuietOpt, RevisionOpt, SeedOpt, WeightsOpt, WorkersOpt,
@@ -19,15 +22,18 @@ HELP = """Translate label, instance or panoptic maps, edges or photos into image
 
 [bold]Examples:[/bold]
 
-  imgsynth translate frankfurt_000000_000294_gtFine_labelIds.png --model pix2pixhd-label2city-1024p -o city.png
+  imgsynth translate frankfurt_000000_000294_gtFine_labelIds.png \\
+      --model pix2pixhd-label2city-1024p -o city.png
 
-  imgsynth translate labels/ --weights runs/spade/export --instance instances/ -o out/
+  imgsynth translate labels/ --weights runs/spade/export \\
+      --instance instances/ -o out/
 
-  imgsynth translate facade_labels.png --model pix2pix-facades --concat -o out.png
+  imgsynth translate facade_labels.png -m pix2pix-facades --concat -o out.png
 
-  imgsynth translate examples/panoptic/ --model panoptic -o out/   [dim]# *_instanceIds.png inputs[/dim]
+  imgsynth translate examples/panoptic/ -m panoptic -o out/  [dim]# instanceIds maps[/dim]
 
-  imgsynth translate shoe.jpg --model pix2pix-edges2shoes --input-kind edges -o shoe_out.png
+  imgsynth translate shoe.jpg -m pix2pix-edges2shoes --input-kind edges \\
+      -o shoe_out.png
 """
 
 
@@ -68,6 +74,14 @@ def translate(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
+    output = resolve_output(inputs, output, as_json=json)
+    check_choice("--input-kind", input_kind, INPUT_KINDS)
+    check_run_options(device, precision)
+    check_model("translate", model, weights)
+    if palette is not None:  # an unknown name is an error even where no colour map would need it
+        from imgsynth.pipelines.labels import load_palette
+
+        load_palette(palette)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()

@@ -30,7 +30,7 @@ from imgsynth.convert import check_state_dict
 from imgsynth.errors import WeightsError
 from imgsynth.models.dcgan import DCGANGenerator
 
-__all__ = ["from_examples", "from_ganzoo", "from_huggan", "infer_config"]
+__all__ = ["from_any", "from_examples", "from_ganzoo", "from_huggan", "infer_config"]
 
 _ZOO_CONVT = re.compile(r"^main\.convTranspose(\d+)\.weight$")
 _SEQ_KEY = re.compile(r"^(main|model)\.(\d+)\.weight$")
@@ -96,11 +96,12 @@ def _normalise(checkpoint: dict[str, Any]) -> dict[str, Tensor]:
     )
 
 
-def infer_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
+def infer_config(checkpoint: dict[str, Any], *, loss_mode: str | None = None) -> dict[str, Any]:
     """``dcgan`` constructor config read off the tensor shapes of any supported layout.
 
-    For GAN-zoo files whose ``config`` says ``lossCriterion='WGANGP'`` the output activation is
-    ``"none"``; every other case is tanh.
+    For GAN-zoo files whose ``config`` says ``lossCriterion='WGANGP'`` (or ``loss_mode="WGANGP"``,
+    for a bare state dict that does not record it) the output activation is ``"none"``; every
+    other case is tanh.
     """
     state = _normalise(checkpoint)
     convs = sorted(
@@ -119,6 +120,8 @@ def infer_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
     }
     zoo_config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
     loss = zoo_config.get("lossCriterion") if isinstance(zoo_config, dict) else getattr(zoo_config, "lossCriterion", None)
+    if loss_mode is not None:
+        loss = loss_mode
     if loss == "WGANGP":
         config["output_activation"] = "none"
     return config
@@ -147,6 +150,11 @@ def from_ganzoo(checkpoint: dict[str, Any], config: dict[str, Any], *, use_avg: 
     """
     state = _zoo_to_sequential(_zoo_generator(checkpoint, use_avg))
     return _finish(state, config, "GAN-zoo")
+
+
+def from_any(checkpoint: dict[str, Any], config: dict[str, Any]) -> dict[str, Tensor]:
+    """Any supported layout (pytorch/examples, GAN zoo ``netG``, HugGAN), recognised by its keys."""
+    return _finish(_normalise(checkpoint), config, "DCGAN")
 
 
 def from_huggan(checkpoint: dict[str, Any], config: dict[str, Any]) -> dict[str, Tensor]:

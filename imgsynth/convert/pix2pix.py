@@ -104,8 +104,12 @@ def _unet_modules(num_downs: int, norm: str) -> tuple[dict[str, str], set[str]]:
     return modules, set(norms)
 
 
-def infer_unet_config(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """``pix2pix_unet`` config from an official U-Net state dict (``use_dropout`` cannot be read: True)."""
+def infer_unet_config(checkpoint: Mapping[str, torch.Tensor], *, use_dropout: bool = True) -> dict[str, Any]:
+    """``pix2pix_unet`` config from an official U-Net state dict.
+
+    ``use_dropout`` cannot be read off the weights (Dropout has none): the official default, True,
+    unless the model was trained with ``--no_dropout``.
+    """
     sd = as_state_dict(checkpoint, "pix2pix U-Net checkpoint")
     try:
         first, last = sd["model.model.0.weight"], sd["model.model.3.weight"]
@@ -119,7 +123,7 @@ def infer_unet_config(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         "ngf": int(first.shape[0]),
         # a bias before BatchNorm is pointless, so the official code only adds one for InstanceNorm
         "norm": "instance" if "model.model.0.bias" in sd else "batch",
-        "use_dropout": True,
+        "use_dropout": bool(use_dropout),
     }
 
 
@@ -222,11 +226,22 @@ def infer_arch(checkpoint: Mapping[str, torch.Tensor]) -> str:
     )
 
 
-def infer_config(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """Config of whichever generator the checkpoint holds (see :func:`infer_arch`)."""
+def infer_config(checkpoint: Mapping[str, torch.Tensor], *, use_dropout: bool | None = None) -> dict[str, Any]:
+    """Config of whichever generator the checkpoint holds (see :func:`infer_arch`).
+
+    ``use_dropout``: the official ``--no_dropout`` negated. A U-Net's weights do not record it
+    (default True, the official default); a ResNet's do (Dropout shifts the block's indices), and
+    a value that contradicts them raises :class:`WeightsError`.
+    """
     if infer_arch(checkpoint) == "pix2pix_unet":
-        return infer_unet_config(checkpoint)
-    return infer_resnet_config(checkpoint)
+        return infer_unet_config(checkpoint, use_dropout=True if use_dropout is None else use_dropout)
+    cfg = infer_resnet_config(checkpoint)
+    if use_dropout is not None and bool(use_dropout) != cfg["use_dropout"]:
+        raise WeightsError(
+            f"CycleGAN ResNet checkpoint was saved {'with' if cfg['use_dropout'] else 'without'} Dropout "
+            f"layers, but use_dropout={use_dropout!r} was given"
+        )
+    return cfg
 
 
 def from_junyanz(checkpoint: Mapping[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -48,8 +48,17 @@ def _zoo_option(checkpoint: dict[str, Any], name: str) -> Any:
     return getattr(config, name, None)
 
 
-def infer_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Constructor config of ``progan`` for a GAN-zoo PGAN checkpoint (full dict or bare netG)."""
+def infer_config(
+    checkpoint: dict[str, Any], *, loss_mode: str | None = None, pixel_norm: bool | None = None,
+    leaky_relu_leak: float | None = None,
+) -> dict[str, Any]:
+    """Constructor config of ``progan`` for a GAN-zoo PGAN checkpoint (full dict or bare netG).
+
+    A full checkpoint records ``lossCriterion``, ``perChannelNormalization`` and ``leakyReluLeak``
+    in its ``config``; a bare generator state dict does not, so they can be given here
+    (``loss_mode`` is the zoo's ``lossMode``/``lossCriterion``: WGANGP, MSE, DCGAN, ...); a given
+    value wins over the recorded one.
+    """
     state = _generator_state(checkpoint, use_avg=False)
     try:
         z_dim = int(state["formatLayer.module.weight"].shape[1])
@@ -61,9 +70,10 @@ def infer_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
         img_channels = int(state["toRGBLayers.0.module.weight"].shape[0])
     except KeyError as err:
         raise WeightsError(f"PGAN checkpoint lacks {err.args[0]!r}") from None
-    loss = _zoo_option(checkpoint, "lossCriterion")
-    pixel_norm = _zoo_option(checkpoint, "perChannelNormalization")
-    slope = _zoo_option(checkpoint, "leakyReluLeak")
+    loss = loss_mode if loss_mode is not None else _zoo_option(checkpoint, "lossCriterion")
+    if pixel_norm is None:
+        pixel_norm = _zoo_option(checkpoint, "perChannelNormalization")
+    slope = leaky_relu_leak if leaky_relu_leak is not None else _zoo_option(checkpoint, "leakyReluLeak")
     return {
         "z_dim": z_dim,
         "channels": channels,

@@ -9,6 +9,7 @@ mask was found. A mask of another size is an error unless ``resize_mask`` (neare
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from imgsynth.engine import io
-from imgsynth.engine.runner import Failed, ItemResult, Report, run_batched, shard
+from imgsynth.engine.runner import Failed, ItemResult, Report, finished, run_batched, shard
 from imgsynth.errors import InputError
 
 MASK_SUFFIX = "_mask"
@@ -137,13 +138,17 @@ def _concat(rgb: np.ndarray, hole: np.ndarray, out: np.ndarray) -> np.ndarray:
 def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], None] | None = None,
                 stdout: Any = None) -> Report:
     """Run an inpainting request end to end and return the :class:`Report`."""
+    started = time.perf_counter()
+    items = shard(io.expand_inputs(request.inputs, exclude_suffix=MASK_SUFFIX if request.mask is None else None))
+    plan = io.plan_output(request.output, n_results=len(items), default="out", inputs=items,
+                          overwrite=request.overwrite, stdout=stdout, protect=io.mask_files(request.mask))
+    done = None if any(i.is_stdin or i.error for i in items) else plan.all_done([i.stem for i in items])
+    if done is not None:  # a rerun of a finished folder: skip before torch or a model is loaded
+        return finished([i.path for i in items], done, started)
     from imgsynth.engine.device import select_device, select_dtype
     from imgsynth.engine.loading import load_model
     from imgsynth.pipelines.inpaint import Inpainter
 
-    items = shard(io.expand_inputs(request.inputs, exclude_suffix=MASK_SUFFIX if request.mask is None else None))
-    plan = io.plan_output(request.output, n_results=len(items), default="out", inputs=items,
-                          overwrite=request.overwrite, stdout=stdout)
     if request.mask is not None and request.mask != io.STDIN and not Path(request.mask).exists():
         raise InputError(f"{request.mask}: mask file not found")
     shared = None

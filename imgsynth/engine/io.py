@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from imgsynth.errors import InputError, OutputError, UsageError
+from imgsynth.errors import ImgsynthError, InputError, OutputError, UsageError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -173,6 +173,10 @@ def read_bytes(item: InputItem, stdin: BinaryIO | None = None) -> bytes:
         raise InputError(f"{item.path}: not readable (permission denied)") from None
     except FileNotFoundError:
         raise InputError(f"{item.path}: file not found") from None
+    except OSError as e:  # EIO, ENAMETOOLONG, ELOOP, ...
+        raise InputError(f"{item.path}: cannot read ({e.strerror or e})") from None
+    except MemoryError:
+        raise InputError(f"{item.path}: too large to read into memory") from None
 
 
 def _to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
@@ -300,19 +304,36 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
+def _write_file(f: BinaryIO, data: bytes) -> None:
+    """The one write of :func:`write_atomic` (tests replace it to simulate a full disk or an I/O error)."""
+    f.write(data)
+    f.flush()
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename.
+
+    Any OS error (full disk, I/O error, permission, name too long) becomes one
+    :class:`OutputError` naming ``path``; the temp file is removed and ``path`` is left as it was.
+    """
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a short temp name: a target name near NAME_MAX must fail on the target, not on the temp file
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".imgsynth-", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            _write_file(f, data)
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        tmp = None
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+    finally:
+        if tmp is not None and os.path.lexists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def read_metadata(path: Path) -> dict[str, Any] | None:
@@ -327,6 +348,40 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
         return json.loads(text["imgsynth"]) if "imgsynth" in text else None
 
 
+def _identity(path: str | os.PathLike) -> tuple[str, tuple[int, int] | None]:
+    """(real path, (device, inode) when it exists): what makes two names the same file."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+        return real, (st.st_dev, st.st_ino)
+    except (OSError, ValueError):
+        return real, None
+
+
+class Protected:
+    """Files that must never be written over: compared by real path (symlinks, ``..``) and by
+    device + inode (hard links), not by the spelling of their names."""
+
+    def __init__(self, paths: Any = ()) -> None:
+        self.real: set[str] = set()
+        self.inodes: set[tuple[int, int]] = set()
+        for p in paths:
+            self.add(p)
+
+    def add(self, path: str | os.PathLike) -> None:
+        real, inode = _identity(path)
+        self.real.add(real)
+        if inode is not None:
+            self.inodes.add(inode)
+
+    def __contains__(self, path: object) -> bool:
+        real, inode = _identity(path)  # type: ignore[arg-type]
+        return real in self.real or (inode is not None and inode in self.inodes)
+
+    def __bool__(self) -> bool:
+        return bool(self.real)
+
+
 @dataclass
 class OutputPlan:
     """Where each result goes: ``mode`` is ``file``, ``dir`` or ``stdout``."""
@@ -335,7 +390,7 @@ class OutputPlan:
     target: Path | None
     ext: str = ".png"
     overwrite: bool = False
-    inputs: set[str] = field(default_factory=set)
+    inputs: Protected = field(default_factory=Protected)
 
     def path_for(self, name: str) -> Path | None:
         """Output path for a result named ``name`` (a stem or ``seed0042``); None for stdout."""
@@ -349,11 +404,31 @@ class OutputPlan:
         """None if ``path`` may be written now, ``"skip"`` if done already; raises if forbidden."""
         if path is None:
             return None
-        if os.path.abspath(path) in self.inputs:
+        if path in self.inputs:
             raise OutputError(f"{path}: output would overwrite an input; choose another --output")
-        if self.mode == "dir" and path.exists() and not self.overwrite:
+        try:
+            exists = path.exists()
+        except OSError as e:  # ENAMETOOLONG, EACCES on a parent, ...
+            raise OutputError(f"{path}: cannot use this output path ({e.strerror or e})") from None
+        if self.mode == "dir" and exists and not self.overwrite:
             return "skip"
         return None
+
+    def all_done(self, names: list[str]) -> list[str] | None:
+        """The outputs of ``names`` when every one of them exists already (a rerun of a finished
+        batch: nothing to load or compute), else None. Only folders skip; duplicate names never do."""
+        if self.mode != "dir" or self.overwrite or not names or len(set(names)) != len(names):
+            return None
+        paths = []
+        for n in names:
+            path = self.path_for(n)
+            try:
+                if self.check(path) != "skip":
+                    return None
+            except ImgsynthError:
+                return None
+            paths.append(str(path))
+        return paths
 
     def write(self, name: str, rgb: np.ndarray, metadata: dict[str, Any], stdout: BinaryIO | None = None) -> Path | None:
         """Encode and write one result atomically (or to stdout); returns the path written."""
@@ -380,15 +455,17 @@ def plan_output(
     overwrite: bool = False,
     force_dir: bool = False,
     stdout: BinaryIO | None = None,
+    protect: Any = (),
 ) -> OutputPlan:
     """Decide how results are written.
 
     ``-`` means stdout (one result only, refused on a terminal). A path with an image extension
     means one file (one result only). Anything else is a directory, created if needed.
-    ``default`` is used when ``output`` is None.
+    ``default`` is used when ``output`` is None. ``protect`` names more files that must never be
+    written over (masks, instance maps): with the inputs, they are compared by real path and inode.
     """
     output = output if output is not None else default
-    input_paths = {os.path.abspath(i.path) for i in inputs if not i.is_stdin}
+    input_paths = Protected([i.path for i in inputs if not i.is_stdin and not i.error] + list(protect))
     if output == STDIN:
         stream = stdout or sys.stdout
         if n_results != 1:
@@ -401,7 +478,7 @@ def plan_output(
     if ext in WRITE_EXTS and not force_dir and not path.is_dir():
         if n_results != 1:
             raise UsageError(f"-o {output} is one file but there are {n_results} results; give a directory")
-        if os.path.abspath(path) in input_paths:
+        if path in input_paths:
             raise OutputError(f"{path}: output would overwrite an input; choose another --output")
         _check_writable_dir(path.parent if str(path.parent) else Path("."))
         return OutputPlan("file", path, ext, True, input_paths)
@@ -409,6 +486,18 @@ def plan_output(
         raise OutputError(f"{path}: exists and is not a directory")
     _check_writable_dir(path, create=True)
     return OutputPlan("dir", path, ".png", overwrite, input_paths)
+
+
+def mask_files(mask: str | None) -> list[str]:
+    """The files a ``--mask FILE|DIR`` option may read (protected from being written over)."""
+    if not mask or mask == STDIN:
+        return []
+    try:
+        if os.path.isdir(mask):
+            return [str(p) for p in Path(mask).iterdir() if p.suffix.lower() in IMAGE_EXTS]
+    except OSError:
+        return []
+    return [mask]
 
 
 def _check_writable_dir(path: Path, create: bool = False) -> None:

@@ -57,11 +57,21 @@ def load_state_file(path: Path) -> dict[str, Any]:
         raise WeightsError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0]})") from None
 
 
-def build_from_state(arch: str, config: dict[str, Any], state: dict[str, Any], where: str) -> Any:
+def build_from_state(arch: str, config: dict[str, Any], state: dict[str, Any], where: str,
+                     config_where: str | None = None) -> Any:
     """Construct ``arch`` with ``config`` and load ``state`` strictly."""
+    from imgsynth.errors import ConfigError, ImgsynthError
     from imgsynth.models.registry import build_model
 
-    model = build_model(arch, config)
+    try:
+        model = build_model(arch, config)
+    except ImgsynthError as e:
+        raise type(e)(f"{config_where or where}: {e}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as e:
+        # a constructor refusing a value (wrong type, out of range) of a user-supplied config
+        raise ConfigError(
+            f"{config_where or where}: 'config' does not build architecture {arch!r} ({type(e).__name__}: {e})"
+        ) from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -80,10 +90,22 @@ def read_export_config(directory: Path) -> dict[str, Any]:
         raise WeightsError(f"{directory}: no config.json (was it written by `imgsynth train --export`?)")
     try:
         cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WeightsError(f"{cfg_path}: invalid JSON ({e})") from None
-    if cfg.get("format") != EXPORT_FORMAT or "arch" not in cfg:
+    except OSError as e:
+        raise WeightsError(f"{cfg_path}: cannot read ({e.strerror or e})") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != EXPORT_FORMAT or "arch" not in cfg:
         raise WeightsError(f"{cfg_path}: not an imgsynth export (format must be {EXPORT_FORMAT!r} with an 'arch')")
+    for key, kind, name in (("arch", str, "a string"), ("task", str, "a string"), ("config", dict, "an object"),
+                            ("io", dict, "an object")):
+        if key in cfg and cfg[key] is not None and not isinstance(cfg[key], kind):
+            raise WeightsError(f"{cfg_path}: key {key!r} must be {name}, not {type(cfg[key]).__name__}")
+    from imgsynth.models.registry import get_model
+
+    try:
+        get_model(cfg["arch"])
+    except Exception as e:
+        raise WeightsError(f"{cfg_path}: key 'arch': {e}") from None
     return cfg
 
 
@@ -105,7 +127,8 @@ def load_model(
         if cfg.get("task") not in (None, task):
             raise UsageError(f"{weights}: this is a {cfg['task']!r} model, not a {task!r} model")
         state = load_state_file(Path(weights) / "model.safetensors")
-        net = build_from_state(cfg["arch"], cfg.get("config", {}), state, str(weights))
+        net = build_from_state(cfg["arch"], cfg.get("config") or {}, state, str(weights),
+                               config_where=str(Path(weights) / "config.json"))
         loaded = Loaded(net, cfg["arch"], task, str(weights), cfg.get("config", {}), cfg.get("io", {}))
     else:
         cards = load_cards()
@@ -116,7 +139,8 @@ def load_model(
             return Loaded(card.arch, card.arch, task, card.id, dict(card.config), dict(card.io), card=card)
         path = resolve_weights(card, revision=revision, offline=offline)
         state = load_state_file(path)
-        net = build_from_state(card.arch, dict(card.config), state, f"model {card.id!r} ({path.name})")
+        net = build_from_state(card.arch, dict(card.config), state, f"model {card.id!r} ({path.name})",
+                               config_where=f"card {card.id!r} ([config] of weights/{card.id}.toml)")
         loaded = Loaded(net, card.arch, task, card.id, dict(card.config), dict(card.io),
                         revision or card.source.revision, card)
     net = loaded.model.eval()

@@ -74,6 +74,13 @@ class Failed:
     error: str
 
 
+def finished(names: Sequence[str], outputs: Sequence[str], started: float | None = None) -> Report:
+    """The report of a batch whose every output exists already (see ``OutputPlan.all_done``)."""
+    report = Report([ItemResult(n, "skipped", output=o) for n, o in zip(names, outputs)])
+    report.seconds = time.perf_counter() - started if started is not None else 0.0
+    return report
+
+
 def shard(items: Sequence[Any]) -> list[Any]:
     """This rank's share of ``items`` when launched by torchrun, else all of them."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -92,8 +99,14 @@ class _PrepareDataset:
         name = self.name_of(self.items[i])
         try:
             return name, self.prepare(self.items[i])
+        except UsageError:
+            raise
         except ImgsynthError as e:
             return name, Failed(name, str(e))
+        except OSError as e:  # anything the decoders let through: still this item's problem only
+            return name, Failed(name, f"{name}: cannot read ({e.strerror or e})")
+        except MemoryError:
+            return name, Failed(name, f"{name}: too large to decode in the memory available")
 
 
 def _identity(batch: list[Any]) -> list[Any]:
@@ -143,7 +156,14 @@ def run_batched(
     total = len(items)
     todo = []
     for item in items:
-        done = skip(item)
+        # stdin is never "already done": its content is new on every run
+        try:
+            done = None if getattr(item, "is_stdin", False) else skip(item)
+        except UsageError:
+            raise
+        except ImgsynthError as e:  # e.g. an output name the file system refuses
+            report.results.append(ItemResult(name_of(item), "failed", error=str(e)))
+            continue
         if done is not None:
             report.results.append(ItemResult(name_of(item), "skipped", output=done))
         else:
@@ -173,6 +193,8 @@ def run_batched(
                     raise
                 except ImgsynthError as e:
                     res = ItemResult(n, "failed", error=str(e))
+                except OSError as e:  # a write path that did not go through write_atomic
+                    res = ItemResult(n, "failed", error=f"{e.filename or n}: cannot write ({e.strerror or e})")
                 res.name, res.seconds = n, per
                 report.results.append(res)
         if progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -11,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from imgsynth.engine import io
-from imgsynth.engine.runner import ItemResult, Report, run_batched, shard
+from imgsynth.engine.runner import ItemResult, Report, finished, run_batched, shard
 from imgsynth.errors import InputError, OutputError, UsageError
 
 ProgressFn = Callable[[int, int, str], None]
@@ -65,14 +66,23 @@ def _image(arr: np.ndarray) -> np.ndarray:
 
 def run_sample(request: SampleRequest, progress: ProgressFn | None = None, stdout: Any = None) -> Report:
     """Generate one image per seed (or one grid) and write them."""
-    from imgsynth.pipelines.sample import class_onehot, make_grid, to_uint8
-
+    started = time.perf_counter()
     seeds = request.seeds
     mix = request.mix_seeds
     if mix is not None and len(mix) not in (1, len(seeds)):
         raise UsageError(f"--mix-seeds needs 1 or {len(seeds)} seeds (one per --seeds), got {len(mix)}")
     if request.grid and request.grid[0] * request.grid[1] < len(seeds):
         raise UsageError(f"{len(seeds)} seeds do not fit a {request.grid[0]}x{request.grid[1]} grid")
+    name = lambda s: f"seed{s:04d}"  # noqa: E731
+    if not request.grid:
+        # a rerun of a finished folder: skip before torch or a model is loaded
+        plan = io.plan_output(request.output, n_results=len(shard(seeds)), default="out",
+                              overwrite=request.overwrite, stdout=stdout)
+        done = plan.all_done([name(s) for s in shard(seeds)])
+        if done is not None:
+            return finished([name(s) for s in shard(seeds)], done, started)
+    from imgsynth.pipelines.sample import class_onehot, make_grid, to_uint8
+
     sampler, loaded = _sampler(request.choice)
     sampler.check_options(request.truncation_psi, mix is not None, request.noise_mode)
     class_onehot(1, sampler.c_dim, request.class_idx)  # refuse a bad --class before any work
@@ -104,7 +114,6 @@ def run_sample(request: SampleRequest, progress: ProgressFn | None = None, stdou
     seeds = shard(seeds)
     plan = io.plan_output(request.output, n_results=len(seeds), default="out", overwrite=request.overwrite,
                           stdout=stdout)
-    name = lambda s: f"seed{s:04d}"  # noqa: E731
 
     def skip(seed: int) -> str | None:
         path = plan.path_for(name(seed))

@@ -8,6 +8,7 @@ with a dataset palette (``--palette`` or the card's ``io.palette``). Instance ma
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from imgsynth.engine import io
-from imgsynth.engine.runner import ItemResult, Report, run_batched, shard
+from imgsynth.engine.runner import ItemResult, Report, finished, run_batched, shard
 from imgsynth.errors import InputError
 
 INSTANCE_SUFFIX = "_instance"
@@ -143,11 +144,18 @@ def _label_preview(label: np.ndarray, palette: str | None) -> np.ndarray:
 def run_translate(request: TranslateRequest, progress: Callable[[int, int, str], None] | None = None,
                   stdout: Any = None) -> Report:
     """Run a translation request end to end."""
+    started = time.perf_counter()
+    items = shard(io.expand_inputs(request.inputs, exclude_suffix=None))
+    if not any(i.is_stdin or i.error or i.stem.endswith(INSTANCE_SUFFIX) or "instanceIds" in i.stem for i in items):
+        early = io.plan_output(request.output, n_results=len(items), default="out", inputs=items,
+                               overwrite=request.overwrite, stdout=stdout)
+        done = early.all_done([i.stem for i in items])
+        if done is not None:  # a rerun of a finished folder: skip before torch or a model is loaded
+            return finished([i.path for i in items], done, started)
     from imgsynth.engine.device import select_device, select_dtype
     from imgsynth.engine.loading import load_model
     from imgsynth.pipelines.translate import Translator
 
-    items = shard(io.expand_inputs(request.inputs, exclude_suffix=None))
     device = select_device(request.device)
     dtype = select_dtype(request.precision, device)
     loaded = load_model("translate", model=request.model, weights=request.weights, revision=request.revision,

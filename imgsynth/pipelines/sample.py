@@ -9,7 +9,6 @@ outside the networks (as in StyleGAN3's ``gen_images.py``), and need a model wit
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -17,32 +16,9 @@ import numpy as np
 import torch
 
 from imgsynth.errors import UsageError
+from imgsynth.pipelines.seeds import parse_grid, parse_seeds  # noqa: F401  (torch-free, re-exported)
 
 NOISE_MODES = ("const", "random", "none")
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0,1,4-6"`` -> ``[0, 1, 4, 5, 6]``."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
-        if m:
-            a, b = int(m.group(1)), int(m.group(2))
-            if b < a:
-                raise UsageError(f"seed range {part!r} runs backwards")
-            seeds.extend(range(a, b + 1))
-        elif part.isdigit():
-            seeds.append(int(part))
-        else:
-            raise UsageError(f"bad seed {part!r}: use numbers and ranges like 0,1,4-6")
-    if not seeds:
-        raise UsageError("no seeds given")
-    if max(seeds) >= 2**32:
-        raise UsageError("seeds must be below 2**32")
-    return seeds
 
 
 def seed_latents(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
@@ -164,8 +140,3 @@ def make_grid(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndar
     return grid
 
 
-def parse_grid(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise UsageError(f"--grid {text!r}: use ROWSxCOLS, e.g. 4x4")
-    return int(m.group(1)), int(m.group(2))

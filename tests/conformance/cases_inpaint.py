@@ -1,49 +1,50 @@
-"""Conformance loaders for the partial-convolution family (NVIDIA PartialConv2d, PConv U-Net).
+"""Conformance builders for the partial-convolution family (NVIDIA PartialConv2d, PConv U-Net).
 
-The PartialConv2d options are the ones the official layers were built with (manifest
-``options``); they cannot be read off a state dict (stride, padding, dilation, mask mode).
+A ``PartialConv2d`` layer's options (stride, padding, dilation, mask mode) cannot be read off its
+weights: they come from the manifest's ``options`` (the official constructor's ``args``/``kwargs``).
+A U-Net is read off its shapes by ``convert.pconv.infer_config``.
 """
 
 from __future__ import annotations
-
-from typing import Any, Callable
 
 import torch
 
 from imgsynth.convert import pconv
 from imgsynth.models.registry import build_model
 
-_PCONV2D: dict[str, dict[str, Any]] = {
-    "partialconv2d_single": dict(
-        in_channels=4, out_channels=8, kernel_size=3, stride=1, padding=1, bias=True, multi_channel=False
-    ),
-    "partialconv2d_multi_s2": dict(
-        in_channels=4, out_channels=8, kernel_size=3, stride=2, padding=1, bias=True, multi_channel=True
-    ),
-    "partialconv2d_multi_nobias_dil2": dict(
-        in_channels=4, out_channels=6, kernel_size=5, stride=1, padding=4, dilation=2, bias=False,
-        multi_channel=True,
-    ),
-}
+
+def _partialconv2d(sd: dict, man: dict) -> torch.nn.Module:
+    opts = man.get("options", {})
+    args = list(opts.get("args", []))
+    kwargs = dict(opts.get("kwargs", {}))
+    if not args:  # no manifest: a plain layer read off its weight
+        w = sd["weight"]
+        args = [int(w.shape[1]), int(w.shape[0]), int(w.shape[-1])]
+        kwargs.setdefault("bias", "bias" in sd)
+    config = dict(zip(("in_channels", "out_channels", "kernel_size"), args), **kwargs)
+    layer = build_model("partial_conv2d", config)
+    layer.load_state_dict(sd, strict=True)
+    return layer
 
 
-def _partialconv2d(name: str) -> Callable[[dict], torch.nn.Module]:
-    def load(state_dict: dict) -> torch.nn.Module:
-        layer = build_model("partial_conv2d", _PCONV2D[name])
-        layer.load_state_dict(state_dict, strict=True)
-        return layer
-
-    return load
-
-
-def _pconv_unet(state_dict: dict) -> torch.nn.Module:
-    config = pconv.infer_config(state_dict)
+def _pconv_unet(sd: dict, man: dict) -> torch.nn.Module:
+    config = pconv.infer_config(sd)
     model = build_model("pconv_unet", config)
-    model.load_state_dict(pconv.from_naoto(state_dict, config), strict=True)
+    model.load_state_dict(pconv.from_naoto(sd, config) if config["renorm"] == "naoto" else pconv.from_mmagic(sd, config),
+                          strict=True)
     return model
 
 
-LOADERS: dict[str, Callable[[dict], torch.nn.Module]] = {
-    **{name: _partialconv2d(name) for name in _PCONV2D},
-    "pconv_unet_places2": _pconv_unet,
-}
+def _partialconv(sd: dict, man: dict) -> torch.nn.Module:
+    if "PartialConv2d" in man.get("class", "") or set(sd) <= {"weight", "bias"}:
+        return _partialconv2d(sd, man)
+    return _pconv_unet(sd, man)
+
+
+def DETECT(sd: dict) -> str | None:
+    if "enc_1.conv.input_conv.weight" in sd or any(k.endswith("encoder.enc1.conv.weight") for k in sd):
+        return "partialconv"
+    return None
+
+
+BUILDERS = {"partialconv": _partialconv}

@@ -12,6 +12,8 @@ from imgsynth.convert import get_converter, pconv
 from imgsynth.errors import WeightsError
 from imgsynth.models.registry import build_model
 
+from tolerance import assert_close
+
 TINY = {"layer_size": 4, "input_channels": 3, "widths": [4, 6, 8, 8]}
 MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "data"
 
@@ -46,7 +48,7 @@ def _same_outputs(a: torch.nn.Module, b: torch.nn.Module) -> None:
     mask = (torch.rand(1, 1, 32, 16, generator=g) > 0.3).float().expand(-1, 3, -1, -1)
     x = torch.randn(1, 3, 32, 16, generator=g) * mask
     with torch.no_grad():
-        torch.testing.assert_close(a(x, mask)[0], b(x, mask)[0], rtol=0, atol=0)
+        assert_close(a(x, mask)[0], b(x, mask)[0], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("wrapped", [True, False])

@@ -13,6 +13,8 @@ from imgsynth.convert import get_converter
 from imgsynth.errors import WeightsError
 from imgsynth.models import build_model
 
+from tolerance import assert_close
+
 MANIFESTS = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "data"
 CONFIG = {"z_dim": 12, "ngf": 4, "img_channels": 3, "img_resolution": 32, "output_activation": "tanh"}
 
@@ -49,7 +51,7 @@ def _check_same(model: torch.nn.Module, state: dict, config: dict) -> None:
     target.load_state_dict(state, strict=True)
     target.eval()
     z = torch.randn(3, config["z_dim"])
-    torch.testing.assert_close(target(z), model(z))
+    assert_close(target(z), model(z))
 
 
 def test_examples_roundtrip_and_legacy_batchnorm() -> None:
@@ -129,3 +131,14 @@ def test_released_full_key_layout(name: str) -> None:
     model.load_state_dict(state, strict=True, assign=True)
     assert config["img_resolution"] == 64
     assert config["z_dim"] == (100 if name == "dcgan_examples" else 120)
+
+
+def test_loss_mode_parameter_and_from_any() -> None:
+    """A bare GAN-zoo netG does not record lossCriterion: the loader takes it as a parameter."""
+    cfg = dict(CONFIG, output_activation="none")
+    src = _source(cfg)
+    bare = _to_ganzoo(src.state_dict())
+    assert conv.infer_config(bare)["output_activation"] == "tanh"
+    assert conv.infer_config(bare, loss_mode="WGANGP") == cfg
+    _check_same(src, conv.from_any(bare, cfg), cfg)
+    _check_same(src, conv.from_any(src.state_dict(), cfg), cfg)

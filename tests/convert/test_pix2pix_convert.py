@@ -25,6 +25,8 @@ from imgsynth.convert.pix2pix import (
 from imgsynth.errors import WeightsError
 from imgsynth.models import build_model
 
+from tolerance import NETWORK, assert_close
+
 DATA = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "data"
 
 
@@ -139,7 +141,7 @@ def test_unet_matches_official_layout_replica(num_downs: int, norm: str, size: i
             ref = official(x)
             torch.manual_seed(5)
             out = model(x)
-            torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5, msg=f"mode {mode}")
+            assert_close(out, ref, NETWORK, msg=f"mode {mode}")
 
 
 @pytest.mark.parametrize(
@@ -155,7 +157,7 @@ def test_resnet_matches_official_layout_replica(norm: str, dropout: bool, paddin
     x = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():
         official.eval(), model.eval()
-        torch.testing.assert_close(model(x), official(x), atol=1e-5, rtol=1e-5)
+        assert_close(model(x), official(x), NETWORK)  # a whole network, another op order
 
 
 def test_replicate_padding_is_a_config_override() -> None:
@@ -166,7 +168,7 @@ def test_replicate_padding_is_a_config_override() -> None:
     model.load_state_dict(from_junyanz_resnet(sd, cfg), strict=True)
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(model(x), official(x), atol=1e-5, rtol=1e-5)
+        assert_close(model(x), official(x), NETWORK)  # a whole network, another op order
 
 
 def test_legacy_instance_norm_buffers_are_dropped() -> None:
@@ -226,3 +228,14 @@ def test_released_key_layout_converts(name: str, arch: str, expected: dict) -> N
     assert {k: cfg[k] for k in expected} == expected
     out = from_junyanz(sd, cfg)
     assert len(out) == len(sd)
+
+
+def test_use_dropout_is_a_parameter() -> None:
+    """A U-Net's weights do not record --no_dropout (a parameter); a ResNet's do (a contradiction raises)."""
+    unet = _randomize(_OfficialUnet(3, 2, 5, 2, norm="batch"))
+    assert infer_config(unet)["use_dropout"] is True
+    assert infer_config(unet, use_dropout=False)["use_dropout"] is False
+    resnet = _randomize(_OfficialResnet(3, 3, 4, 2, norm="instance", dropout=False, padding_type="reflect"))
+    assert infer_config(resnet, use_dropout=False)["use_dropout"] is False
+    with pytest.raises(WeightsError, match="without Dropout"):
+        infer_config(resnet, use_dropout=True)

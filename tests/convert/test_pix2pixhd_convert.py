@@ -27,6 +27,8 @@ from imgsynth.convert.pix2pixhd import (
 from imgsynth.errors import WeightsError
 from imgsynth.models import build_model
 
+from tolerance import NETWORK, assert_close
+
 DATA = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "data"
 
 
@@ -131,7 +133,7 @@ def test_global_matches_official_layout_replica(n_down: int, n_blocks: int, norm
     x = _labels(6, (16, 24))
     with torch.no_grad():
         official.eval(), model.eval()
-        torch.testing.assert_close(model(x), official(x), atol=1e-5, rtol=1e-5)
+        assert_close(model(x), official(x), NETWORK)  # a whole network, another op order
 
 
 @pytest.mark.parametrize("n_local,n_blocks_local,norm", [(1, 2, "instance"), (2, 1, "instance"), (1, 1, "batch")])
@@ -145,7 +147,7 @@ def test_local_matches_official_layout_replica(n_local: int, n_blocks_local: int
     x = _labels(6, (32, 48))
     with torch.no_grad():
         official.eval(), model.eval()
-        torch.testing.assert_close(model(x), official(x), atol=1e-5, rtol=1e-5)
+        assert_close(model(x), official(x), NETWORK)  # a whole network, another op order
 
 
 def test_use_instance_hint_sets_the_label_split() -> None:

@@ -12,6 +12,8 @@ from imgsynth.convert import progan as conv
 from imgsynth.errors import WeightsError
 from imgsynth.models import build_model
 
+from tolerance import assert_close
+
 MANIFESTS = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "data"
 CONFIG = {
     "z_dim": 8,
@@ -37,7 +39,7 @@ def _check_same(model: torch.nn.Module, state: dict, config: dict) -> None:
     target.load_state_dict(state, strict=True)
     z = torch.randn(2, config["z_dim"])
     with torch.no_grad():
-        torch.testing.assert_close(target.eval()(z), model(z))
+        assert_close(target.eval()(z), model(z))
 
 
 def test_full_checkpoint_bare_and_avg() -> None:
@@ -94,3 +96,14 @@ def test_released_full_key_layout(name: str, res: int) -> None:
     model.load_state_dict(state, strict=True, assign=True)
     assert model.img_resolution == res and config["z_dim"] == 512
     assert config["channels"][:4] == [512] * 4 and config["channels"][-1] == (64 if res == 256 else 32)
+
+
+def test_options_as_parameters_for_a_bare_generator() -> None:
+    """What a full checkpoint's config records can be passed for a bare netG; a given value wins."""
+    cfg = dict(CONFIG, output_activation="tanh", negative_slope=0.1, use_pixel_norm=False)
+    src = _source(cfg)
+    got = conv.infer_config(src.state_dict(), loss_mode="DCGAN", pixel_norm=False, leaky_relu_leak=0.1)
+    assert got == cfg
+    assert conv.infer_config({"config": {"lossCriterion": "DCGAN"}, "netG": src.state_dict()},
+                             loss_mode="WGANGP")["output_activation"] == "none"
+    _check_same(src, conv.from_ganzoo(src.state_dict(), cfg), cfg)

@@ -12,6 +12,8 @@ from imgsynth.convert.spade import convert_keys, fold_spectral_norm, from_offici
 from imgsynth.errors import ConfigError, WeightsError
 from imgsynth.models import build_model
 
+from tolerance import assert_close
+
 TINY = dict(label_nc=5, contain_dontcare=True, use_instance=False, ngf=2, crop_size=64, nhidden=8)
 SN_CONV = ("conv_0", "conv_1", "conv_s")
 MANIFESTS = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "data"
@@ -50,7 +52,7 @@ def test_fold_matches_manual_sigma_and_torch_spectral_norm() -> None:
     g = torch.Generator().manual_seed(0)
     w, u, v = torch.randn(6, 4, 3, 3, generator=g), torch.randn(6, generator=g), torch.randn(36, generator=g)
     sigma = sum(u[i] * sum(w[i].flatten()[j] * v[j] for j in range(36)) for i in range(6))
-    torch.testing.assert_close(fold_spectral_norm(w, u, v), w / sigma, rtol=1e-5, atol=1e-6)
+    assert_close(fold_spectral_norm(w, u, v), w / sigma, rtol=1e-5, atol=1e-6)
     # the official mechanism: torch.nn.utils.spectral_norm in eval mode with stored u, v
     conv = torch.nn.utils.spectral_norm(torch.nn.Conv2d(4, 6, 3))
     conv.weight_orig.data.copy_(w)
@@ -63,7 +65,7 @@ def test_fold_matches_manual_sigma_and_torch_spectral_norm() -> None:
     folded = convert_keys(conv.state_dict())
     assert set(folded) == {"weight", "bias"}
     got = torch.nn.functional.conv2d(x, folded["weight"], folded["bias"])
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_gamma_beta_concatenated_gamma_first() -> None:
@@ -110,9 +112,9 @@ def test_folded_equals_spectral_norm_parametrization() -> None:
     with torch.no_grad():
         a, b = folded(x), param(x)
     assert a.std() > 0.01
-    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert_close(a, b, rtol=1e-4, atol=1e-5)
     w = sd["up_0.conv_s.weight_orig"]
-    torch.testing.assert_close(
+    assert_close(
         folded.up_0.conv_s.weight,
         w / (sd["up_0.conv_s.weight_u"] @ w.reshape(w.shape[0], -1) @ sd["up_0.conv_s.weight_v"]),
     )

@@ -9,6 +9,8 @@ from torch import nn
 from imgsynth.errors import ConfigError
 from imgsynth.layers.discriminators import MultiscaleDiscriminator, NLayerDiscriminator
 
+from tolerance import assert_close
+
 
 def _conv_out(size: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - 4) // stride + 1
@@ -38,7 +40,7 @@ def test_features_for_feature_matching() -> None:
     x = torch.randn(1, 3, 32, 32)
     feats = d(x, return_features=True)
     assert len(feats) == 3 + 2
-    torch.testing.assert_close(feats[-1], d(x))
+    assert_close(feats[-1], d(x))
     assert [f.shape[1] for f in feats] == [4, 8, 16, 32, 1]
 
 
@@ -78,7 +80,7 @@ def test_multiscale_pyramid_and_outputs() -> None:
         s = _conv_out(_conv_out(s, 1, 2), 1, 2)
         assert y.shape == (2, 1, s, s)
     pooled = torch.nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
-    torch.testing.assert_close(outs[1], d.scales[1](pooled))
+    assert_close(outs[1], d.scales[1](pooled))
     feats = d(x, return_features=True)
     assert len(feats) == 3 and all(len(f) == 2 + 2 for f in feats)
 

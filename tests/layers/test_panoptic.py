@@ -18,6 +18,8 @@ from imgsynth.layers.panoptic import (
     upsample_sources,
 )
 
+from tolerance import assert_close
+
 
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -108,7 +110,7 @@ def test_padding_never_equals_the_centre_id_even_when_ids_are_zero():
     plain_raw = F.conv2d(x, conv.weight, None, padding=1)
     y = conv(x, pan)
     # border windows are renormalised by sum(1)/sum(M) = 9/S; padding taps already read 0
-    torch.testing.assert_close(y, plain_raw * (9 / win.count) + conv.bias.view(1, -1, 1, 1))
+    assert_close(y, plain_raw * (9 / win.count) + conv.bias.view(1, -1, 1, 1))
 
 
 @pytest.mark.parametrize("k,stride,padding,dilation", [
@@ -120,12 +122,12 @@ def test_matches_the_literal_definition(k, stride, padding, dilation):
     pan = torch.randint(0, 3, (2, 9, 10), generator=g) * 1000 + 5  # arbitrary id values
     conv = PanopticAwareConv2d(3, 4, k, stride, padding, dilation)
     expected = literal_conv(x, conv.weight, conv.bias, pan, stride, padding, dilation)
-    torch.testing.assert_close(conv(x, pan).double(), expected, rtol=1e-5, atol=1e-5)
+    assert_close(conv(x, pan).double(), expected, rtol=1e-5, atol=1e-5)
     # integer labels stand for their one-hot map, same numbers
     labels = torch.randint(0, 3, (2, 9, 10), generator=g)
     onehot = F.one_hot(labels, 3).permute(0, 3, 1, 2).float()
     expected = literal_conv(onehot, conv.weight, conv.bias, pan, stride, padding, dilation)
-    torch.testing.assert_close(conv(labels, pan).double(), expected, rtol=1e-5, atol=1e-5)
+    assert_close(conv(labels, pan).double(), expected, rtol=1e-5, atol=1e-5)
 
 
 def unfold_reference(x, weight, bias, pan, padding):
@@ -149,11 +151,11 @@ def test_many_boundary_windows_in_chunks():
     conv = PanopticAwareConv2d(3, 4, 3, padding=1)
     assert conv.windows(pan).partial.sum() > 8192
     expected = unfold_reference(x, conv.weight, conv.bias, pan, 1)
-    torch.testing.assert_close(conv(x, pan).double(), expected, rtol=1e-5, atol=1e-5)
+    assert_close(conv(x, pan).double(), expected, rtol=1e-5, atol=1e-5)
     labels = torch.randint(0, 3, (2, 70, 80), generator=g)
     onehot = F.one_hot(labels, 3).permute(0, 3, 1, 2).float()
     expected = unfold_reference(onehot, conv.weight, conv.bias, pan, 1)
-    torch.testing.assert_close(conv(labels, pan).double(), expected, rtol=1e-5, atol=1e-5)
+    assert_close(conv(labels, pan).double(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_equals_plain_conv_where_the_window_has_one_id():
@@ -215,7 +217,7 @@ def test_gradients_to_weight_bias_and_input():
     (gx,) = torch.autograd.grad((y * gy).sum(), x)
     x2 = x.detach().clone().requires_grad_(True)
     (gx2,) = torch.autograd.grad((literal_conv(x2, conv.weight, conv.bias, pan, padding=1) * gy).sum(), x2)
-    torch.testing.assert_close(gx, gx2)
+    assert_close(gx, gx2)
     # an input pixel reaches no window centred on another segment
     conv0 = PanopticAwareConv2d(1, 1, 3, padding=1)
     x3 = torch.randn(1, 1, 5, 6, generator=g, requires_grad=True)
@@ -232,10 +234,10 @@ def test_precomputed_windows_dtypes_and_errors():
     assert torch.equal(conv(x, win), conv(x, pan))
     assert torch.equal(conv(x, pan.unsqueeze(1).int()), conv(x, pan))  # (N, 1, H, W), any int dtype
     # channels-last and bf16 give the same numbers (bf16 within its precision)
-    torch.testing.assert_close(conv(x.contiguous(memory_format=torch.channels_last), win), conv(x, win))
+    assert_close(conv(x.contiguous(memory_format=torch.channels_last), win), conv(x, win))
     y16 = conv.to(torch.bfloat16)(x.bfloat16(), win)
     assert y16.dtype == torch.bfloat16
-    torch.testing.assert_close(y16.float(), conv.float()(x, win), rtol=0.05, atol=0.05)
+    assert_close(y16.float(), conv.float()(x, win), rtol=0.05, atol=0.05)
     with pytest.raises(ValueError, match="integer"):
         conv(x, pan.float())
     with pytest.raises(ValueError, match="odd"):
@@ -331,14 +333,14 @@ def test_upsampling_copies_sources_and_fills_holes():
     assert torch.equal(y[0][:, ~filled[0]], hole[0][:, ~filled[0]])
     # the paper's formula F^u * M + (1 - M) * f(S^u) gives the same numbers
     nearest_filled = torch.where(corr.bool(), y, torch.zeros_like(y))
-    torch.testing.assert_close(y, nearest_filled + (1 - corr) * hole, rtol=0, atol=0)
+    assert_close(y, nearest_filled + (1 - corr) * hole, rtol=0, atol=0)
     # labels instead of the one-hot map: same result
-    torch.testing.assert_close(up(x, low, high, sem), y)
+    assert_close(up(x, low, high, sem), y)
     # the hole filling is a panoptic-aware conv on P^u: pixel (1, 1) is alone in its segment,
     # so only its own semantic vector counts, scaled by 9/1
     w = up.hole_filling.weight
     expected = w[:, :, 1, 1] @ sem_onehot[0, :, 1, 1] * 9 + up.hole_filling.bias
-    torch.testing.assert_close(y[0, :, 1, 1], expected)
+    assert_close(y[0, :, 1, 1], expected)
 
 
 def test_consistent_maps_give_nearest_upsampling():

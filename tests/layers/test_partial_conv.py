@@ -15,6 +15,8 @@ from imgsynth.layers.partial_conv import (
     window_sum,
 )
 
+from tolerance import assert_close
+
 
 def _layer(cin=1, cout=2, k=3, bias=True, multi=False, variant="nvidia", **kw) -> PartialConv2d:
     torch.manual_seed(0)
@@ -39,7 +41,7 @@ def test_all_valid_window_is_plain_conv(variant: str) -> None:
     if variant == "naoto":
         # naoto's rule averages over the valid taps: a full window is the plain conv / (Cin*k*k)
         plain = (plain - layer.bias.view(1, -1, 1, 1)) / 18 + layer.bias.view(1, -1, 1, 1)
-    torch.testing.assert_close(out, plain)
+    assert_close(out, plain)
     assert torch.equal(update, torch.ones_like(update))
 
 
@@ -63,7 +65,7 @@ def test_partial_window_is_scaled_by_the_ratio() -> None:
     out, update = layer(x, mask)
     w, b = layer.weight.view(-1), layer.bias
     expected = (w * (x * mask).view(-1)).sum() * 9 / 4 + b
-    torch.testing.assert_close(out.view(1), expected.view(1))
+    assert_close(out.view(1), expected.view(1))
     assert update.item() == 1.0
 
 
@@ -75,7 +77,7 @@ def test_partial_window_naoto_divides_by_the_valid_count() -> None:
     mask[0, 1, 2, 2] = 1  # 4 valid taps over both channels
     out, update = layer(x, mask)
     expected = (layer.weight * x * mask).sum() / 4 + layer.bias
-    torch.testing.assert_close(out.view(1), expected.view(1))
+    assert_close(out.view(1), expected.view(1))
     assert update.shape == (1, 1, 1, 1) and update.item() == 1.0
 
 
@@ -86,7 +88,7 @@ def test_multi_channel_counts_every_channel() -> None:
     mask[0, 0] = 0  # 9 of 18 taps valid
     out, update = layer(x, mask)
     raw = F.conv2d(x * mask, layer.weight)
-    torch.testing.assert_close(out, raw * 2 + layer.bias.view(1, -1, 1, 1))
+    assert_close(out, raw * 2 + layer.bias.view(1, -1, 1, 1))
     assert update.shape == (1, 3, 1, 1)
 
 
@@ -96,7 +98,7 @@ def test_one_channel_mask_on_multi_channel_layer_equals_repeated_mask() -> None:
     mask = (torch.rand(2, 1, 8, 9) > 0.5).float()
     a, ua = layer(x, mask)
     b, ub = layer(x, mask.expand(-1, 3, -1, -1))
-    torch.testing.assert_close(a, b)
+    assert_close(a, b)
     assert torch.equal(ua, ub)
 
 
@@ -107,8 +109,8 @@ def test_mask_none_is_partial_padding_and_caches_per_shape() -> None:
     assert update.shape == (1, 1, 5, 6) and bool((update == 1).all())
     raw = F.conv2d(x, layer.weight, None, padding=1)
     b = layer.bias.view(1, -1, 1, 1)
-    torch.testing.assert_close(out[..., 1:-1, 1:-1], (raw + b)[..., 1:-1, 1:-1])  # full windows
-    torch.testing.assert_close(out[..., 0, 0], (raw * 9 / 4 + b)[..., 0, 0])  # corner: 4 taps
+    assert_close(out[..., 1:-1, 1:-1], (raw + b)[..., 1:-1, 1:-1])  # full windows
+    assert_close(out[..., 0, 0], (raw * 9 / 4 + b)[..., 0, 0])  # corner: 4 taps
 
     # an explicit mask of the same shape replaces the cache; later mask=None calls reuse it
     # (x not multiplied) until the input shape changes
@@ -116,12 +118,12 @@ def test_mask_none_is_partial_padding_and_caches_per_shape() -> None:
     layer(x, mask)
     cached, cached_update = layer(x)
     ratio, upd = mask_ratio(window_sum(mask, 3, 1, 1), 9)
-    torch.testing.assert_close(cached, apply_ratio(raw, ratio, upd, layer.bias))
+    assert_close(cached, apply_ratio(raw, ratio, upd, layer.bias))
     assert torch.equal(cached_update, upd)
     fresh, _ = layer(torch.randn(1, 1, 5, 7))
     assert fresh.shape == (1, 2, 5, 7)
     again, _ = layer(x)
-    torch.testing.assert_close(again, out)
+    assert_close(again, out)
 
 
 def test_mask_none_multi_channel_update_shape() -> None:
@@ -175,7 +177,7 @@ def test_renormalize_with_a_mask_per_window() -> None:
         i, j = divmod(p, 6)
         taps = (cols[0, :, :, p] * m[0, :, :, p])
         ref = (weight.view(cout, cin, -1) * taps).sum((1, 2)) * (cin * k * k) / s[0, 0, i, j] + bias
-        torch.testing.assert_close(out[0, :, i, j], ref)
+        assert_close(out[0, :, i, j], ref)
     assert bool((update == 1).all())  # the centre always matches itself
 
 
@@ -191,4 +193,4 @@ def test_bfloat16_follows_the_parameters() -> None:
     ref, _ = layer(x, mask)
     out, update = layer.to(torch.bfloat16)(x.bfloat16(), mask.bfloat16())
     assert out.dtype == torch.bfloat16 and update.dtype == torch.bfloat16
-    torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.05)
+    assert_close(out.float(), ref, atol=0.1, rtol=0.05)

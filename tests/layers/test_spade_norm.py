@@ -16,6 +16,8 @@ from imgsynth.layers.spade_norm import (
     shared_hidden,
 )
 
+from tolerance import assert_close
+
 
 def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
@@ -67,7 +69,7 @@ def test_spade_layer_matches_formula(norm: str, training: bool) -> None:
     want = _reference_spade(layer, x, seg, training)
     got = layer(x, seg)
     assert got.shape == x.shape
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_spade_state_dict_layout() -> None:
@@ -101,7 +103,7 @@ def test_resblock_matches_unfused_reference(fin: int, fout: int) -> None:
         got = block(x, seg)
         want = _reference_block(block, x, seg)
     assert got.shape == (2, fout, 6, 10)  # no resampling inside the block
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert block.learned_shortcut == (fin != fout)
     assert hasattr(block, "conv_s") == (fin != fout)
     if fin != fout:
@@ -136,7 +138,7 @@ def test_conv_factory_is_used_and_disables_fusion() -> None:
     with torch.no_grad():
         got = block(x, seg)
     assert _TaggedConv.calls == 6  # 3 shared + 3 gamma/beta convs, each called separately
-    torch.testing.assert_close(got, plain(x, seg), rtol=1e-5, atol=1e-5)
+    assert_close(got, plain(x, seg), rtol=1e-5, atol=1e-5)
 
 
 def test_shared_hidden_fuses_to_identical_features() -> None:
@@ -144,7 +146,7 @@ def test_shared_hidden_fuses_to_identical_features() -> None:
     seg = torch.rand(2, 3, 7, 7)
     fused = shared_hidden(norms, seg)
     for n, h in zip(norms, fused):
-        torch.testing.assert_close(h, n.hidden(seg), rtol=1e-6, atol=1e-6)
+        assert_close(h, n.hidden(seg), rtol=1e-6, atol=1e-6)
 
 
 def test_spectral_norm_flag_uses_stored_u_v_in_eval() -> None:
@@ -156,7 +158,7 @@ def test_spectral_norm_flag_uses_stored_u_v_in_eval() -> None:
     w, u, v = p.original, p[0]._u, p[0]._v
     sigma = torch.dot(u, w.reshape(w.shape[0], -1) @ v)
     with torch.no_grad():
-        torch.testing.assert_close(block.conv_0.weight, w / sigma)
+        assert_close(block.conv_0.weight, w / sigma)
         before = u.clone()
         block(torch.randn(1, 6, 4, 4), torch.rand(1, 3, 4, 4))
     assert torch.equal(p[0]._u, before)  # no power iteration in eval
@@ -188,13 +190,13 @@ def test_onehot_conv2d_equals_dense_conv(k: int) -> None:
     g = torch.Generator().manual_seed(1)
     w, b = torch.randn(5, 7, k, k, generator=g), torch.randn(5, generator=g)
     got = onehot_conv2d(idx, w, b, k // 2)
-    torch.testing.assert_close(got, F.conv2d(seg, w, b, padding=k // 2), rtol=1e-5, atol=1e-5)
+    assert_close(got, F.conv2d(seg, w, b, padding=k // 2), rtol=1e-5, atol=1e-5)
     assert onehot_conv2d(idx, w, None, 0).shape == (2, 5, 6 - k + 1, 9 - k + 1)
     extra = torch.randn(2, 2, 6, 9, generator=g)  # e.g. an edge map: any values
     w2 = torch.randn(5, 9, k, k, generator=g)
     got = onehot_conv2d(idx, w2, b, k // 2, extra)
     want = F.conv2d(torch.cat([seg, extra], dim=1), w2, b, padding=k // 2)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_onehot_index_accepts_only_exact_one_hot() -> None:
@@ -217,4 +219,4 @@ def test_resblock_onehot_hint_changes_nothing(soft: bool) -> None:
     seg = torch.cat([seg * 0.9 if soft else seg, edges], dim=1)
     x = torch.randn(2, 6, 5, 5)
     with torch.no_grad():
-        torch.testing.assert_close(hinted(x, seg), plain(x, seg), rtol=1e-5, atol=1e-5)
+        assert_close(hinted(x, seg), plain(x, seg), rtol=1e-5, atol=1e-5)

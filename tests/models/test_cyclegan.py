@@ -17,6 +17,8 @@ from imgsynth.models.cyclegan import (
     fast_conv_transpose2d,
 )
 
+from tolerance import assert_close
+
 TINY = get_model("cyclegan_resnet").tiny
 
 
@@ -90,8 +92,8 @@ def test_gemm_convolutions_match_torch(bias: bool, cin: int, cout: int, k: int, 
     conv = nn.Conv2d(cin, cout, k, s, p, bias=bias)
     convt = nn.ConvTranspose2d(cin, cout, k, s, p, output_padding=op, bias=bias)
     x = torch.randn(2, cin, size, size + 1)
-    torch.testing.assert_close(conv2d_gemm(x, conv), conv(x), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(conv_transpose2d_gemm(x, convt), convt(x), atol=1e-5, rtol=1e-5)
+    assert_close(conv2d_gemm(x, conv), conv(x), atol=1e-5, rtol=1e-5)
+    assert_close(conv_transpose2d_gemm(x, convt), convt(x), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -111,7 +113,7 @@ def test_fast_dispatch_matches_module_and_returns_contiguous(conv: nn.Module, si
     fast = fast_conv_transpose2d if isinstance(conv, nn.ConvTranspose2d) else fast_conv2d
     with torch.no_grad():
         y = fast(x, conv)
-        torch.testing.assert_close(y, conv(x), atol=1e-5, rtol=1e-5)
+        assert_close(y, conv(x), atol=1e-5, rtol=1e-5)
     assert y.is_contiguous()
     x.requires_grad_(True)
     fast(x, conv).square().sum().backward()

@@ -8,6 +8,8 @@ import torch
 from imgsynth.models import build_model
 from imgsynth.models.dcgan import DCGANDiscriminator, DCGANGenerator, split_resolution
 
+from tolerance import assert_close
+
 # pytorch/examples dcgan/main.py netG keys (conformance manifest dcgan_examples).
 EXAMPLES_KEYS = {
     "main.0.weight": (100, 512, 4, 4),
@@ -47,7 +49,7 @@ def test_fast_path_equals_plain_sequential(res: int, train: bool) -> None:
     G.train(train)
     z = torch.randn(3, 10)
     with torch.no_grad():
-        torch.testing.assert_close(G(z), G.main(z.view(3, 10, 1, 1)), rtol=1e-5, atol=1e-5)
+        assert_close(G(z), G.main(z.view(3, 10, 1, 1)), rtol=1e-5, atol=1e-5)
 
 
 def test_inference_cache_follows_weight_updates() -> None:
@@ -57,7 +59,7 @@ def test_inference_cache_follows_weight_updates() -> None:
         G(z)
         assert "_gemm_cache" in G.main[3].__dict__
         G.main[3].weight.mul_(-1.5)  # in-place update under no_grad bumps the version counter
-        torch.testing.assert_close(G(z), G.main(z.view(2, 10, 1, 1)), rtol=1e-5, atol=1e-5)
+        assert_close(G(z), G.main(z.view(2, 10, 1, 1)), rtol=1e-5, atol=1e-5)
     G.train()
     assert "_gemm_cache" not in G.main[3].__dict__
 
@@ -80,8 +82,8 @@ def test_latent_shapes_and_batchnorm_modes() -> None:
     with torch.no_grad():
         flat, spatial = G(z), G(z.view(4, 8, 1, 1))
         alone = G(z[:1])
-    torch.testing.assert_close(flat, spatial)
-    torch.testing.assert_close(alone, flat[:1], rtol=1e-5, atol=1e-5)  # eval: per-sample
+    assert_close(flat, spatial)
+    assert_close(alone, flat[:1], rtol=1e-5, atol=1e-5)  # eval: per-sample
     G.train()
     with torch.no_grad():
         batch_stats = G(z)

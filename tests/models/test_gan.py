@@ -7,6 +7,8 @@ import torch
 from imgsynth.models import build_model, get_model
 from imgsynth.models.gan import GANDiscriminator
 
+from tolerance import assert_close
+
 
 def test_generator_shapes_range_and_interface() -> None:
     G = build_model("gan", {"z_dim": 8, "hidden_sizes": [16, 32], "img_channels": 3, "img_resolution": 5})
@@ -18,7 +20,7 @@ def test_generator_shapes_range_and_interface() -> None:
     assert img.abs().max() <= 1.0
     linears = [m for m in G.modules() if isinstance(m, torch.nn.Linear)]
     assert [m.out_features for m in linears] == [16, 32, 75]
-    torch.testing.assert_close(G(z.view(4, 8, 1, 1)), img)
+    assert_close(G(z.view(4, 8, 1, 1)), img)
 
 
 def test_discriminator_logits_dropout_and_training_step() -> None:
@@ -32,7 +34,7 @@ def test_discriminator_logits_dropout_and_training_step() -> None:
     assert all(p.grad is not None for p in G.parameters())
     D.eval()
     x = torch.randn(2, 1, 6, 6)
-    torch.testing.assert_close(D(x), D(x))  # dropout off in eval mode
+    assert_close(D(x), D(x))  # dropout off in eval mode
     D.train()
     torch.manual_seed(0)
     a = D(x)

@@ -13,6 +13,8 @@ from imgsynth.models import build_model, get_model
 from imgsynth.models.panoptic import PanopticGenerator, PanopticResnetBlock
 from imgsynth.models.spade import SPADEGenerator
 
+from tolerance import assert_close
+
 TINY = dict(label_nc=4, contain_dontcare=True, ngf=2, crop_size=32, aspect_ratio=1.0,
             num_upsampling_layers="normal", nhidden=8)
 
@@ -93,7 +95,7 @@ def test_eval_batch_independence():
     x, pan = m.dummy_inputs(2, _gen())
     m.double()
     with torch.no_grad():
-        torch.testing.assert_close(m(x[1:].double(), pan[1:]), m(x.double(), pan)[1:], rtol=1e-9, atol=1e-9)
+        assert_close(m(x[1:].double(), pan[1:]), m(x.double(), pan)[1:], rtol=1e-9, atol=1e-9)
 
 
 def test_only_equality_of_ids_matters_and_instances_change_the_output():
@@ -138,7 +140,7 @@ def test_block_label_and_dense_semantics_agree():
     labels = torch.randint(0, 5, (2, 8, 8), generator=g)
     win = panoptic_windows(torch.randint(0, 3, (2, 8, 8), generator=g), 3, 1, 1)
     with torch.no_grad():
-        torch.testing.assert_close(blk(x, labels, win), blk(x, one_hot(labels, 5), win))
+        assert_close(blk(x, labels, win), blk(x, one_hot(labels, 5), win))
 
 
 def test_block_uses_the_panoptic_convs_of_its_norms():
@@ -157,7 +159,7 @@ def test_block_uses_the_panoptic_convs_of_its_norms():
     with torch.no_grad():
         x_s = blk.conv_s(norm(blk.norm_s, x))
         dx = blk.conv_1(F.leaky_relu(norm(blk.norm_1, blk.conv_0(F.leaky_relu(norm(blk.norm_0, x), 0.2))), 0.2))
-        torch.testing.assert_close(blk(x, seg, win), x_s + dx)
+        assert_close(blk(x, seg, win), x_s + dx)
 
 
 def test_panoptic_fc_and_other_kernel_sizes():
@@ -174,7 +176,7 @@ def test_inputs_are_checked():
     m = PanopticGenerator(**TINY).eval()
     x, pan = m.dummy_inputs(1, _gen())
     with torch.no_grad():
-        torch.testing.assert_close(m(x, pan.unsqueeze(1).int()), m(x, pan))
+        assert_close(m(x, pan.unsqueeze(1).int()), m(x, pan))
         with pytest.raises(ValueError, match="integer"):
             m(x, pan.float())
         with pytest.raises(ValueError, match="like the semantic map"):
@@ -216,7 +218,7 @@ def test_area_latent_downsampling_and_its_limits():
         model.train()(x, label * 10 + 1)
     for h in hooks:
         h.remove()
-    torch.testing.assert_close(fc_in[0].float().contiguous(), x.mean((2, 3), keepdim=True))
+    assert_close(fc_in[0].float().contiguous(), x.mean((2, 3), keepdim=True))
     assert float(norm_in[0].var(0).min()) > 0  # the corner sample would give every map the same input
     with pytest.raises(ValueError, match="panoptic_fc"):
         build_model("panoptic", {**cfg, "latent_downsample": "area", "panoptic_fc": True})

@@ -10,6 +10,8 @@ from imgsynth.errors import ConfigError
 from imgsynth.models import build_model, get_model
 from imgsynth.models.pix2pix import UnetGenerator
 
+from tolerance import assert_close
+
 TINY = get_model("pix2pix_unet").tiny
 
 
@@ -62,7 +64,7 @@ def test_eval_mode_is_deterministic_train_mode_is_seeded() -> None:
     with torch.no_grad():
         m.eval()
         a, b = m(x), m(x)
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert_close(a, b, rtol=0, atol=0)
         m.train()
         torch.manual_seed(7)
         c = m(x)
@@ -70,7 +72,7 @@ def test_eval_mode_is_deterministic_train_mode_is_seeded() -> None:
         d = m(x)
         torch.manual_seed(8)
         e = m(x)
-    torch.testing.assert_close(c, d, rtol=0, atol=0)
+    assert_close(c, d, rtol=0, atol=0)
     assert (c - e).abs().max() > 1e-4  # different dropout masks
     assert (a - c).abs().max() > 1e-4  # batch statistics + dropout differ from eval
 
@@ -128,7 +130,7 @@ def test_cpu_fast_paths_match_plain_modules() -> None:
             h = stage.conv(nn.functional.relu(h))
             h = stage.norm(h) if stage.norm is not None else torch.tanh(h)
             h = torch.cat([skips[j - 1], h], 1) if j else h
-    torch.testing.assert_close(fast, h, atol=1e-5, rtol=1e-5)
+    assert_close(fast, h, atol=1e-5, rtol=1e-5)
 
 
 def test_gradients_reach_every_parameter() -> None:

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from imgsynth.models import build_model
 from imgsynth.models.progan import ProGANDiscriminator, ProGANGenerator
 
+from tolerance import assert_close
+
 
 def _randomize(model: torch.nn.Module, seed: int = 0) -> None:
     g = torch.Generator().manual_seed(seed)
@@ -63,9 +65,9 @@ def test_matches_ganzoo_semantics(alpha: float) -> None:
     with torch.no_grad():
         out = G(z, alpha=alpha)
     assert out.shape == (3, 3, 32, 32)
-    torch.testing.assert_close(out, _reference(G, z, alpha), rtol=1e-4, atol=1e-4)
+    assert_close(out, _reference(G, z, alpha), rtol=1e-4, atol=1e-4)
     with torch.enable_grad():  # uncached weight path gives the same numbers
-        torch.testing.assert_close(G(z, alpha=alpha).detach(), out, rtol=1e-5, atol=1e-5)
+        assert_close(G(z, alpha=alpha).detach(), out, rtol=1e-5, atol=1e-5)
 
 
 def test_interface_and_key_layout() -> None:
@@ -93,9 +95,9 @@ def test_grow_4_to_32_and_fade_in() -> None:
         with torch.no_grad():
             # New weights start at N(0, 1) and zero bias: fully faded out, the grown net shows the
             # previous output upsampled; alpha=0 is the plain grown net.
-            torch.testing.assert_close(G(z, alpha=1.0), F.interpolate(before, scale_factor=2.0))
+            assert_close(G(z, alpha=1.0), F.interpolate(before, scale_factor=2.0))
             plain = G(z)
-            torch.testing.assert_close(G(z, alpha=0.0), plain)
+            assert_close(G(z, alpha=0.0), plain)
         assert plain.shape == (2, 3, res, res)
     assert G.channels == [8, 8, 6, 4]
     # The recorded channels rebuild the grown net with the same keys and shapes.
@@ -118,7 +120,7 @@ def test_discriminator_shapes_grow_and_fade_in() -> None:
         D.grow(depth)
         assert D.img_resolution == res
         with torch.no_grad():
-            torch.testing.assert_close(D(img, alpha=1.0), pooled, rtol=1e-5, atol=1e-5)
+            assert_close(D(img, alpha=1.0), pooled, rtol=1e-5, atol=1e-5)
             assert D(img).shape == (4, 1)
     assert "fromRGBLayers.3.module.weight" in D.state_dict()
     assert D.groupScaleZero[0].module.weight.shape[1] == 8 + 1  # minibatch-stddev channel

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from imgsynth.models.registry import build_model, get_model
 
+from tolerance import assert_close
+
 TINY = {"z_dim": 8, "w_dim": 8, "img_resolution": 16, "mapping_layers": 2, "mapping_features": 8,
         "fmap_base": 32, "fmap_max": 8}
 
@@ -53,9 +55,9 @@ def test_layer_matches_paper_formula(block, up):
     w = torch.randn(2, 8)
     with torch.no_grad():
         ref = _reference_layer(layer, x, w, up, layer.noise_const[None, None])
-        torch.testing.assert_close(layer(x, w, "const"), ref, atol=1e-4, rtol=1e-4)
+        assert_close(layer(x, w, "const"), ref, atol=1e-4, rtol=1e-4)
         ref_none = _reference_layer(layer, x, w, up, None)
-        torch.testing.assert_close(layer(x, w, "none"), ref_none, atol=1e-4, rtol=1e-4)
+        assert_close(layer(x, w, "none"), ref_none, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(ref, ref_none)
 
 
@@ -70,10 +72,10 @@ def test_mapping_formula_and_truncation():
                          + fc.bias * 0.01, 0.2)
     with torch.no_grad():
         ws = g.mapping(z, c)
-        torch.testing.assert_close(ws, x.unsqueeze(1).expand(2, g.num_ws, 8), atol=1e-5, rtol=1e-5)
+        assert_close(ws, x.unsqueeze(1).expand(2, g.num_ws, 8), atol=1e-5, rtol=1e-5)
         trunc = g.mapping(z, c, truncation_psi=0.7, truncation_cutoff=4)
-    torch.testing.assert_close(trunc[:, :4], g.mapping.w_avg + 0.7 * (ws[:, :4] - g.mapping.w_avg))
-    torch.testing.assert_close(trunc[:, 4:], ws[:, 4:])
+    assert_close(trunc[:, :4], g.mapping.w_avg + 0.7 * (ws[:, :4] - g.mapping.w_avg))
+    assert_close(trunc[:, 4:], ws[:, 4:])
 
 
 def test_adain_removes_input_scale():
@@ -84,7 +86,7 @@ def test_adain_removes_input_scale():
     with torch.no_grad():
         layer.bias.zero_()
         x, w = torch.randn(1, 8, 8, 8), torch.randn(1, 8)
-        torch.testing.assert_close(layer(x, w, "none"), layer(3.7 * x, w, "none"), atol=1e-4, rtol=1e-4)
+        assert_close(layer(x, w, "none"), layer(3.7 * x, w, "none"), atol=1e-4, rtol=1e-4)
 
 
 def test_generator_shapes_mixing_noise_and_batch():
@@ -105,11 +107,11 @@ def test_generator_shapes_mixing_noise_and_batch():
         torch.manual_seed(0)
         r2 = g(z, noise_mode="random")
     assert img.shape == (3, 3, 16, 16) and img.is_contiguous()
-    torch.testing.assert_close(img, single, atol=1e-5, rtol=1e-5)
+    assert_close(img, single, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(img_mixed, img[0:1]) and not torch.allclose(img_mixed, img[1:2])
     assert torch.equal(const0, g.synthesis.b4.const)  # in-place epilogue leaves the constant alone
     assert not torch.allclose(none, img)
-    torch.testing.assert_close(r1, r2)
+    assert_close(r1, r2)
     with pytest.raises(ValueError, match="noise_mode"):
         g(z, noise_mode="loud")
 

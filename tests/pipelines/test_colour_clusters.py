@@ -13,6 +13,8 @@ from imgsynth.pipelines.translate import (
     colour_clusters,
 )
 
+from tolerance import assert_close
+
 
 def photo(h=40, w=56, seed=0) -> np.ndarray:
     """A smooth gradient with noise: many distinct colours, no natural clusters."""
@@ -71,7 +73,7 @@ def test_translator_clusters_kind_feeds_the_poster_with_the_cards_k():
     assert tr.kind == "clusters"
     x = tr.encode_image(TranslateInput("p", image=img))
     ref = torch.from_numpy(colour_clusters(img, 3)).permute(2, 0, 1)[None].float() / 127.5 - 1
-    torch.testing.assert_close(x, ref, rtol=0, atol=0)
+    assert_close(x, ref, rtol=0, atol=0)
     out, how = tr.translate_one(TranslateInput("p", image=img))
     assert out.shape == img.shape and how == "none"
     # without io.clusters the default k applies

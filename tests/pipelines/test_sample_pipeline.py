@@ -11,6 +11,8 @@ from imgsynth.models.registry import build_model, get_model
 from imgsynth.pipelines.interpolate import lerp, slerp, walk
 from imgsynth.pipelines.sample import Sampler, make_grid, parse_grid, parse_seeds, seed_latents
 
+from tolerance import assert_close
+
 
 def test_parse_seeds_and_grid():
     assert parse_seeds("0,1,4-6") == [0, 1, 4, 5, 6]
@@ -37,7 +39,7 @@ def test_same_seed_same_image_whatever_the_batch(arch):
     s = Sampler(_tiny(arch))
     together = s.from_seeds([3, 4, 5])
     alone = torch.cat([s.from_seeds([k]) for k in (3, 4, 5)])
-    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+    assert_close(together, alone, atol=1e-5, rtol=0)
     assert together.min() >= -1 and together.max() <= 1
 
 
@@ -52,7 +54,7 @@ def test_stylegan2_truncation_and_mixing():
     c = s.c_dim
     base = s.from_seeds([1], class_idx=0 if c else None)
     trunc0 = s.from_seeds([1, 2], truncation_psi=0.0, class_idx=0 if c else None)
-    torch.testing.assert_close(trunc0[0], trunc0[1])  # psi 0 -> every seed maps to w_avg
+    assert_close(trunc0[0], trunc0[1])  # psi 0 -> every seed maps to w_avg
     mixed = s.from_seeds([1], mix_seeds=[2], mix_layers=[s.model.num_ws - 1], class_idx=0 if c else None)
     assert not torch.equal(base, mixed)
     with pytest.raises(UsageError, match="out of range"):
@@ -64,12 +66,12 @@ def test_lerp_slerp_endpoints_and_norm():
     t = torch.tensor([0.0, 0.5, 1.0])
     for fn in (lerp, slerp):
         out = fn(a, b, t)
-        torch.testing.assert_close(out[0], a)
-        torch.testing.assert_close(out[2], b, atol=1e-5, rtol=1e-5)
+        assert_close(out[0], a)
+        assert_close(out[2], b, atol=1e-5, rtol=1e-5)
     u, v = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
     mid = slerp(u, v, torch.tensor([0.5]))[0]
-    torch.testing.assert_close(mid.norm(), torch.tensor(1.0))  # stays on the circle
-    torch.testing.assert_close(slerp(u, u, torch.tensor([0.3]))[0], u)  # parallel: no NaN
+    assert_close(mid.norm(), torch.tensor(1.0))  # stays on the circle
+    assert_close(slerp(u, u, torch.tensor([0.3]))[0], u)  # parallel: no NaN
 
 
 def test_walk_frame_counts():
