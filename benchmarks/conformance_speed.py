@@ -126,8 +126,7 @@ def measure(forward: Callable[[], Any], *, rounds: int = 3, conv_calls: int = 3,
         return {k: statistics.median(_timed(op) for _ in range(conv_calls)) for k, op in convs.items()}
 
     with torch.inference_mode():
-        flop = count_flops(forward)
-        forward()  # warm-up: oneDNN primitives, weight caches
+        flop = count_flops(forward)  # also the warm-up: oneDNN primitives, weight caches
         for op in convs.values():
             op()
         conv_steps, model_s = [conv_step()], []
@@ -187,7 +186,7 @@ def build_and_inputs(name: str):
     from imgsynth.models.registry import build_model
 
     man = json.loads((DATA / f"{name}.manifest.json").read_text())
-    shapes = man["full"].get("input_shapes")
+    shapes = (man.get("full") or {}).get("input_shapes")
     if not shapes:
         raise KeyError(f"{name}: the manifest records no batch-1 input shapes")
     known = ("spade_", "pix2pixhd_", "pix2pix_", "cyclegan_", "dcgan_", "pgan_", "stylegan2ada_", "pconv_unet")
@@ -252,7 +251,8 @@ def run_models(names: Sequence[str], rounds: int, log: Callable[[str], None] = l
     rows = []
     for name in names:
         man = json.loads((DATA / f"{name}.manifest.json").read_text())
-        official = (man["full"].get("measure_omp_passive") or man["full"].get("measure") or {}).get("median_s")
+        full = man.get("full") or {}
+        official = (full.get("measure_omp_passive") or full.get("measure") or {}).get("median_s")
         proc = subprocess.run([sys.executable, "-c", CHILD, name, str(rounds), str(ROOT)], capture_output=True,
                               text=True, env=env)
         row: dict[str, Any] = {"model": name, "family": man.get("family")}

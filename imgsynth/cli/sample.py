@@ -10,7 +10,7 @@ import typer
 from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
 from imgsynth.cli.options import (
     BatchSizeOpt, DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt,
-    PrecisionOpt, QuietOpt, RevisionOpt, WeightsOpt,
+    PrecisionOpt, QuietOpt, RevisionOpt, RuntimeOpt, WeightsOpt,
 )
 
 STYLE_PANEL = "Latents and styles"
@@ -49,10 +49,10 @@ NoiseOpt = Annotated[str, typer.Option("--noise-mode", help="StyleGAN noise: con
                                        rich_help_panel=STYLE_PANEL)]
 
 
-def _choice(model, weights, revision, offline, device, precision):
+def _choice(model, weights, revision, offline, device, precision, runtime="torch"):
     from imgsynth.engine.sample import ModelChoice
 
-    return ModelChoice(model, weights, revision, offline, device, precision)
+    return ModelChoice(model, weights, revision, offline, device, precision, runtime)
 
 
 def _layers(text: Optional[str]) -> Optional[list[int]]:
@@ -84,6 +84,7 @@ def sample(
     offline: OfflineOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    runtime: RuntimeOpt = "torch",
     batch_size: BatchSizeOpt = 8,
     overwrite: OverwriteOpt = False,
     json: JsonOpt = False,
@@ -100,7 +101,8 @@ def sample(
         raise typer.BadParameter("give --seeds or --num, not both")
     seed_list = parse_seeds(seeds) if seeds is not None else list(range(num if num is not None else 1))
     request = SampleRequest(
-        seeds=seed_list, choice=_choice(model, weights, revision, offline, device, precision), output=output,
+        seeds=seed_list, choice=_choice(model, weights, revision, offline, device, precision, runtime),
+        output=output,
         batch_size=batch_size, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx,
         noise_mode=noise_mode, mix_seeds=parse_seeds(mix_seeds) if mix_seeds else None,
         mix_layers=_layers(mix_layers), grid=parse_grid(grid) if grid else None, overwrite=overwrite,
