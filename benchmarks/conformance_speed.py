@@ -1,15 +1,24 @@
 #!/usr/bin/env python
-"""CPU forward time of every released config vs the official implementation, fp32 and bf16.
+"""fp32 speed of every released config as a fraction of this machine's conv peak, measured in the same run.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/conformance_speed.py [--models spade_ade20k,...] [--repeat 3]
+    python benchmarks/conformance_speed.py [--models spade_ade20k,...] [--rounds 3] [--out results.json]
 
 For each model with a ``full`` section in ``../shared/conformance/data/<model>.manifest.json``, the
 released config is read off the official key/shape list by our converters' ``infer_config`` (the
-path a user's real checkpoint takes), the network is built, and one batch-1 forward on inputs of the
-recorded shapes is timed (median of ``--repeat`` after a warm-up, 2 threads, inference mode) in
-fp32 and in bf16. The official time is the manifest's ``full.measure_omp_passive`` (same machine
-kind, same thread count, passive OpenMP waiting); speed-up = official / ours. Each model runs in a
-fresh process so one model's memory and thread pools do not affect the next.
+path a user's real checkpoint takes), the network is built with random weights, and batch-1
+forwards on inputs of the recorded shapes are timed in fp32 (inference mode, torch's threads).
+
+Nothing is divided by a time from another run. In the same process, interleaved with the model's
+forwards (conv, model, conv, model, ...), the script times the reference operation of the machine:
+a 3x3 convolution 256 -> 256 channels on a 64x64 map, batch 1, in NCHW and in channels-last. Its
+faster layout gives the *peak* (GFLOP/s); the model's executed GFLOP are counted by
+``torch.utils.flop_counter`` on imgsynth's own forward; the reported fraction is the median over
+rounds of (model GFLOP/s) / (the peak measured next to it in that round). A machine line (CPU model,
+AVX2 / AVX-512 / AVX512-BF16 / AMX, torch build, threads, load average before and after) goes with
+every table. The official CPU times stored in the manifests were measured on another machine (with
+AVX-512 and AVX512-BF16); they are printed only under that label and never divided by.
+
+Each model runs in a fresh process so one model's memory and thread pools do not affect the next.
 """
 
 from __future__ import annotations
@@ -17,34 +26,135 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "conformance" / "data"
+OFFICIAL_LABEL = "official s (manifest, AVX-512 machine)"
+if str(ROOT) not in sys.path:  # run as a script: this checkout's imgsynth, not an installed one
+    sys.path.insert(0, str(ROOT))
 
-CHILD = r"""
-import json, sys, time
-import torch
-sys.path.insert(0, sys.argv[3])
-torch.set_num_threads(2)
-from benchmarks.conformance_speed import build_and_inputs
-name, repeat = sys.argv[1], int(sys.argv[2])
-model, inputs = build_and_inputs(name)
-out = {}
-for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-    m = model.to(dtype)
-    xs = [x.to(dtype) if x.is_floating_point() else x for x in inputs]
+
+# ------------------------------------------------------------------ the machine
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and flags, torch build, threads and the load average, as one record."""
+    import torch
+
+    from imgsynth.engine.device import cpu_flags, cpu_native_precision
+
+    flags = cpu_flags()
+    return {
+        **flags,
+        "native_bf16": cpu_native_precision("bf16"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    """``CPU AMD EPYC (2 cores; AVX2 yes, AVX-512 no, AVX512-BF16 no, AMX no), torch 2.x (AVX2 kernels), ...``."""
+    yn = lambda b: "yes" if b else "no"  # noqa: E731
+    load = info.get("loadavg_after")
+    load_txt = f"load average {info['loadavg'][0]:.2f}" + (f" -> {load[0]:.2f}" if load else "")
+    return (f"CPU {info['model']} ({info['cores']} cores; AVX2 {yn(info['avx2'])}, AVX-512 {yn(info['avx512'])}, "
+            f"AVX512-BF16 {yn(info['avx512_bf16'])}, AMX {yn(info['amx'])}), torch {info['torch']} "
+            f"({info['torch_cpu_capability']} kernels), Python {info['python']}, {info['threads']} threads "
+            f"({info['interop_threads']} inter-op), OMP_WAIT_POLICY={info['omp_wait_policy']}, {load_txt}")
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Executed FLOPs of one call of ``fn``, as ``torch.utils.flop_counter`` counts them (2 per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def conv_peak_ops(channels: int = 256, size: int = 64) -> tuple[dict[str, Callable[[], Any]], int]:
+    """The reference 3x3 convolution in NCHW and channels-last, and its FLOPs."""
+    import torch
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, channels, size, size, generator=gen)
+    w = torch.randn(channels, channels, 3, 3, generator=gen) * 0.02
+    b = torch.zeros(channels)
+    xc, wc = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
+    ops = {"nchw": lambda: F.conv2d(x, w, b, padding=1), "channels_last": lambda: F.conv2d(xc, wc, b, padding=1)}
+    return ops, 2 * channels * channels * 9 * size * size
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def measure(forward: Callable[[], Any], *, rounds: int = 3, conv_calls: int = 3, min_round_s: float = 0.3,
+            conv_channels: int = 256, conv_size: int = 64) -> dict[str, Any]:
+    """Time ``forward`` interleaved with the reference conv; GFLOP, GFLOP/s and the fraction of the peak.
+
+    The sequence is conv, model, conv, model, ..., conv: each conv step times ``conv_calls`` calls
+    in each layout (median per layout), each model step repeats the forward until ``min_round_s``
+    has passed (for networks of a few milliseconds; median call). A model step's peak is the faster
+    layout's time averaged over the conv steps just before and just after it, and ``fraction`` is
+    the median over rounds of model GFLOP/s divided by that peak, so a load change moves both
+    sides of each ratio together.
+    """
+    import torch
+
+    convs, conv_flop = conv_peak_ops(conv_channels, conv_size)
+
+    def conv_step() -> dict[str, float]:
+        return {k: statistics.median(_timed(op) for _ in range(conv_calls)) for k, op in convs.items()}
+
     with torch.inference_mode():
-        m(*xs)
-        ts = []
-        for _ in range(repeat):
-            t = time.perf_counter(); m(*xs); ts.append(time.perf_counter() - t)
-    ts.sort()
-    out[prec] = ts[len(ts) // 2]
-print(json.dumps(out))
-"""
+        flop = count_flops(forward)  # also the warm-up: oneDNN primitives, weight caches
+        for op in convs.values():
+            op()
+        conv_steps, model_s = [conv_step()], []
+        for _ in range(rounds):
+            times, start = [], time.perf_counter()
+            while not times or time.perf_counter() - start < min_round_s:
+                times.append(_timed(forward))
+            model_s.append(statistics.median(times))
+            conv_steps.append(conv_step())
+    around = [{k: (a[k] + b[k]) / 2 for k in a} for a, b in zip(conv_steps, conv_steps[1:])]
+    peak = [conv_flop / min(c.values()) / 1e9 for c in around]
+    gflops = [flop / t / 1e9 for t in model_s]
+    ratios = [g / p for g, p in zip(gflops, peak)]
+    layout = lambda k: statistics.median(conv_flop / c[k] / 1e9 for c in around)  # noqa: E731
+    return {
+        "gflop": flop / 1e9,
+        "fp32_s": statistics.median(model_s),
+        "gflops": statistics.median(gflops),
+        "peak_gflops": statistics.median(peak),
+        "peak_nchw_gflops": layout("nchw"),
+        "peak_cl_gflops": layout("channels_last"),
+        "fraction": statistics.median(ratios),
+        "fraction_range": [min(ratios), max(ratios)],
+        "rounds": rounds,
+    }
+
+
+# ------------------------------------------------------------------ the released configs
 
 
 def _shapes(manifest: dict, real: bool = False) -> dict:
@@ -59,16 +169,30 @@ def _shapes(manifest: dict, real: bool = False) -> dict:
     return sd
 
 
+def released_names() -> list[str]:
+    """Every conformance manifest with a ``full`` (released config) section."""
+    return sorted(p.name[: -len(".manifest.json")] for p in DATA.glob("*.manifest.json")
+                  if p.name != "manifest.json" and "full" in json.loads(p.read_text()))
+
+
 def build_and_inputs(name: str):
-    """(network in eval mode with random weights, forward inputs) for the released config of ``name``."""
+    """(network in eval mode with random weights, forward inputs) for the released config of ``name``.
+
+    Raises ``KeyError`` for a family this build has no model class for.
+    """
     import torch
 
     from imgsynth.convert import dcgan, pconv, pix2pix, pix2pixhd, progan, spade, stylegan2_pkl
     from imgsynth.models.registry import build_model
 
     man = json.loads((DATA / f"{name}.manifest.json").read_text())
+    shapes = (man.get("full") or {}).get("input_shapes")
+    if not shapes:
+        raise KeyError(f"{name}: the manifest records no batch-1 input shapes")
+    known = ("spade_", "pix2pixhd_", "pix2pix_", "cyclegan_", "dcgan_", "pgan_", "stylegan2ada_", "pconv_unet")
+    if not name.startswith(known):
+        raise KeyError(f"{name}: no imgsynth model class for the {man.get('family', '?')} family in this build")
     sd = _shapes(man, real=name.startswith("pconv_unet"))
-    shapes = man["full"]["input_shapes"]
     if name.startswith("spade_"):
         arch, cfg = "spade", spade.infer_config(sd, dataset=name.split("_", 1)[1])
     elif name.startswith("pix2pixhd_"):
@@ -84,10 +208,8 @@ def build_and_inputs(name: str):
         arch, cfg = "progan", progan.infer_config({"netG": sd})
     elif name.startswith("stylegan2ada_"):
         arch, cfg = "stylegan2", stylegan2_pkl.infer_config(sd)
-    elif name.startswith("pconv_unet"):
-        arch, cfg = "pconv_unet", {**pconv.infer_config({"model": sd}), "renorm": "naoto"}
     else:
-        raise KeyError(name)
+        arch, cfg = "pconv_unet", {**pconv.infer_config({"model": sd}), "renorm": "naoto"}
     torch.manual_seed(0)
     model = build_model(arch, cfg).eval()
     gen = torch.Generator().manual_seed(0)
@@ -107,43 +229,74 @@ def build_and_inputs(name: str):
     return model, inputs
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", help="comma list (default: every manifest with a full section)")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", type=Path)
-    a = ap.parse_args()
-    names = a.models.split(",") if a.models else sorted(
-        p.name[: -len(".manifest.json")] for p in DATA.glob("*.manifest.json")
-        if "full" in json.loads(p.read_text()) and p.name != "manifest.json")
+CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[3])
+from benchmarks.conformance_speed import build_and_inputs, measure
+name, rounds = sys.argv[1], int(sys.argv[2])
+try:
+    model, inputs = build_and_inputs(name)
+except KeyError as e:
+    print(json.dumps({"skipped": str(e.args[0])}))
+    sys.exit(0)
+print(json.dumps(measure(lambda: model(*inputs), rounds=rounds)))
+"""
+
+
+def run_models(names: Sequence[str], rounds: int, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Measure every model in a fresh process; the machine record with the load before and after."""
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    os.environ.setdefault("OMP_WAIT_POLICY", env["OMP_WAIT_POLICY"])
+    info = machine_info()
     rows = []
     for name in names:
         man = json.loads((DATA / f"{name}.manifest.json").read_text())
-        official = man["full"].get("measure_omp_passive", {}).get("median_s")
-        proc = subprocess.run([sys.executable, "-c", CHILD, name, str(a.repeat), str(ROOT)], capture_output=True,
+        full = man.get("full") or {}
+        official = (full.get("measure_omp_passive") or full.get("measure") or {}).get("median_s")
+        proc = subprocess.run([sys.executable, "-c", CHILD, name, str(rounds), str(ROOT)], capture_output=True,
                               text=True, env=env)
+        row: dict[str, Any] = {"model": name, "family": man.get("family")}
         if proc.returncode:
-            rows.append({"model": name, "error": proc.stderr.strip().splitlines()[-1][:200]})
-            print(f"{name}: ERROR {rows[-1]['error']}", file=sys.stderr)
-            continue
-        t = json.loads(proc.stdout.strip().splitlines()[-1])
-        row = {"model": name, "official_s": official, "fp32_s": round(t["fp32"], 4), "bf16_s": round(t["bf16"], 4),
-               "speedup_fp32": round(official / t["fp32"], 2) if official else None,
-               "speedup_bf16": round(official / t["bf16"], 2) if official else None}
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr)
-    print("| model | official s (passive) | ours fp32 s | × | ours bf16 s | × |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['model']} | error: {r['error']} | | | | |")
+            row["error"] = (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1][:200]
         else:
-            print(f"| {r['model']} | {r['official_s']:.4f} | {r['fp32_s']:.4f} | {r['speedup_fp32']} | "
-                  f"{r['bf16_s']:.4f} | {r['speedup_bf16']} |")
+            row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+            row["official_avx512_s"] = official
+        rows.append(row)
+        log(json.dumps(row))
+    info["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    return {"machine": info, "machine_line": machine_line(info), "rows": rows,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The table, with the machine line above it."""
+    lines = [f"Machine: {result['machine_line']}; {result['date']}.", "",
+             "| model | fp32 s | GFLOP | GFLOP/s | conv peak GFLOP/s (NCHW / CL) | fraction of peak | "
+             f"{OFFICIAL_LABEL} |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if "error" in r or "skipped" in r:
+            lines.append(f"| {r['model']} | {r.get('error') or 'skipped: ' + r['skipped']} | | | | | |")
+            continue
+        off = f"{r['official_avx512_s']:.4g}" if r.get("official_avx512_s") else ""
+        lo, hi = r["fraction_range"]
+        lines.append(f"| {r['model']} | {r['fp32_s']:.4g} | {r['gflop']:.4g} | {r['gflops']:.1f} | "
+                     f"{r['peak_gflops']:.1f} ({r['peak_nchw_gflops']:.1f} / {r['peak_cl_gflops']:.1f}) | "
+                     f"{r['fraction']:.2f} ({lo:.2f}-{hi:.2f}) | {off} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", help="comma list (default: every manifest with a full section)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved conv/model rounds per model")
+    ap.add_argument("--out", type=Path, help="write the JSON record here")
+    a = ap.parse_args()
+    names = a.models.split(",") if a.models else released_names()
+    result = run_models(names, a.rounds, log=lambda s: print(s, file=sys.stderr, flush=True))
+    sys.stdout.write(markdown(result))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(rows, indent=1) + "\n")
+        a.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

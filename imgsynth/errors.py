@@ -43,5 +43,14 @@ class DeviceError(ImgsynthError):
     """A device or precision that this machine cannot provide."""
 
 
+class PrecisionError(DeviceError, UsageError):
+    """A precision the device has no native kernels for (e.g. bf16 on a CPU without AVX512-BF16/AMX).
+
+    A usage error (exit code 2): the request cannot be served well here and another precision can.
+    """
+
+    exit_code = 2
+
+
 class ConfigError(ImgsynthError):
     """A training recipe or override is invalid."""

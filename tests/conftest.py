@@ -204,3 +204,16 @@ def make_export(tmp_path):
         return d
 
     return make
+
+
+@pytest.fixture
+def native_precision(monkeypatch):
+    """``native_precision(bf16=True, fp16=False)``: force the CPU capability answer of
+    :func:`imgsynth.engine.device.cpu_native_precision` (bf16 paths run at tiny sizes on any CPU)."""
+    from imgsynth.engine import device
+
+    def force(bf16: bool = True, fp16: bool = False) -> None:
+        answers = {"fp32": True, "bf16": bf16, "fp16": fp16}
+        monkeypatch.setattr(device, "cpu_native_precision", lambda precision: answers[precision])
+
+    return force

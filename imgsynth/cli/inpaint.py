@@ -12,7 +12,7 @@ from imgsynth.cli._common import (
 )
 from imgsynth.cli.options import (
     BatchSizeOpt, DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt,
-    PrecisionOpt, QuietOpt, RevisionOpt, SeedOpt, WeightsOpt, WorkersOpt,
+    PrecisionOpt, QuietOpt, RevisionOpt, RuntimeOpt, SeedOpt, WeightsOpt, WorkersOpt,
 )
 
 MASK_PANEL = "Mask"
@@ -76,6 +76,7 @@ def inpaint(
     offline: OfflineOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    runtime: RuntimeOpt = "torch",
     batch_size: BatchSizeOpt = 1,
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
@@ -96,7 +97,7 @@ def inpaint(
 
     request = InpaintRequest(
         inputs=inputs, mask=mask, output=output, model=model, weights=weights, revision=revision,
-        offline=offline, device=device, precision=precision, batch_size=batch_size, workers=workers,
+        offline=offline, device=device, precision=precision, runtime=runtime, batch_size=batch_size, workers=workers,
         seed=seed, invert_mask=invert_mask, resize_mask=resize_mask, dilate=dilate, radius=radius,
         strategy=strategy, ensemble=ensemble, concat=concat, overwrite=overwrite,
     )

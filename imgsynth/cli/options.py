@@ -29,7 +29,9 @@ OfflineOpt = Annotated[bool, typer.Option(
 DeviceOpt = Annotated[str, typer.Option(
     "--device", help="auto | cpu | cuda | cuda:N | mps.", rich_help_panel=RUN_PANEL)]
 PrecisionOpt = Annotated[str, typer.Option(
-    "--precision", help="fp32 | fp16 (GPU only) | bf16.", rich_help_panel=RUN_PANEL)]
+    "--precision", help="fp32 | fp16 (GPU) | bf16 (GPU, or a CPU with AVX512-BF16/AMX).", rich_help_panel=RUN_PANEL)]
+RuntimeOpt = Annotated[str, typer.Option(
+    "--runtime", help="torch | onnx (onnxruntime, fp32; needs the onnx extra).", rich_help_panel=RUN_PANEL)]
 BatchSizeOpt = Annotated[int, typer.Option(
     "--batch-size", "-b", min=1, help="Items per forward pass (results do not depend on it).",
     rich_help_panel=RUN_PANEL)]

@@ -14,7 +14,7 @@ from imgsynth.cli._common import (
 from imgsynth.pipelines.seeds import parse_grid, parse_seeds
 from imgsynth.cli.options import (
     BatchSizeOpt, DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt,
-    PrecisionOpt, QuietOpt, RevisionOpt, WeightsOpt,
+    PrecisionOpt, QuietOpt, RevisionOpt, RuntimeOpt, WeightsOpt,
 )
 
 STYLE_PANEL = "Latents and styles"
@@ -56,10 +56,10 @@ NoiseOpt = Annotated[str, typer.Option("--noise-mode", help="StyleGAN noise: con
                                        rich_help_panel=STYLE_PANEL)]
 
 
-def _choice(model, weights, revision, offline, device, precision):
+def _choice(model, weights, revision, offline, device, precision, runtime="torch"):
     from imgsynth.engine.sample import ModelChoice
 
-    return ModelChoice(model, weights, revision, offline, device, precision)
+    return ModelChoice(model, weights, revision, offline, device, precision, runtime)
 
 
 def _layers(text: Optional[str]) -> Optional[list[int]]:
@@ -89,6 +89,7 @@ def sample(
     offline: OfflineOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    runtime: RuntimeOpt = "torch",
     batch_size: BatchSizeOpt = 8,
     overwrite: OverwriteOpt = False,
     json: JsonOpt = False,
@@ -116,7 +117,8 @@ def sample(
     from imgsynth.engine.sample import SampleRequest, run_sample
 
     request = SampleRequest(
-        seeds=seed_list, choice=_choice(model, weights, revision, offline, device, precision), output=output,
+        seeds=seed_list, choice=_choice(model, weights, revision, offline, device, precision, runtime),
+        output=output,
         batch_size=batch_size, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx,
         noise_mode=noise_mode, mix_seeds=mix, mix_layers=layers, grid=shape, overwrite=overwrite,
     )

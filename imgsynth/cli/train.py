@@ -12,7 +12,7 @@ import typer
 
 from imgsynth.cli._common import handle_errors, stderr_console
 from imgsynth.cli.options import (
-    DebugOpt, DeviceOpt, JsonOpt, PrecisionOpt, QuietOpt, SeedOpt, WorkersOpt,
+    DebugOpt, DeviceOpt, JsonOpt, OfflineOpt, PrecisionOpt, QuietOpt, SeedOpt, WorkersOpt,
 )
 
 HELP = """Train a model from a TOML recipe; Ctrl-C writes a checkpoint, --resume continues exactly.
@@ -43,6 +43,14 @@ Writes model.safetensors (the generator; EMA weights when the run kept an EMA), 
 
   imgsynth models export runs/x/checkpoints/step-00002000.safetensors \\
       out/ --dtype fp16
+
+With --onnx DIR the first argument is a card id or a --weights folder, and DIR
+gets the generator as an ONNX graph (generator.onnx; mapping.onnx +
+synthesis.onnx for StyleGAN samplers), config.json with its pre/post-processing,
+and model.safetensors; stdout gets the card's \\[onnx] stanza. Run it with
+--runtime onnx --weights DIR (needs the onnx extra).
+
+  imgsynth models export cyclegan-horse2zebra --onnx onnx/horse2zebra
 """
 
 PUSH_HELP = """Publish an exported folder to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`).
@@ -206,17 +214,35 @@ def _print_export(out: Any, record: dict[str, Any], as_json: bool, quiet: bool) 
 @handle_errors
 def models_export(
     checkpoint: Annotated[Path, typer.Argument(
-        help="A checkpoint file, or a run folder (its newest checkpoint).", show_default=False)],
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write.", show_default=False)],
+        help="A checkpoint file, or a run folder (its newest checkpoint); with --onnx a card id or a --weights "
+             "folder.", show_default=False)],
+    out_dir: Annotated[Optional[Path], typer.Argument(help="Folder to write.", show_default=False)] = None,
     dtype: Annotated[Optional[str], typer.Option(
         "--dtype", help="fp32 | fp16 (default: the recipe's export.dtype).")] = None,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Export the raw generator, not its EMA.")] = False,
     license: Annotated[Optional[str], typer.Option("--license", help="Licence on the card (SPDX id).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Model name / card id.")] = None,
+    onnx: Annotated[Optional[Path], typer.Option(
+        "--onnx", help="Write the generator of a card id / --weights folder as ONNX to this folder.")] = None,
+    offline: OfflineOpt = False,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
+    if onnx is not None:
+        from imgsynth.engine.onnx import export_model_onnx
+
+        stanza = export_model_onnx(str(checkpoint), onnx, offline=offline)
+        if json:
+            sys.stdout.write(jsonlib.dumps({"event": "export", "export": str(onnx), "onnx": stanza["stanza"]}) + "\n")
+        else:
+            sys.stdout.write(stanza["toml"])
+        if not quiet:
+            sys.stderr.write(f"exported {stanza['arch']} ({stanza['task']}) as ONNX to {onnx}; try: imgsynth "
+                             f"{stanza['task']} --runtime onnx --weights {onnx}\n")
+        return
+    if out_dir is None:
+        raise typer.BadParameter("give the folder to write (OUT_DIR), or --onnx DIR")
     from imgsynth.training.export import export as export_weights
 
     out = export_weights(checkpoint, out_dir, dtype=dtype, use_ema=not no_ema, license=license, name=name)

@@ -13,7 +13,7 @@ from imgsynth.cli._common import (
 )
 from imgsynth.cli.options import (
     DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
-    QuietOpt, RevisionOpt, SeedOpt, WeightsOpt, WorkersOpt,
+    QuietOpt, RevisionOpt, RuntimeOpt, SeedOpt, WeightsOpt, WorkersOpt,
 )
 
 IN_PANEL = "Conditioning input"
@@ -67,6 +67,7 @@ def translate(
     offline: OfflineOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    runtime: RuntimeOpt = "torch",
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
@@ -89,7 +90,7 @@ def translate(
 
     request = TranslateRequest(
         inputs=inputs, output=output, model=model, weights=weights, revision=revision, offline=offline,
-        device=device, precision=precision, workers=workers, seed=seed, input_kind=input_kind,
+        device=device, precision=precision, runtime=runtime, workers=workers, seed=seed, input_kind=input_kind,
         instance=instance, palette=palette, label_offset=label_offset, style=style, segments=segments, concat=concat,
         overwrite=overwrite,
     )

@@ -1,8 +1,11 @@
 """Device, precision and thread selection.
 
-``--device auto`` picks cuda, then mps, then cpu. Precision is checked against the device:
-fp16 on CPU is refused (CPU kernels for half are slow and lossy; use bf16), bf16 needs a CPU or a
-GPU that supports it. Threads: on small CPU machines the default OpenMP spin-wait policy costs
+``--device auto`` picks cuda, then mps, then cpu. Precision is checked against the device at run
+time, without measuring anything: on CPU, bf16 and fp16 are accepted only where oneDNN has native
+kernels for them (bf16: AVX512-BF16 or AMX; fp16: AVX512-FP16 or AMX-FP16). Elsewhere torch falls
+back to a single-threaded reference convolution 100-300x slower than fp32 (measured on an AVX2 AMD
+EPYC), so asking for it is a usage error that says why and to use fp32. On CUDA, bf16 follows
+``torch.cuda.is_bf16_supported()``. Threads: on small CPU machines the default OpenMP spin-wait policy costs
 milliseconds per parallel region, so the CLI sets ``OMP_WAIT_POLICY=PASSIVE`` before torch is
 imported unless the user chose a policy (see ``benchmarks/threads.py`` for the measurement).
 """
@@ -11,9 +14,10 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from imgsynth.errors import DeviceError
+from imgsynth.errors import DeviceError, PrecisionError
 
 if TYPE_CHECKING:
     import torch
@@ -54,18 +58,83 @@ def select_device(spec: str = "auto") -> "torch.device":
     return torch.device("cpu")
 
 
-def select_dtype(precision: str, device: "torch.device") -> "torch.dtype":
-    """Map ``fp32|fp16|bf16`` to a dtype that ``device`` can run, or raise :class:`DeviceError`."""
+def cpu_flags() -> dict[str, object]:
+    """The CPU model and the instruction-set flags that decide CPU speed, read without torch.
+
+    ``{"model": str, "avx2": bool, "avx512": bool, "avx512_bf16": bool, "amx": bool, "cores": int}``;
+    flags come from ``/proc/cpuinfo`` (Linux) and are all False where it cannot be read.
+    """
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            model = value.strip()
+        elif key.strip() in ("flags", "Features"):
+            flags = set(value.split())
+            break
+    return {"model": model, "avx2": "avx2" in flags, "avx512": "avx512f" in flags,
+            "avx512_bf16": "avx512_bf16" in flags, "amx": bool({"amx_tile", "amx_bf16"} & flags),
+            "cores": os.cpu_count() or 1}
+
+
+def cpu_native_precision(precision: str) -> bool:
+    """Whether this CPU runs ``bf16`` / ``fp16`` convolutions natively (oneDNN), without measuring.
+
+    This is the single capability test of the package; tests monkeypatch it to force both answers.
+    """
+    import torch
+
+    probe = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}.get(precision)
+    if probe is None:
+        return precision == "fp32"
+    fn = getattr(torch.ops.mkldnn, probe, None)
+    try:
+        return bool(fn()) if fn is not None else False
+    except RuntimeError:  # a torch build without oneDNN
+        return False
+
+
+def _cpu_refusal(precision: str, what: str, fix: str) -> str:
+    native = "AVX512-BF16 or AMX" if precision == "bf16" else "AVX512-FP16 or AMX-FP16"
+    return (f"{what} is not supported natively by this CPU ({cpu_flags()['model']}: no {native}); torch would "
+            f"fall back to reference kernels 100x slower than fp32, so {fix}")
+
+
+def check_precision(precision: str, device: "torch.device", *, what: str | None = None,
+                    fix: str = "use --precision fp32") -> None:
+    """Raise :class:`PrecisionError` (a usage error, exit 2) if ``device`` cannot run ``precision`` natively.
+
+    ``what`` names the thing refused in the message (default ``"--precision bf16"``); ``fix`` says
+    what to use instead.
+    """
     import torch
 
     if precision not in PRECISIONS:
         raise DeviceError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    what = what or f"--precision {precision}"
     if precision == "fp32":
-        return torch.float32
-    if precision == "fp16":
-        if device.type == "cpu":
-            raise DeviceError("fp16 is not supported on the CPU; use --precision bf16 (or fp32)")
-        return torch.float16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise DeviceError(f"bf16 is not supported on {torch.cuda.get_device_name(device)}; use --precision fp16")
-    return torch.bfloat16
+        return
+    if device.type == "cpu":
+        if not cpu_native_precision(precision):
+            if precision == "fp16":
+                alt = "use --precision bf16 (or fp32)" if cpu_native_precision("bf16") else fix
+                raise PrecisionError(f"fp16 is not supported on the CPU here ({cpu_flags()['model']}: no "
+                                     f"AVX512-FP16 or AMX-FP16); {alt}")
+            raise PrecisionError(_cpu_refusal(precision, what, fix))
+    elif device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise PrecisionError(f"{what}: bf16 is not supported on {torch.cuda.get_device_name(device)}; "
+                             "use --precision fp16")
+
+
+def select_dtype(precision: str, device: "torch.device") -> "torch.dtype":
+    """Map ``fp32|fp16|bf16`` to a dtype that ``device`` runs natively, or raise a :class:`DeviceError`."""
+    import torch
+
+    check_precision(precision, device)
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]

@@ -37,6 +37,7 @@ class InpaintRequest:
     offline: bool = False
     device: str = "auto"
     precision: str = "fp32"
+    runtime: str = "torch"
     batch_size: int = 1
     workers: int | None = None
     seed: int = 0
@@ -163,8 +164,16 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
     if not classical or request.device != "auto" or request.precision != "fp32":
         device = select_device(request.device)
         dtype = select_dtype(request.precision, device)
+    if request.runtime != "torch":
+        from imgsynth.engine.onnx import check_runtime
+
+        check_runtime(request.runtime, device, dtype)
     loaded = load_model("inpaint", model=request.model, weights=request.weights, revision=request.revision,
                         offline=request.offline, device=device, dtype=dtype)
+    if request.runtime != "torch":
+        from imgsynth.engine.onnx import wrap
+
+        wrap(loaded, request.runtime, device, request.weights)
     ensemble = request.ensemble if request.ensemble is not None else int(loaded.io.get("ensemble", 1))
     inpainter = Inpainter(loaded.model, strategy=request.strategy, radius=request.radius, seed=request.seed,
                           resolution=int(loaded.io.get("resolution", 256)),

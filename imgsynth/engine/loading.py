@@ -147,4 +147,9 @@ def load_model(
     net.requires_grad_(False)
     if device is not None or dtype is not None:
         net.to(device=device, dtype=dtype)
+    if device is not None and getattr(device, "type", None) == "cuda":
+        import torch
+
+        # cuDNN's fp16/bf16 convolutions are fastest in NHWC; CPU models pick their own layout per layer
+        net.to(memory_format=torch.channels_last)
     return loaded

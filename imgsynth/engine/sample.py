@@ -28,6 +28,7 @@ class ModelChoice:
     offline: bool = False
     device: str = "auto"
     precision: str = "fp32"
+    runtime: str = "torch"
 
 
 @dataclass
@@ -55,8 +56,12 @@ def _sampler(choice: ModelChoice):
 
     device = select_device(choice.device)
     dtype = select_dtype(choice.precision, device)
+    from imgsynth.engine.onnx import check_runtime, wrap
+
+    check_runtime(choice.runtime, device, dtype)
     loaded = load_model("sample", model=choice.model, weights=choice.weights, revision=choice.revision,
                         offline=choice.offline, device=device, dtype=dtype)
+    wrap(loaded, choice.runtime, device, choice.weights)
     return Sampler(loaded.model, device, dtype), loaded
 
 

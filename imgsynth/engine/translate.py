@@ -34,6 +34,7 @@ class TranslateRequest:
     offline: bool = False
     device: str = "auto"
     precision: str = "fp32"
+    runtime: str = "torch"
     workers: int | None = None
     seed: int = 0
     input_kind: str | None = None
@@ -158,8 +159,12 @@ def run_translate(request: TranslateRequest, progress: Callable[[int, int, str],
 
     device = select_device(request.device)
     dtype = select_dtype(request.precision, device)
+    from imgsynth.engine.onnx import check_runtime, wrap
+
+    check_runtime(request.runtime, device, dtype)
     loaded = load_model("translate", model=request.model, weights=request.weights, revision=request.revision,
                         offline=request.offline, device=device, dtype=dtype)
+    wrap(loaded, request.runtime, device, request.weights)
     cfg_io = dict(loaded.io)
     if request.label_offset is not None:
         cfg_io["label_offset"] = request.label_offset

@@ -136,6 +136,8 @@ def onehot_index(seg: torch.Tensor) -> torch.Tensor | None:
     Exactly one-hot: every entry >= 0, the per-pixel maximum is 1 and the per-pixel sum is 1
     (so all other entries are 0).
     """
+    if torch.compiler.is_exporting():  # a graph (ONNX) takes the dense path: no data-dependent branch
+        return None
     lo, hi = torch.aminmax(seg, dim=1)
     if not (bool((lo >= 0).all()) and bool((hi == 1).all()) and bool((seg.sum(1) == 1).all())):
         return None

@@ -98,6 +98,8 @@ def _channels_last(t: torch.Tensor) -> torch.Tensor:
 
 def onehot_labels(seg: torch.Tensor) -> torch.Tensor | None:
     """(N, C, H, W) -> (N, H, W) int64 labels if ``seg`` is exactly one-hot, else None."""
+    if torch.compiler.is_exporting():  # a graph (ONNX) takes the dense path: no data-dependent branch
+        return None
     lo, hi = torch.aminmax(seg, dim=1)
     if bool((lo >= 0).all()) and bool((hi == 1).all()) and bool((seg.sum(1) == 1).all()):
         return seg.argmax(1)

@@ -120,7 +120,12 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     if spec == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
     if spec == "fp16" and device.type == "cpu":
-        raise DeviceError("fp16 training needs a GPU; use precision bf16 (or fp32) on CPU")
+        raise DeviceError("fp16 training needs a GPU; use precision fp32 on CPU")
+    if spec == "bf16":
+        from imgsynth.engine.device import check_precision
+
+        # on a CPU without AVX512-BF16/AMX, bf16 autocast runs reference kernels 100x slower than fp32
+        check_precision("bf16", device, what="bf16 autocast (precision bf16)", fix="use precision fp32")
     return spec
 
 

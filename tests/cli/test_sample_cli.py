@@ -32,6 +32,21 @@ def test_sample_per_seed_files_and_resume(make_export, tmp_path):
     assert "0 written, 3 skipped" in again.stderr
 
 
+def test_bf16_without_native_support_is_a_usage_error(make_export, tmp_path, native_precision):
+    native_precision(bf16=False)
+    d = make_export("dcgan")
+    res = runner.invoke(app, ["sample", "--weights", str(d), "--seeds", "0", "-o", str(tmp_path / "s"),
+                              "--precision", "bf16", "--device", "cpu"])
+    assert res.exit_code == 2
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: --precision bf16 is not supported natively")
+    assert "use --precision fp32" in res.stderr and not (tmp_path / "s").exists()
+    native_precision(bf16=True)
+    res = runner.invoke(app, ["sample", "--weights", str(d), "--seeds", "0", "-o", str(tmp_path / "s"),
+                              "--precision", "bf16", "--device", "cpu"])
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "s" / "seed0000.png").exists()
+
+
 def test_sample_grid(make_export, tmp_path):
     d = make_export("dcgan")
     res = runner.invoke(app, ["sample", "--weights", str(d), "--seeds", "0-5", "--grid", "2x3", "-o", str(tmp_path / "g.png")])

@@ -119,6 +119,13 @@ def test_errors_are_one_line(tmp_path):
     assert res.exit_code == 1 and "fp16 training needs a GPU" in res.stderr
 
 
+def test_bf16_autocast_refused_without_native_support(tmp_path, native_precision):
+    native_precision(bf16=False)
+    res = runner.invoke(make_app(), ["train", str(write_recipe(tmp_path)), "--precision", "bf16", "--device", "cpu"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert "bf16 autocast" in res.stderr and "use precision fp32" in res.stderr
+
+
 def test_models_export_command(tmp_path):
     app = make_app()
     recipe = write_recipe(tmp_path, steps=2)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from imgsynth.errors import ConfigError, DeviceError
+from imgsynth.errors import ConfigError, DeviceError, PrecisionError
 from imgsynth.training.checkpoint import list_checkpoints, load_checkpoint
 from imgsynth.training.config import from_dict
 from imgsynth.training.loop import EMA, Trainer, resolve_precision, train
@@ -201,7 +201,8 @@ def test_ema_averages_batchnorm_statistics_and_copies_other_buffers():
     torch.testing.assert_close(ema.model[1].running_mean, net[1].running_mean)
 
 
-def test_bf16_autocast_on_cpu(tmp_path, final_state):
+def test_bf16_autocast_on_cpu(tmp_path, final_state, native_precision):
+    native_precision(bf16=True)  # numerics of the bf16 path at a tiny size, whatever this CPU has
     result = train(tiny(tmp_path, run={"steps": 2, "precision": "bf16"}))
     assert result.precision == "bf16"
     assert all(np.isfinite(v) for v in result.history[-1].values())
@@ -209,11 +210,15 @@ def test_bf16_autocast_on_cpu(tmp_path, final_state):
     assert state["G"]["main.0.weight"].dtype == torch.float32  # master weights stay fp32
 
 
-def test_precision_resolution():
+def test_precision_resolution(native_precision):
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
     assert resolve_precision("auto", cpu) == "fp32"
+    native_precision(bf16=True)
     assert resolve_precision("bf16", cpu) == "bf16"
+    native_precision(bf16=False)
+    with pytest.raises(PrecisionError, match="bf16 autocast .* not supported natively by this CPU.*use precision fp32"):
+        resolve_precision("bf16", cpu)
     with pytest.raises(DeviceError, match="fp16 training needs a GPU"):
         resolve_precision("fp16", cpu)
 
