@@ -1,8 +1,8 @@
 """Training recipes: a TOML file mapped onto typed dataclasses, with checked ``--set`` overrides.
 
 A recipe has the sections ``[run]``, ``[data]``, ``[model]`` (with ``[model.generator]`` and
-``[model.discriminator]`` tables of constructor keyword arguments), ``[loss]``, ``[optim]`` and
-``[export]``. Every key is checked against the dataclass field types; an unknown key or a value of
+``[model.discriminator]`` tables of constructor keyword arguments), ``[loss]``, ``[optim]``,
+``[augment]`` and ``[export]``. Every key is checked against the dataclass field types; an unknown key or a value of
 the wrong type is a :class:`~imgsynth.errors.ConfigError` naming the key. The resolved config is
 written back as TOML beside every checkpoint (:func:`dumps_toml`), so a run can be repeated.
 
@@ -57,9 +57,12 @@ class DataConfig:
     ``label_nc`` > 0 the paired inputs are label maps of that many classes (ids in the first
     channel, resized nearest), with instance maps from ``path_inst`` when given.
     ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3 converts
-    every image. ``fit`` says how an image reaches ``load_size`` (``resize`` the short side then
-    centre crop, or ``pad`` with black); with ``load_size`` > ``resolution`` a random crop of
-    ``resolution`` is then taken (seeded).
+    every image. ``fit`` says how an image reaches the square ``load_size``: ``crop`` (the
+    default) scales the short side to it and keeps the centre, cutting off the ends of the long
+    side; ``resize`` scales the whole image to the square, changing its aspect ratio; ``pad``
+    scales the long side down to it (never up) and fills the rest with black, which suits data
+    with a black background such as Fashion-MNIST (28 -> 32) and puts black bars into photos.
+    With ``load_size`` > ``resolution`` a random crop of ``resolution`` is then taken (seeded).
     """
 
     source: Literal["folder", "paired", "masked", "fashion-mnist", "fashion-mnist-labels", "mosaics", "edges",
@@ -73,7 +76,7 @@ class DataConfig:
     resolution: int = 64
     load_size: int = 0
     channels: int = 0
-    fit: Literal["resize", "pad"] = "resize"
+    fit: Literal["crop", "resize", "pad"] = "crop"
     hflip: bool = False
     batch_size: int = 64
     workers: int = 0
@@ -127,6 +130,28 @@ class OptimConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Adaptive discriminator augmentation (ADA, Karras et al. 2020; :mod:`imgsynth.training.augment`).
+
+    ``ada``: ``on`` tunes the augmentation probability p during training so that the sign of D's
+    output on real images averages ``target`` (paper: 0.6), adjusting every ``interval`` steps by
+    a rate that could take p from 0 to 1 in ``kimg`` thousand real images (paper: 500 for runs of
+    millions of images; the default 100 suits runs of tens of thousands); ``off`` keeps p fixed
+    at ``p`` (0: no augmentation); ``auto`` is ``on`` for the families trained with it by their authors
+    (``stylegan2``, as StyleGAN2-ADA) and ``off`` elsewhere. ``pipe``: which transformations (``bgc``: the paper's
+    default blit + geometric + colour; ``bg``, ``blit``, ``geom``, ``color``). ``p`` is also where
+    an adaptive run starts.
+    """
+
+    ada: Literal["auto", "on", "off"] = "auto"
+    pipe: Literal["bgc", "bg", "blit", "geom", "color"] = "bgc"
+    p: float = 0.0
+    target: float = 0.6
+    interval: int = 4
+    kimg: float = 100.0
+
+
+@dataclass
 class ExportConfig:
     """What an export writes: weight precision and the licence / name shown on the model card."""
 
@@ -144,6 +169,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -346,6 +372,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("optim.g_lr and optim.d_lr must be positive")
     if len(cfg.optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
         raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {cfg.optim.betas}")
+    if not 0.0 <= cfg.augment.p <= 1.0:
+        raise ConfigError(f"augment.p must be a probability in [0, 1], got {cfg.augment.p}")
+    if not -1.0 < cfg.augment.target < 1.0:
+        raise ConfigError(f"augment.target must be in (-1, 1) (paper: 0.6), got {cfg.augment.target}")
+    if cfg.augment.interval < 1 or cfg.augment.kimg <= 0:
+        raise ConfigError("augment.interval must be at least 1 and augment.kimg positive")
     if cfg.data.source == "paired" and not cfg.data.path_b:
         raise ConfigError("data.source = 'paired' needs data.path (inputs) and data.path_b (targets)")
 

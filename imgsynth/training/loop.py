@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from imgsynth.errors import ConfigError, DeviceError, OutputError
 from imgsynth.training import losses as L
+from imgsynth.training.augment import AdaptiveP, AugmentPipe
 from imgsynth.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -346,6 +347,7 @@ class Trainer:
         self._logs: dict[str, Tensor] = {}
         self._window_steps = 0
         self.grid_seeds = list(range(cfg.run.grid_samples))
+        self._setup_augment()
         self.fm_layers = self.family.feature_layers(self.D) if cfg.loss.feature_matching > 0 else []
         if cfg.loss.feature_matching > 0 and not self.fm_layers:
             raise ConfigError("loss.feature_matching needs a discriminator with activation layers")
@@ -359,6 +361,38 @@ class Trainer:
             )
         if info.enabled:
             self._broadcast_from_rank0()
+
+    def _setup_augment(self) -> None:
+        """ADA (``[augment]``): the pipeline D's inputs go through, and p's controller when adaptive."""
+        aug = self.cfg.augment
+        adaptive = aug.ada == "on" or (aug.ada == "auto" and self.family.ada_default)
+        self.augment: AugmentPipe | None = None
+        self.ada: AdaptiveP | None = None
+        if not adaptive and aug.p <= 0:
+            return
+        if not self.family.adversarial:
+            raise ConfigError(f"the {self.family.name!r} family has no discriminator to augment for; "
+                              "set augment.ada = \"off\" and augment.p = 0")
+        self.augment = AugmentPipe(aug.pipe, aug.p)
+        if adaptive:
+            centre = 0.5 if self.cfg.loss.gan == "lsgan" else 0.0
+            self.ada = AdaptiveP(aug.target, aug.interval, aug.kimg, centre=centre, p=aug.p)
+
+    def _augment(self, x: Tensor, color_channels: int, params: dict[str, Tensor] | None = None) -> Tensor:
+        """What D sees of ``x``: augmented with ``params`` (drawn from the run's noise generator if None)."""
+        if self.augment is None or self.augment.p <= 0:
+            return x
+        if params is None:
+            params = self.augment.draw(x.shape[0], x.shape[-1], self.noise)
+        return self.augment.apply(x, params, color_channels)
+
+    def _ada_reduce(self, total: float, count: int) -> tuple[float, int]:
+        if not self.info.enabled:
+            return total, count
+        t = torch.tensor([total, float(count)], dtype=torch.float64,
+                         device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(t)
+        return float(t[0]), int(t[1])
 
     def _check_shapes(self) -> None:
         r = self.cfg.data.resolution
@@ -411,6 +445,7 @@ class Trainer:
             "data": self.stream.state_dict(),
             "history": self.history,
             "family_state": self.family.state_dict(),
+            "augment": self.ada.state_dict() if self.ada is not None else None,
             "log_window": {"steps": self._window_steps,
                            "sums": {k: float(v) for k, v in self._logs.items()}},
         }
@@ -457,6 +492,9 @@ class Trainer:
                 scaler.load_state_dict(saved)
         self.stream.load_state_dict(state["data"])
         self.family.load_state_dict(state.get("family_state") or {})
+        if self.ada is not None and state.get("augment"):
+            self.ada.load_state_dict(state["augment"])
+            self.augment.p = self.ada.p  # type: ignore[union-attr]
         self.step = int(state["step"])
         self.history = list(state["history"])
         window = state["log_window"]
@@ -532,15 +570,18 @@ class Trainer:
         if use_r1:
             x_real = x_real.detach().requires_grad_(True)
         scale = self.scaler_d.get_scale() if self.scaler_d.is_enabled() else None
+        cc = fake.shape[1]
         with self._autocast():
-            real_out = fam.discriminate(self.D, x_real)
-            fake_out = fam.discriminate(self.D, x_fake)
+            real_out = fam.discriminate(self.D, self._augment(x_real, cc))
+            fake_out = fam.discriminate(self.D, self._augment(x_fake, cc))
+        if self.ada is not None:
+            self.ada.observe(real_out)
         loss = L.d_loss(cfg.gan, real_out, fake_out)
         logs["d"] = logs.get("d", 0) + loss.detach()
         if cfg.gan == "wgan-gp" and cfg.gp_weight > 0:
             def critic(x: Tensor) -> Any:
                 with self._autocast():
-                    return fam.discriminate(self.D, x)
+                    return fam.discriminate(self.D, self._augment(x, cc))
             gp = L.gradient_penalty(critic, x_real.detach(), x_fake, self.noise, scale)
             logs["gp"] = logs.get("gp", 0) + gp.detach()
             loss = loss + cfg.gp_weight * gp
@@ -559,14 +600,18 @@ class Trainer:
         self.D.requires_grad_(False)
         x_fake = fam.d_input(batch, fake)
         use_fm = cfg.feature_matching > 0
+        cc = fake.shape[1]
+        # real and fake features are compared under the same augmentation
+        params = (self.augment.draw(x_fake.shape[0], x_fake.shape[-1], self.noise)
+                  if self.augment is not None and self.augment.p > 0 else None)
         with self._autocast():
             if use_fm:
                 with _FeatureTap(self.fm_layers) as fake_feats:
-                    fake_out = fam.discriminate(self.D, x_fake)
+                    fake_out = fam.discriminate(self.D, self._augment(x_fake, cc, params))
                 with torch.no_grad(), _FeatureTap(self.fm_layers) as real_feats:
-                    fam.discriminate(self.D, fam.d_input(batch, fam.real(batch)))
+                    fam.discriminate(self.D, self._augment(fam.d_input(batch, fam.real(batch)), cc, params))
             else:
-                fake_out = fam.discriminate(self.D, x_fake)
+                fake_out = fam.discriminate(self.D, self._augment(x_fake, cc, params))
         loss = L.g_loss(cfg.gan, fake_out)
         logs["g"] = logs.get("g", 0) + loss.detach()
         if use_fm:
@@ -603,6 +648,14 @@ class Trainer:
             self._broadcast_buffers()
         if self.ema is not None:
             self.ema.update(self.G, copy_only=self.step < self.cfg.optim.ema_start)
+        if self.ada is not None:
+            images = self.cfg.data.batch_size * n * self.info.world_size
+            self.ada.update(images, self._ada_reduce)
+            self.augment.p = self.ada.p  # type: ignore[union-attr]
+        if self.augment is not None:
+            logs["ada_p"] = logs.get("ada_p", 0) + torch.tensor(self.augment.p)
+            if self.ada is not None:
+                logs["ada_rt"] = logs.get("ada_rt", 0) + torch.tensor(self.ada.last_rt)
 
     # ------------------------------------------------------------ outputs
     @torch.no_grad()

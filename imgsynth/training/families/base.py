@@ -51,6 +51,10 @@ class Family:
     data_kind = "images"
     #: how feature matching compares real and fake features ("mean" or "paired")
     feature_matching_mode = "mean"
+    #: whether D's loss trains G (False: no adversarial term, so no ADA either)
+    adversarial = True
+    #: whether ``augment.ada = "auto"`` turns adaptive discriminator augmentation on
+    ada_default = False
 
     # ------------------------------------------------------------ building
     def generator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:

@@ -123,6 +123,7 @@ class PConvFamily(Family):
     arch = "pconv_unet"
     task = "inpaint"
     data_kind = "masked"
+    adversarial = False
     option_defaults = {
         "valid": 1.0, "hole": 6.0, "perceptual": 0.05, "style": 120.0, "tv": 0.1, "ssim": 0.0,
         "border": 0.0, "border_px": 3, "vgg_weights": "", "min_hole": 0.0, "max_hole": 0.0,

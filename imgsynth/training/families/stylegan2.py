@@ -31,12 +31,17 @@ class StyleGAN2Family(Family):
     length ``pl_decay`` as in StyleGAN2-ADA; it is added to that step's G loss (StyleGAN2-ADA
     takes a separate optimiser step for it).
 
-    Left out: the lazy-regularisation correction of Adam's hyper-parameters, ADA augmentation,
-    and class-conditional training (``c_dim`` must be 0).
+    Adaptive discriminator augmentation (StyleGAN2-ADA, Karras et al. 2020) is on by default
+    (``augment.ada = "auto"``; :mod:`imgsynth.training.augment`); ``augment.ada = "off"`` trains
+    without it.
+
+    Left out: the lazy-regularisation correction of Adam's hyper-parameters and class-conditional
+    training (``c_dim`` must be 0).
     """
 
     name = "stylegan2"
     arch = "stylegan2"
+    ada_default = True
     option_defaults = {"style_mixing": 0.9, "pl_weight": 2.0, "pl_every": 4, "pl_batch_shrink": 2,
                        "pl_decay": 0.01}
 
