@@ -136,7 +136,9 @@ def _fit(im: Image.Image, size: int, fit: str, resample: int) -> Image.Image:
         canvas = Image.new(im.mode, (size, size), 0)
         canvas.paste(im, ((size - w) // 2, (size - h) // 2))
         return canvas
-    # resize the short side to size, then centre crop the long side
+    if fit == "resize":
+        return im if (w, h) == (size, size) else im.resize((size, size), resample)
+    # crop: resize the short side to size, then centre crop the long side
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     if (nw, nh) != (w, h):

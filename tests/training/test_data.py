@@ -209,3 +209,21 @@ def test_label_maps_keep_their_ids(tmp_path):
     with pytest.raises(ConfigError, match="path_inst .* needs label-map inputs"):
         PairedFolders(DataConfig(source="paired", path=str(tmp_path / "A"), path_b=str(tmp_path / "B"),
                                  path_inst=str(tmp_path / "I")))
+
+
+@pytest.mark.parametrize("fit", ["crop", "resize", "pad"])
+def test_fit_modes_on_a_wide_image(tmp_path, fit):
+    """crop keeps the centre (no bars), resize squashes the whole image (no bars), pad adds black bars."""
+    arr = np.full((16, 32), 200, np.uint8)
+    arr[:, :4] = 50  # a dark left edge: cut by crop, kept by resize and pad
+    (tmp_path / "d").mkdir()
+    Image.fromarray(arr, "L").save(tmp_path / "d" / "wide.png")
+    ds = FolderImages(DataConfig(source="folder", path=str(tmp_path / "d"), resolution=8, fit=fit))
+    x = (ds[0]["image"][0] + 1) * 127.5
+    if fit == "crop":
+        assert torch.allclose(x, torch.full_like(x, 200.0), atol=1)
+    elif fit == "resize":
+        assert x[:, 0].max() < 150 and x[:, -1].min() > 190 and x.min() > 40  # whole width, no black
+    else:
+        assert x[:2].max() < 1 and x[-2:].max() < 1 and x[3, -1] > 190  # black bars top and bottom
+    assert DataConfig().fit == "crop"
