@@ -90,13 +90,16 @@ class ModelConfig:
     """Which family is trained, the constructor arguments of its two networks, and family options.
 
     ``options`` holds training options only one family understands (e.g. StyleGAN2's
-    ``style_mixing`` probability); each family checks its own.
+    ``style_mixing`` probability); each family checks its own. ``init_from`` starts from trained
+    weights: a checkpoint or run folder (G and D), an export folder or a card id (G only); see
+    :mod:`imgsynth.training.finetune`.
     """
 
     family: str = "dcgan"
     generator: dict[str, Any] = field(default_factory=dict)
     discriminator: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    init_from: str = ""
 
 
 @dataclass

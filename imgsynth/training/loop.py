@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import random
 import signal
@@ -55,6 +56,7 @@ from imgsynth.training.config import TrainConfig, dumps_config
 from imgsynth.training.data import BatchStream, ResumableBatchSampler, build_dataset, dataset_name
 from imgsynth.training.families import get_family
 from imgsynth.training.families.base import Family
+from imgsynth.training.finetune import InitSource, load_init_source, load_into
 from imgsynth.training.visuals import save_grid, save_loss_curve
 
 # ---------------------------------------------------------------- environment
@@ -273,6 +275,7 @@ class Trainer:
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.family: Family = get_family(cfg.model.family)
         self._stop = False
+        self._init_message = ""
         self._owns_group = False
         self._tb: Any = None
 
@@ -317,12 +320,27 @@ class Trainer:
         # identical initial weights on every rank; rank 0's are broadcast below anyway
         torch.manual_seed(cfg.run.seed)
         self.options = self.family.options(cfg)
-        self.g_config = self.family.generator_config(cfg, self.dataset)
-        self.d_config = self.family.discriminator_config(cfg, self.dataset)
+        source = self._init_source()
+        net_cfg = cfg
+        if source is not None:
+            # empty [model.generator] / [model.discriminator] tables take the source's configs
+            model = dataclasses.replace(
+                cfg.model, generator=cfg.model.generator or dict(source.g_config),
+                discriminator=cfg.model.discriminator or dict(source.d_config or {}))
+            net_cfg = dataclasses.replace(cfg, model=model)
+        self.g_config = self.family.generator_config(net_cfg, self.dataset)
+        self.d_config = self.family.discriminator_config(net_cfg, self.dataset)
         self.G = self.family.build_generator(self.g_config)
         self.D = self.family.build_discriminator(self.d_config)
         self.family.init_weights(self.G)
         self.family.init_weights(self.D)
+        if source is not None:
+            load_into(self.G, source.g_weights, source.what, "generator")
+            loaded = "G"
+            if source.d_weights is not None:
+                load_into(self.D, source.d_weights, source.what, "discriminator")
+                loaded = "G and D"
+            self._init_message = f"{loaded} initialised from {source.what}"
         self.G.to(self.device).train()
         self.D.to(self.device).train()
         self._check_shapes()
@@ -361,6 +379,16 @@ class Trainer:
             )
         if info.enabled:
             self._broadcast_from_rank0()
+
+    def _init_source(self) -> InitSource | None:
+        """The weights ``[model] init_from`` names (None without it)."""
+        source = self.cfg.model.init_from
+        if not source:
+            return None
+        if self.options.get("init_from"):
+            raise ConfigError("give the starting weights once: model.init_from (model.options.init_from is "
+                              "the pconv family's older spelling of it)")
+        return load_init_source(source, self.family.arch, self.family.task)
 
     def _setup_augment(self) -> None:
         """ADA (``[augment]``): the pipeline D's inputs go through, and p's controller when adaptive."""
@@ -749,6 +777,8 @@ class Trainer:
         self._emit("start", message=(
             f"{self.family.name} on {dataset_name(cfg.data)} ({len(self.dataset)} items), "
             f"{self.device} {self.precision}, {self.info.world_size} process(es)"))
+        if self._init_message and self.step == 0:
+            self._emit("info", message=self._init_message)
         per_step = cfg.data.batch_size * cfg.loss.d_steps * self.info.world_size
         window_start = time.perf_counter()
         overall_start, overall_steps = window_start, 0
