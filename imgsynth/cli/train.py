@@ -238,6 +238,9 @@ def train(
     if not quiet:
         sys.stderr.write(f"trained {result.step} steps ({result.images_per_s:.0f} img/s); "
                          f"checkpoint {result.checkpoint}\n")
+        if result.skipped:
+            sys.stderr.write(f"skipped {len(result.skipped)} unreadable file(s): {', '.join(result.skipped[:5])}"
+                             f"{' ...' if len(result.skipped) > 5 else ''}\n")
     if export is None:
         sys.stdout.write((jsonlib.dumps(record) if json else str(result.checkpoint)) + "\n")
         return

@@ -68,8 +68,14 @@ def image_channels(path: Path) -> int:
 def common_channels(files: Sequence[Path], what: str) -> int:
     """The one channel count shared by ``files``, or InputError naming one file of each kind."""
     seen: dict[int, Path] = {}
+    unreadable: InputError | None = None
     for p in files:
-        seen.setdefault(image_channels(p), p)
+        try:
+            seen.setdefault(image_channels(p), p)
+        except InputError as exc:  # skipped (and named) when training meets it
+            unreadable = exc
+    if not seen and unreadable is not None:
+        raise unreadable
     if len(seen) > 1:
         examples = ", ".join(f"{c} channel(s): {p.name}" for c, p in sorted(seen.items()))
         raise InputError(
@@ -507,6 +513,74 @@ class DerivedPairs(FolderImages):
 SOURCES = {"folder": FolderImages, "masked": MaskedImages, "paired": PairedFolders, "fashion-mnist": FashionMNIST,
            "fashion-mnist-labels": FashionMNISTLabels, "mosaics": FashionMosaics,
            "edges": DerivedPairs, "gray": DerivedPairs, "clusters": DerivedPairs}
+
+
+class SkipUnreadable(Dataset):
+    """A dataset whose unreadable items (corrupt, truncated or vanished files) are skipped.
+
+    An item that raises :class:`~imgsynth.errors.InputError` is replaced by the next readable
+    one (same epoch, so the same augmentation draw as that item would get); the item then
+    carries ``"skipped"``: the index of the first unreadable item met (-1: none), which the
+    training loop names in its log. The choice depends only on which files are readable, so runs
+    stay reproducible. Other attributes are the wrapped dataset's.
+    """
+
+    def __init__(self, inner: Dataset) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (unpickling in a worker)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        index, epoch = _split_key(key)
+        n = len(self)
+        first_bad = -1
+        last: InputError | None = None
+        for k in range(n):
+            j = (index + k) % n
+            try:
+                item = self.inner[(j, epoch)]
+            except InputError as exc:
+                first_bad = j if first_bad < 0 else first_bad
+                last = exc
+                continue
+            item["skipped"] = torch.tensor(first_bad, dtype=torch.int64)
+            return item
+        raise InputError(f"none of the {n} training item(s) can be read (last: {last})")
+
+    def item_name(self, index: int) -> str:
+        """The file(s) behind item ``index``."""
+        inner = self.inner
+        if hasattr(inner, "files"):
+            return str(inner.files[index])
+        if hasattr(inner, "pairs"):
+            return " + ".join(str(p) for p in inner.pairs[index])
+        return f"item {index}"
+
+
+def data_fingerprint(dataset: Any) -> dict[str, Any]:
+    """Item count and a digest of the files' names, sizes and modification times (folder sources)."""
+    import hashlib
+
+    inner = getattr(dataset, "inner", dataset)
+    paths: list[Path] = []
+    if hasattr(inner, "files"):
+        paths = list(inner.files)
+    elif hasattr(inner, "pairs"):
+        paths = [p for pair in inner.pairs for p in pair]
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = p.stat()
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\0gone\n".encode())
+    return {"items": len(dataset), "digest": h.hexdigest() if paths else ""}
 
 
 def build_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:

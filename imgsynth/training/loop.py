@@ -53,7 +53,14 @@ from imgsynth.training.checkpoint import (
     save_checkpoint,
 )
 from imgsynth.training.config import TrainConfig, dumps_config
-from imgsynth.training.data import BatchStream, ResumableBatchSampler, build_dataset, dataset_name
+from imgsynth.training.data import (
+    BatchStream,
+    ResumableBatchSampler,
+    SkipUnreadable,
+    build_dataset,
+    data_fingerprint,
+    dataset_name,
+)
 from imgsynth.training.families import get_family
 from imgsynth.training.families.base import Family
 from imgsynth.training.finetune import InitSource, load_init_source, load_into
@@ -164,6 +171,8 @@ class TrainResult:
     history: list[dict[str, float]]
     precision: str
     device: str
+    #: unreadable files skipped so far (named once each in the log)
+    skipped: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- helpers
@@ -300,7 +309,9 @@ class Trainer:
         self.precision = resolve_precision(cfg.run.precision, self.device)
         self._setup_dist()
 
-        self.dataset = build_dataset(cfg.data, seed=cfg.run.seed)
+        self.dataset = SkipUnreadable(build_dataset(cfg.data, seed=cfg.run.seed))
+        self.fingerprint = data_fingerprint(self.dataset)
+        self.skipped: list[str] = []
         if getattr(self.dataset, "kind", "images") != self.family.data_kind:
             raise ConfigError(
                 f"model.family {self.family.name!r} trains on {self.family.data_kind} data, "
@@ -473,6 +484,7 @@ class Trainer:
             "data": self.stream.state_dict(),
             "history": self.history,
             "family_state": self.family.state_dict(),
+            "data_files": {**self.fingerprint, "skipped": list(self.skipped)},
             "augment": self.ada.state_dict() if self.ada is not None else None,
             "log_window": {"steps": self._window_steps,
                            "sums": {k: float(v) for k, v in self._logs.items()}},
@@ -520,6 +532,7 @@ class Trainer:
                 scaler.load_state_dict(saved)
         self.stream.load_state_dict(state["data"])
         self.family.load_state_dict(state.get("family_state") or {})
+        self._report_data_change(state.get("data_files"))
         if self.ada is not None and state.get("augment"):
             self.ada.load_state_dict(state["augment"])
             self.augment.p = self.ada.p  # type: ignore[union-attr]
@@ -539,6 +552,31 @@ class Trainer:
         self._last_ckpt = path
         self._saved_step = self.step
         self._emit("info", message=f"resumed from {path} at step {self.step}")
+
+    def _report_data_change(self, saved: dict[str, Any] | None) -> None:
+        """Say on resume when the training files differ from the checkpoint's (and what was skipped)."""
+        if not saved:
+            return
+        self.skipped = list(saved.get("skipped", []))
+        now = self.fingerprint
+        if saved.get("items") != now["items"] or saved.get("digest") != now["digest"]:
+            what = (f"{saved.get('items')} item(s) then, {now['items']} now" if saved.get("items") != now["items"]
+                    else "same number of items, but files were replaced or modified")
+            self._emit("info", message=f"the data changed since the checkpoint ({what}); "
+                                       "continuing with the data as it is now")
+        if self.skipped:
+            self._emit("info", message=f"{len(self.skipped)} unreadable file(s) skipped before the checkpoint")
+
+    def _note_skipped(self, batch: dict[str, Tensor]) -> None:
+        """Name each unreadable item the first time a batch skipped it (and count them)."""
+        skipped = batch.pop("skipped", None)
+        if skipped is None:
+            return
+        for index in sorted({int(i) for i in skipped.tolist() if int(i) >= 0}):
+            name = self.dataset.item_name(index)
+            if name not in self.skipped:
+                self.skipped.append(name)
+                self._emit("info", message=f"skipped unreadable {name} ({len(self.skipped)} so far)")
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
         saved = state["config"]
@@ -790,7 +828,7 @@ class Trainer:
                 break
             data_state = self.stream.state_dict()
             try:
-                batches = [_cast_batch(self.stream.next(), self.device) for _ in range(cfg.loss.d_steps)]
+                batches = [self.stream.next() for _ in range(cfg.loss.d_steps)]
             except Exception:
                 if not self._stop:
                     raise
@@ -798,6 +836,9 @@ class Trainer:
                 self.stream.load_state_dict(data_state)
                 interrupted = True
                 break
+            for batch in batches:
+                self._note_skipped(batch)
+            batches = [_cast_batch(b, self.device) for b in batches]
             self.train_step(batches, self._logs)
             self.step += 1
             self._window_steps += 1
@@ -856,7 +897,7 @@ class Trainer:
         return TrainResult(
             step=self.step, out_dir=self.out_dir, checkpoint=self._last_ckpt,
             interrupted=interrupted, images_per_s=mean_ips, history=list(self.history),
-            precision=self.precision, device=str(self.device),
+            precision=self.precision, device=str(self.device), skipped=list(self.skipped),
         )
 
     def _write_curve(self) -> None:

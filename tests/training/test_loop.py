@@ -174,3 +174,35 @@ def test_unwritable_out_dir_is_an_output_error(tmp_path, tiny):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(OutputError, match="cannot write to run.out_dir"):
         train(tiny(tmp_path, "file/run", run={"steps": 1}))
+
+
+def test_unreadable_files_are_skipped_named_and_resume_says_the_data_changed(tmp_path, final_state):
+    """A truncated and a garbage file in the folder: the run goes on, names them once, and counts them."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    good = (photos / "1.png").read_bytes()
+    (photos / "1.png").write_bytes(good[: len(good) // 2])  # truncated
+    (photos / "4.png").write_bytes(b"not an image at all")
+    from imgsynth.training.config import from_dict
+
+    def cfg(steps):
+        return from_dict({
+            "run": {"out_dir": str(tmp_path / "run"), "steps": steps, "grid_samples": 2, "log_every": 1},
+            "data": {"source": "folder", "path": str(photos), "resolution": 8, "batch_size": 2},
+            "model": {"family": "dcgan", "generator": {"z_dim": 4, "ngf": 4}, "discriminator": {"ndf": 4}},
+        })
+
+    messages = []
+    result = train(cfg(4), progress=lambda p: messages.append(p.message) if p.kind == "info" else None)
+    assert result.step == 4 and sorted(result.skipped) == [str(photos / "1.png"), str(photos / "4.png")]
+    assert sum("skipped unreadable" in m and "1.png" in m for m in messages) == 1  # named once
+    assert final_state(tmp_path / "run")["data_files"]["skipped"] == result.skipped
+    Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(photos / "6.png")
+    messages.clear()
+    resumed = train(cfg(6), resume=True, progress=lambda p: messages.append(p.message) if p.kind == "info" else None)
+    assert resumed.step == 6
+    assert any("the data changed since the checkpoint (6 item(s) then, 7 now)" in m for m in messages)
+    assert any("2 unreadable file(s) skipped before the checkpoint" in m for m in messages)
