@@ -330,6 +330,10 @@ class Trainer:
 
         # identical initial weights on every rank; rank 0's are broadcast below anyway
         torch.manual_seed(cfg.run.seed)
+        # numpy's and Python's global generators too (checkpointed with the others), so that any
+        # use of them (a library, a future augmentation) stays reproducible and resumes exactly
+        np.random.seed(_seed_for(cfg.run.seed, 4, info.rank) & 0xFFFFFFFF)
+        random.seed(_seed_for(cfg.run.seed, 5, info.rank))
         self.options = self.family.options(cfg)
         source = self._init_source()
         net_cfg = cfg

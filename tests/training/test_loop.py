@@ -206,3 +206,14 @@ def test_unreadable_files_are_skipped_named_and_resume_says_the_data_changed(tmp
     assert resumed.step == 6
     assert any("the data changed since the checkpoint (6 item(s) then, 7 now)" in m for m in messages)
     assert any("2 unreadable file(s) skipped before the checkpoint" in m for m in messages)
+
+
+def test_numpy_and_python_generators_are_seeded_per_run(tmp_path, tiny, final_state):
+    import random
+
+    np.random.seed(123), random.seed(123)
+    train(tiny(tmp_path, "a", run={"steps": 1}))
+    np.random.seed(456), random.seed(456)
+    train(tiny(tmp_path, "b", run={"steps": 1}))
+    a, b = final_state(tmp_path / "a")["rng"][0], final_state(tmp_path / "b")["rng"][0]
+    assert a["numpy"] == b["numpy"] and a["python"] == b["python"]  # the run's seed, not the caller's state
