@@ -120,7 +120,13 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimisers: separate learning rates for G and D (TTUR, Heusel et al. 2017), clipping, EMA."""
+    """Optimisers: separate learning rates for G and D (TTUR, Heusel et al. 2017), clipping, EMA.
+
+    ``lr_schedule``: ``constant``; ``linear`` keeps both rates until step ``lr_decay_start`` and
+    then decays them linearly to 0 at ``run.steps`` (pix2pix's ``niter`` / ``niter_decay``);
+    ``cosine`` follows half a cosine from the full rate at ``lr_decay_start`` to 0 at ``run.steps``.
+    The rate is a function of the step, so resumed runs follow the same curve.
+    """
 
     optimizer: Literal["adam", "rmsprop"] = "adam"
     g_lr: float = 2e-4
@@ -130,6 +136,8 @@ class OptimConfig:
     grad_clip: float = 0.0
     ema_decay: float = 0.0
     ema_start: int = 0
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    lr_decay_start: int = 0
 
 
 @dataclass
@@ -369,6 +377,8 @@ def validate(cfg: TrainConfig) -> None:
             f"data.load_size ({cfg.data.load_size}) must be 0 or at least data.resolution "
             f"({cfg.data.resolution})"
         )
+    if not 0 <= cfg.optim.lr_decay_start < cfg.run.steps and cfg.optim.lr_schedule != "constant":
+        raise ConfigError(f"optim.lr_decay_start must be in [0, run.steps), got {cfg.optim.lr_decay_start}")
     if not 0.0 <= cfg.optim.ema_decay < 1.0:
         raise ConfigError(f"optim.ema_decay must be in [0, 1), got {cfg.optim.ema_decay}")
     if cfg.optim.g_lr <= 0 or cfg.optim.d_lr <= 0:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 import os
 import random
 import signal
@@ -702,8 +703,24 @@ class Trainer:
         with torch.set_grad_enabled(grad), self._autocast():
             return self.family.generate(self.G, inputs, self.noise, self.options)
 
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate multiplier of ``step`` (0-based) under ``optim.lr_schedule``."""
+        opt, total = self.cfg.optim, self.cfg.run.steps
+        if opt.lr_schedule == "constant" or step < opt.lr_decay_start:
+            return 1.0
+        progress = (step - opt.lr_decay_start) / max(1, total - opt.lr_decay_start)
+        if opt.lr_schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
     def train_step(self, batches: list[dict[str, Tensor]], logs: dict[str, Tensor]) -> None:
         """One step: a D update per batch, then a G update (on the last batch's fakes)."""
+        factor = self.lr_factor(self.step)
+        for opt, base in ((self.opt_g, self.cfg.optim.g_lr), (self.opt_d, self.cfg.optim.d_lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        if self.cfg.optim.lr_schedule != "constant":
+            logs["lr"] = logs.get("lr", 0) + torch.tensor(self.cfg.optim.g_lr * factor)
         self.family.begin_step(self.step, self.options)
         n = len(batches)
         fake = None

@@ -217,3 +217,27 @@ def test_numpy_and_python_generators_are_seeded_per_run(tmp_path, tiny, final_st
     train(tiny(tmp_path, "b", run={"steps": 1}))
     a, b = final_state(tmp_path / "a")["rng"][0], final_state(tmp_path / "b")["rng"][0]
     assert a["numpy"] == b["numpy"] and a["python"] == b["python"]  # the run's seed, not the caller's state
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("constant", [1.0] * 6),
+    ("linear", [1.0, 1.0, 1.0, 0.75, 0.5, 0.25]),  # pix2pix: niter = 2 constant steps, then niter_decay = 4
+    ("cosine", [1.0, 1.0, 1.0, 0.5 * (1 + np.cos(np.pi / 4)), 0.5, 0.5 * (1 + np.cos(3 * np.pi / 4))]),
+])
+def test_learning_rate_schedules(tmp_path, tiny, schedule, expected, final_state, compare_runs):
+    def cfg(out, steps):
+        return tiny(tmp_path, out, run={"steps": steps, "log_every": 1},
+                    optim={"lr_schedule": schedule, "lr_decay_start": 2 if schedule != "constant" else 0,
+                           "g_lr": 1e-3, "d_lr": 2e-3})
+
+    cfg6 = cfg("full", 6)
+    trainer = Trainer(cfg6)
+    np.testing.assert_allclose([trainer.lr_factor(s) for s in range(6)], expected, rtol=1e-6)
+    if schedule == "constant":
+        return
+    full = train(cfg6)
+    np.testing.assert_allclose([h["lr"] for h in full.history], [1e-3 * f for f in expected], rtol=1e-5)
+    stopped = Trainer(cfg("split", 6), progress=lambda p: stopped.request_stop() if p.step == 3 else None)
+    assert stopped.run().interrupted  # stopped at step 3 of 6 (as Ctrl-C does), then resumed
+    train(cfg("split", 6), resume=True)
+    compare_runs(final_state(tmp_path / "full"), final_state(tmp_path / "split"), history=False)
