@@ -159,6 +159,9 @@ class _Reporter:
             sys.stderr.flush()
 
     def __call__(self, p: Any) -> None:
+        if self.as_json and p.kind == "val":
+            sys.stdout.write(jsonlib.dumps({"event": "val", "step": p.step, "metrics": p.losses}) + "\n")
+            sys.stdout.flush()
         if self.as_json and p.kind == "log":
             sys.stdout.write(jsonlib.dumps({"event": "log", "step": p.step, "losses": p.losses,
                                             "images_per_s": round(p.images_per_s, 2)}) + "\n")
@@ -181,6 +184,10 @@ class _Reporter:
                 self._line(f"{p.kind}: {p.path}")
         elif p.kind == "info":
             self._line(p.message)
+        elif p.kind == "val":
+            self._line(f"validation at step {p.step}: {_fmt_losses(p.losses)}")
+        elif p.kind == "best":
+            self._line(f"best so far (val_psnr {p.losses['val_psnr']:.2f} dB): {p.path}")
 
 
 @handle_errors

@@ -26,7 +26,12 @@ from imgsynth.errors import ConfigError
 
 @dataclass
 class RunConfig:
-    """Where a run writes, how long it runs and how often it reports."""
+    """Where a run writes, how long it runs and how often it reports.
+
+    ``val_every``: how often paired and inpainting families are validated on held-out data
+    (``data.val_items`` / ``data.val_path``); 0 validates at every checkpoint. The best
+    checkpoint by validation PSNR is kept in ``best/`` beside ``checkpoints/``.
+    """
 
     out_dir: str = "runs/train"
     steps: int = 1000
@@ -39,6 +44,7 @@ class RunConfig:
     keep_checkpoints: int = 3
     grid_samples: int = 64
     tensorboard: Literal["auto", "on", "off"] = "auto"
+    val_every: int = 0
 
 
 @dataclass
@@ -63,6 +69,9 @@ class DataConfig:
     scales the long side down to it (never up) and fills the rest with black, which suits data
     with a black background such as Fashion-MNIST (28 -> 32) and puts black bars into photos.
     With ``load_size`` > ``resolution`` a random crop of ``resolution`` is then taken (seeded).
+    Validation data (paired and inpainting families): ``val_path`` (and ``val_path_b`` for the
+    targets of paired folders), else the last ``val_items`` items of the training data, held out
+    from training; validation items are fitted to ``resolution`` without crops or flips.
     """
 
     source: Literal["folder", "paired", "masked", "fashion-mnist", "fashion-mnist-labels", "mosaics", "edges",
@@ -83,6 +92,9 @@ class DataConfig:
     shuffle: bool = True
     name: str = ""
     license: str = ""
+    val_path: str = ""
+    val_path_b: str = ""
+    val_items: int = 0
 
 
 @dataclass
@@ -124,7 +136,8 @@ class OptimConfig:
 
     ``lr_schedule``: ``constant``; ``linear`` keeps both rates until step ``lr_decay_start`` and
     then decays them linearly to 0 at ``run.steps`` (pix2pix's ``niter`` / ``niter_decay``);
-    ``cosine`` follows half a cosine from the full rate at ``lr_decay_start`` to 0 at ``run.steps``.
+    ``cosine`` follows half a cosine from the full rate at ``lr_decay_start`` to 0 at ``run.steps``
+    (a ``lr_decay_start`` at or past ``run.steps`` keeps the rates constant).
     The rate is a function of the step, so resumed runs follow the same curve.
     """
 
@@ -359,6 +372,8 @@ def validate(cfg: TrainConfig) -> None:
         "data.workers": cfg.data.workers,
         "data.load_size": cfg.data.load_size,
         "data.label_nc": cfg.data.label_nc,
+        "data.val_items": cfg.data.val_items,
+        "run.val_every": cfg.run.val_every,
         "loss.gp_weight": cfg.loss.gp_weight,
         "loss.r1_gamma": cfg.loss.r1_gamma,
         "loss.feature_matching": cfg.loss.feature_matching,
@@ -366,6 +381,7 @@ def validate(cfg: TrainConfig) -> None:
         "optim.weight_decay": cfg.optim.weight_decay,
         "optim.grad_clip": cfg.optim.grad_clip,
         "optim.ema_start": cfg.optim.ema_start,
+        "optim.lr_decay_start": cfg.optim.lr_decay_start,
     }
     for key, value in non_negative.items():
         if value < 0:
@@ -377,8 +393,6 @@ def validate(cfg: TrainConfig) -> None:
             f"data.load_size ({cfg.data.load_size}) must be 0 or at least data.resolution "
             f"({cfg.data.resolution})"
         )
-    if not 0 <= cfg.optim.lr_decay_start < cfg.run.steps and cfg.optim.lr_schedule != "constant":
-        raise ConfigError(f"optim.lr_decay_start must be in [0, run.steps), got {cfg.optim.lr_decay_start}")
     if not 0.0 <= cfg.optim.ema_decay < 1.0:
         raise ConfigError(f"optim.ema_decay must be in [0, 1), got {cfg.optim.ema_decay}")
     if cfg.optim.g_lr <= 0 or cfg.optim.d_lr <= 0:

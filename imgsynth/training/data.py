@@ -556,6 +556,8 @@ class SkipUnreadable(Dataset):
     def item_name(self, index: int) -> str:
         """The file(s) behind item ``index``."""
         inner = self.inner
+        if isinstance(inner, IndexSubset):
+            return inner.item_name(index)
         if hasattr(inner, "files"):
             return str(inner.files[index])
         if hasattr(inner, "pairs"):
@@ -563,11 +565,57 @@ class SkipUnreadable(Dataset):
         return f"item {index}"
 
 
+class IndexSubset(Dataset):
+    """Items ``indices`` of a dataset keyed ``(index, epoch)``; other attributes are the dataset's."""
+
+    def __init__(self, inner: Dataset, indices: Sequence[int]) -> None:
+        self.inner, self.indices = inner, list(indices)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("inner", "indices"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        index, epoch = _split_key(key)
+        return self.inner[(self.indices[index], epoch)]
+
+    def item_name(self, index: int) -> str:
+        """The file(s) behind item ``index``."""
+        return SkipUnreadable(self.inner).item_name(self.indices[index])
+
+
+def split_validation(cfg: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset | None]:
+    """(training data, validation data or None) as ``data.val_path`` / ``data.val_items`` say.
+
+    Validation items are fitted to ``resolution`` with neither random crops nor flips.
+    """
+    import dataclasses
+
+    train = build_dataset(cfg, seed)
+    if not cfg.val_path and cfg.val_items <= 0:
+        return train, None
+    plain = dataclasses.replace(cfg, load_size=0, hflip=False)
+    if cfg.val_path:
+        val_cfg = dataclasses.replace(plain, path=cfg.val_path, path_b=cfg.val_path_b or cfg.path_b)
+        return train, build_dataset(val_cfg, seed)
+    n = len(train)  # type: ignore[arg-type]
+    if cfg.val_items >= n:
+        raise ConfigError(f"data.val_items = {cfg.val_items} leaves nothing to train on ({n} items)")
+    cut = n - cfg.val_items
+    return IndexSubset(train, range(cut)), IndexSubset(build_dataset(plain, seed), range(cut, n))
+
+
 def data_fingerprint(dataset: Any) -> dict[str, Any]:
     """Item count and a digest of the files' names, sizes and modification times (folder sources)."""
     import hashlib
 
-    inner = getattr(dataset, "inner", dataset)
+    inner = dataset
+    while isinstance(inner, (SkipUnreadable, IndexSubset)):
+        inner = inner.inner
     paths: list[Path] = []
     if hasattr(inner, "files"):
         paths = list(inner.files)

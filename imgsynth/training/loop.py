@@ -58,9 +58,9 @@ from imgsynth.training.data import (
     BatchStream,
     ResumableBatchSampler,
     SkipUnreadable,
-    build_dataset,
     data_fingerprint,
     dataset_name,
+    split_validation,
 )
 from imgsynth.training.families import get_family
 from imgsynth.training.families.base import Family
@@ -145,7 +145,8 @@ class Progress:
 
     ``kind``: ``start``, ``step`` (after every step), ``log`` (every ``run.log_every`` steps, with
     averaged ``losses`` and ``images_per_s``), ``sample`` / ``checkpoint`` (``path`` written),
-    ``info`` (``message``), ``done`` or ``interrupted``.
+    ``info`` (``message``), ``val`` (validation figures in ``losses``), ``best`` (a new best
+    checkpoint at ``path``), ``done`` or ``interrupted``.
     """
 
     kind: str
@@ -310,7 +311,14 @@ class Trainer:
         self.precision = resolve_precision(cfg.run.precision, self.device)
         self._setup_dist()
 
-        self.dataset = SkipUnreadable(build_dataset(cfg.data, seed=cfg.run.seed))
+        train_data, val_data = split_validation(cfg.data, seed=cfg.run.seed)
+        self.dataset = SkipUnreadable(train_data)
+        self.val_dataset = SkipUnreadable(val_data) if val_data is not None else None
+        if val_data is not None and self.family.task == "sample":
+            raise ConfigError(f"data.val_path / data.val_items: the {self.family.name!r} family samples from noise; "
+                              "it has no targets to validate against (its sample grids use fixed seeds)")
+        self.val_history: list[dict[str, float]] = []
+        self.best: dict[str, float] = {}
         self.fingerprint = data_fingerprint(self.dataset)
         self.skipped: list[str] = []
         if getattr(self.dataset, "kind", "images") != self.family.data_kind:
@@ -491,6 +499,7 @@ class Trainer:
             "family_state": self.family.state_dict(),
             "data_files": {**self.fingerprint, "skipped": list(self.skipped)},
             "augment": self.ada.state_dict() if self.ada is not None else None,
+            "validation": {"history": self.val_history, "best": self.best},
             "log_window": {"steps": self._window_steps,
                            "sums": {k: float(v) for k, v in self._logs.items()}},
         }
@@ -538,6 +547,8 @@ class Trainer:
         self.stream.load_state_dict(state["data"])
         self.family.load_state_dict(state.get("family_state") or {})
         self._report_data_change(state.get("data_files"))
+        val = state.get("validation") or {}
+        self.val_history, self.best = list(val.get("history", [])), dict(val.get("best", {}))
         if self.ada is not None and state.get("augment"):
             self.ada.load_state_dict(state["augment"])
             self.augment.p = self.ada.p  # type: ignore[union-attr]
@@ -746,6 +757,67 @@ class Trainer:
 
     # ------------------------------------------------------------ outputs
     @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """PSNR (dB), SSIM and L1 of G (its EMA if on) on the held-out items, in [0, 1] pixel units.
+
+        Deterministic: the same items, fitted without crops or flips, and holes / latents from a
+        fixed-seed generator. None when the family has no target to compare with or no held-out data.
+        """
+        if self.val_dataset is None:
+            return None
+        from imgsynth.training.losses import ssim_loss
+
+        G = self.ema.model if self.ema is not None else self.G
+        was_training = G.training
+        G.eval()
+        generator = torch.Generator().manual_seed(_seed_for(self.cfg.run.seed, 6))
+        n, sums = 0, {"psnr": 0.0, "ssim": 0.0, "l1": 0.0}
+        size = self.cfg.data.batch_size
+        try:
+            for start in range(0, len(self.val_dataset), size):
+                items = [self.val_dataset[(i, 0)] for i in range(start, min(start + size, len(self.val_dataset)))]
+                batch = {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "skipped"}
+                batch = _cast_batch(batch, self.device)
+                with self._autocast():
+                    pair = self.family.validation_pair(G, batch, generator)
+                if pair is None:
+                    return None
+                out, target = ((x.float().clamp(-1, 1) + 1) / 2 for x in pair)
+                mse = (out - target).square().flatten(1).mean(1).clamp_min(1e-10)
+                sums["psnr"] += float((10 * torch.log10(1.0 / mse)).sum())
+                sums["l1"] += float((out - target).abs().flatten(1).mean(1).sum())
+                rgb = (lambda x: x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3])
+                if min(out.shape[-2:]) >= 11:
+                    sums["ssim"] += float(1 - ssim_loss(rgb(out), rgb(target))) * out.shape[0]
+                n += out.shape[0]
+        finally:
+            G.train(was_training)
+        record = {"step": self.step, **{f"val_{k}": v / max(n, 1) for k, v in sums.items()}}
+        if self.cfg.data.resolution < 11:  # smaller than SSIM's window
+            record.pop("val_ssim")
+        return record
+
+    def _validate_and_keep_best(self) -> None:
+        record = self.validate()
+        if record is None:
+            return
+        self.val_history.append(record)
+        self._emit("val", losses={k: v for k, v in record.items() if k != "step"})
+        if self._tb is not None:
+            for k, v in record.items():
+                if k != "step":
+                    self._tb.add_scalar(f"val/{k[4:]}", v, self.step)
+        if not self.best or record["val_psnr"] > self.best["val_psnr"]:
+            self.best = dict(record)
+            rngs = self._gather_rng()
+            if self.info.is_main:
+                state = self.state_dict()
+                state["rng"] = rngs
+                path = save_checkpoint(state, self.out_dir / "best", self.step, dumps_config(self.cfg))
+                prune_checkpoints(self.out_dir / "best", 1)
+                self._emit("best", path=path, losses={"val_psnr": record["val_psnr"]})
+
+    @torch.no_grad()
     def sample_grid(self) -> Path | None:
         """Write ``samples/step-NNNNNNNN.png`` from the fixed grid seeds (EMA weights if on)."""
         if not self.info.is_main or not self.grid_seeds:
@@ -896,6 +968,9 @@ class Trainer:
                             grid = np.array(im)
                         self._tb.add_image("samples", grid, self.step,
                                            dataformats="HW" if grid.ndim == 2 else "HWC")
+            if self.val_dataset is not None and (self.step % (cfg.run.val_every or cfg.run.checkpoint_every) == 0
+                                                 or last):
+                self._validate_and_keep_best()
             if self.step % cfg.run.checkpoint_every == 0 or last:
                 path = self.save()
                 if path is not None:

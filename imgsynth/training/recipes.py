@@ -366,6 +366,8 @@ def new_recipe(
     d["hflip"] = hflip
     d["batch_size"] = min(_batch(family, size), max(1, _pow2_at_most(items)))
     d["workers"] = 0
+    if not fashion and family not in _SAMPLING and items >= 20:
+        d["val_items"] = max(2, min(50, items // 10))  # held out: PSNR / SSIM / L1 during training
     d["name"] = "Fashion-MNIST" if fashion else data.name
     d["license"] = "MIT" if fashion else ""
 
@@ -421,6 +423,7 @@ def new_recipe(
         "name": "shown on the model card",
         "license": "the licence of your images (SPDX id), shown on the model card",
         "channels": "1 grey, 3 colour, 0 from the data",
+        "val_items": "the last items, held out from training for validation (best checkpoint in best/)",
     }
     for k, v in d.items():
         doc.key(k, v, data_notes.get(k, ""))
@@ -447,9 +450,13 @@ def new_recipe(
         doc.table("loss")
         for k, v in loss.items():
             doc.key(k, v, loss_notes.get(k, ""))
+    if family in ("pix2pix", "pix2pixhd", "spade", "panoptic"):
+        # pix2pix's niter / niter_decay: constant, then linearly to 0 over the second half
+        optim.update(lr_schedule="linear", lr_decay_start=total // 2)
     doc.table("optim")
     for k, v in optim.items():
-        doc.key(k, v, {"ema_decay": "the export holds this moving average of G"}.get(k, ""))
+        doc.key(k, v, {"ema_decay": "the export holds this moving average of G",
+                       "lr_schedule": "constant | linear | cosine"}.get(k, ""))
 
     if family != "pconv":
         doc.table("augment", "adaptive discriminator augmentation (Karras et al. 2020): for few images (< 10k)")

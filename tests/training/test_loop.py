@@ -241,3 +241,64 @@ def test_learning_rate_schedules(tmp_path, tiny, schedule, expected, final_state
     assert stopped.run().interrupted  # stopped at step 3 of 6 (as Ctrl-C does), then resumed
     train(cfg("split", 6), resume=True)
     compare_runs(final_state(tmp_path / "full"), final_state(tmp_path / "split"), history=False)
+
+
+def write_pairs(root, n=10, size=36):
+    rng = np.random.default_rng(0)
+    for side in ("A", "B"):
+        (root / side).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        a = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(a).save(root / "A" / f"{i}.png")
+        Image.fromarray(255 - a).save(root / "B" / f"{i}.png")
+
+
+def pix2pix_cfg(tmp_path, out, steps, **data):
+    from imgsynth.training.config import from_dict
+
+    return from_dict({
+        "run": {"out_dir": str(tmp_path / out), "steps": steps, "checkpoint_every": 2, "grid_samples": 2},
+        "data": {"source": "paired", "path": str(tmp_path / "A"), "path_b": str(tmp_path / "B"), "resolution": 32,
+                 "load_size": 34, "hflip": True, "batch_size": 2, **data},
+        "model": {"family": "pix2pix", "generator": {"num_downs": 5, "ngf": 4},
+                  "discriminator": {"ndf": 4, "n_layers": 2}},
+        "loss": {"l1": 100.0}, "optim": {"g_lr": 1e-2},
+    })
+
+
+def test_validation_on_held_out_items_keeps_the_best_checkpoint(tmp_path, final_state):
+    write_pairs(tmp_path)
+    events = []
+    result = train(pix2pix_cfg(tmp_path, "run", 6, val_items=3),
+                   progress=lambda p: events.append((p.kind, p.step, dict(p.losses))) if p.kind in ("val", "best") else None)
+    vals = [e for e in events if e[0] == "val"]
+    assert [e[1] for e in vals] == [2, 4, 6] and {"val_psnr", "val_ssim", "val_l1"} == set(vals[0][2])
+    state = final_state(tmp_path / "run")
+    history = state["validation"]["history"]
+    best = max(history, key=lambda r: r["val_psnr"])
+    assert state["validation"]["best"] == best
+    (kept,) = list_checkpoints(tmp_path / "run" / "best")
+    assert kept[0] == best["step"] == [e[1] for e in events if e[0] == "best"][-1]
+    assert len(result.history) and all(0 < r["val_psnr"] < 60 and 0 <= r["val_l1"] <= 1 for r in history)
+    # 7 items trained on (3 held out): the sampler's epoch has 3 batches of 2
+    trainer = Trainer(pix2pix_cfg(tmp_path, "again", 1, val_items=3))
+    trainer._setup()
+    assert len(trainer.dataset) == 7 and len(trainer.val_dataset) == 3
+    first, second = trainer.validate(), trainer.validate()
+    assert first == second  # deterministic
+
+
+def test_validation_folder_and_refusals(tmp_path):
+    write_pairs(tmp_path)
+    write_pairs(tmp_path / "val", n=2)
+    trainer = Trainer(pix2pix_cfg(tmp_path, "run", 1, val_path=str(tmp_path / "val" / "A"),
+                                  val_path_b=str(tmp_path / "val" / "B")))
+    trainer._setup()
+    assert len(trainer.dataset) == 10 and len(trainer.val_dataset) == 2 and trainer.validate()["val_psnr"] > 0
+    with pytest.raises(ConfigError, match="leaves nothing to train on"):
+        train(pix2pix_cfg(tmp_path, "all", 1, val_items=10))
+    with pytest.raises(ConfigError, match="samples from noise"):
+        from imgsynth.training.config import from_dict
+
+        train(from_dict({"data": {"source": "folder", "path": str(tmp_path / "A"), "val_items": 2, "resolution": 8,
+                                  "batch_size": 2}, "run": {"out_dir": str(tmp_path / "d"), "steps": 1}}))

@@ -190,6 +190,14 @@ class Family:
         """Non-adversarial generator losses by name (already weighted); none for plain GANs."""
         return {}
 
+    def validation_pair(
+        self, G: nn.Module, batch: dict[str, Tensor], generator: torch.Generator
+    ) -> tuple[Tensor, Tensor] | None:
+        """(G's output, the target) in [-1, 1] for held-out items; None for sampling families."""
+        if self.task == "sample":
+            return None
+        return G(*self.generator_inputs(G, batch, generator)), self.real(batch)
+
     # ------------------------------------------------------------ grids and exports
     def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
         """Fixed inputs for sample grids: one latent per seed, each from its own CPU generator.

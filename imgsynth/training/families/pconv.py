@@ -267,6 +267,14 @@ class PConvFamily(Family):
             )
         return terms
 
+    def validation_pair(
+        self, G: nn.Module, batch: dict[str, Tensor], generator: torch.Generator
+    ) -> tuple[Tensor, Tensor] | None:
+        """The composited fill (known pixels kept) against the photo."""
+        x, mask = self.generator_inputs(G, batch, generator)
+        out = G(x, mask).float()
+        return _from_imagenet(mask * x + (1 - mask) * out), batch["image"].float()
+
     # ------------------------------------------------------------ grids and exports
     def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
         return [dataset[(s % len(dataset), 0)] for s in seeds]
