@@ -187,7 +187,7 @@ class _Reporter:
         elif p.kind == "val":
             self._line(f"validation at step {p.step}: {_fmt_losses(p.losses)}")
         elif p.kind == "best":
-            self._line(f"best so far (val_psnr {p.losses['val_psnr']:.2f} dB): {p.path}")
+            self._line(f"best so far ({_fmt_losses(p.losses)}): {p.path}")
 
 
 @handle_errors

@@ -30,7 +30,10 @@ class RunConfig:
 
     ``val_every``: how often paired and inpainting families are validated on held-out data
     (``data.val_items`` / ``data.val_path``); 0 validates at every checkpoint. The best
-    checkpoint by validation PSNR is kept in ``best/`` beside ``checkpoints/``.
+    checkpoint by validation PSNR is kept in ``best/`` beside ``checkpoints/``. Sampling families on
+    ``fashion-mnist`` log instead the Fréchet distance of ``fid_samples`` samples to as many
+    test images (:mod:`imgsynth.training.fid`; 0 turns it off), keeping the best (lowest) in
+    ``best/``, when the project's feature extractor is cached (``benchmarks/fid_fashion.py``).
     """
 
     out_dir: str = "runs/train"
@@ -45,6 +48,7 @@ class RunConfig:
     grid_samples: int = 64
     tensorboard: Literal["auto", "on", "off"] = "auto"
     val_every: int = 0
+    fid_samples: int = 1000
 
 
 @dataclass
@@ -374,6 +378,7 @@ def validate(cfg: TrainConfig) -> None:
         "data.label_nc": cfg.data.label_nc,
         "data.val_items": cfg.data.val_items,
         "run.val_every": cfg.run.val_every,
+        "run.fid_samples": cfg.run.fid_samples,
         "loss.gp_weight": cfg.loss.gp_weight,
         "loss.r1_gamma": cfg.loss.r1_gamma,
         "loss.feature_matching": cfg.loss.feature_matching,

@@ -287,6 +287,7 @@ class Trainer:
         self.family: Family = get_family(cfg.model.family)
         self._stop = False
         self._init_message = ""
+        self._fid_note = ""
         self._owns_group = False
         self._tb: Any = None
 
@@ -319,6 +320,15 @@ class Trainer:
                               "it has no targets to validate against (its sample grids use fixed seeds)")
         self.val_history: list[dict[str, float]] = []
         self.best: dict[str, float] = {}
+        self._fid_net: nn.Module | None = None
+        self._fid_real: Tensor | None = None
+        if self.family.task == "sample" and cfg.data.source == "fashion-mnist" and cfg.run.fid_samples > 0:
+            from imgsynth.training.fid import cache_path, load_classifier
+
+            self._fid_net = load_classifier()
+            if self._fid_net is None:
+                self._fid_note = (f"no Fashion-MNIST feature extractor at {cache_path()} (python "
+                                  "benchmarks/fid_fashion.py trains it once): no Fréchet distance, sample grids only")
         self.fingerprint = data_fingerprint(self.dataset)
         self.skipped: list[str] = []
         if getattr(self.dataset, "kind", "images") != self.family.data_kind:
@@ -763,6 +773,8 @@ class Trainer:
         Deterministic: the same items, fitted without crops or flips, and holes / latents from a
         fixed-seed generator. None when the family has no target to compare with or no held-out data.
         """
+        if self._fid_net is not None:
+            return self._frechet()
         if self.val_dataset is None:
             return None
         from imgsynth.training.losses import ssim_loss
@@ -797,6 +809,40 @@ class Trainer:
             record.pop("val_ssim")
         return record
 
+    @torch.no_grad()
+    def _frechet(self) -> dict[str, float] | None:
+        """Fréchet distance of ``run.fid_samples`` samples of G (its EMA) from fixed seeds to the test set."""
+        from imgsynth.errors import InputError
+        from imgsynth.training.fid import features, frechet_distance, test_set_features, to_classifier_input
+
+        n = self.cfg.run.fid_samples
+        net = self._fid_net
+        assert net is not None
+        if self._fid_real is None:
+            try:
+                self._fid_real = test_set_features(net, self.cfg.data.path, n)
+            except InputError as exc:
+                self._emit("info", message=f"no Fréchet distance: {exc}")
+                self._fid_net = None
+                return None
+        G = self.ema.model if self.ema is not None else self.G
+        was_training = G.training
+        G.eval()
+        self.family.begin_step(max(self.step - 1, 0), self.options)
+        seeds = list(range(10_000, 10_000 + n))  # not the grid's seeds
+        parts = []
+        try:
+            for i in range(0, n, 250):
+                chunk = seeds[i : i + 250]
+                inputs = tuple(x.to(self.device) for x in self.family.grid_inputs(G, chunk, self.dataset))
+                with self._autocast():
+                    images, _ = self.family.grid_images(G, inputs, chunk, self.dataset)
+                parts.append(to_classifier_input(images.float().cpu()))
+        finally:
+            G.train(was_training)
+        fd = frechet_distance(features(net, torch.cat(parts)), self._fid_real)
+        return {"step": self.step, "val_fd": fd}
+
     def _validate_and_keep_best(self) -> None:
         record = self.validate()
         if record is None:
@@ -807,7 +853,9 @@ class Trainer:
             for k, v in record.items():
                 if k != "step":
                     self._tb.add_scalar(f"val/{k[4:]}", v, self.step)
-        if not self.best or record["val_psnr"] > self.best["val_psnr"]:
+        key = "val_fd" if "val_fd" in record else "val_psnr"
+        lower = key == "val_fd"
+        if not self.best or (record[key] < self.best[key] if lower else record[key] > self.best[key]):
             self.best = dict(record)
             rngs = self._gather_rng()
             if self.info.is_main:
@@ -815,7 +863,7 @@ class Trainer:
                 state["rng"] = rngs
                 path = save_checkpoint(state, self.out_dir / "best", self.step, dumps_config(self.cfg))
                 prune_checkpoints(self.out_dir / "best", 1)
-                self._emit("best", path=path, losses={"val_psnr": record["val_psnr"]})
+                self._emit("best", path=path, losses={key: record[key]})
 
     @torch.no_grad()
     def sample_grid(self) -> Path | None:
@@ -910,6 +958,8 @@ class Trainer:
             f"{self.device} {self.precision}, {self.info.world_size} process(es)"))
         if self._init_message and self.step == 0:
             self._emit("info", message=self._init_message)
+        if self._fid_note:
+            self._emit("info", message=self._fid_note)
         per_step = cfg.data.batch_size * cfg.loss.d_steps * self.info.world_size
         window_start = time.perf_counter()
         overall_start, overall_steps = window_start, 0
@@ -968,8 +1018,8 @@ class Trainer:
                             grid = np.array(im)
                         self._tb.add_image("samples", grid, self.step,
                                            dataformats="HW" if grid.ndim == 2 else "HWC")
-            if self.val_dataset is not None and (self.step % (cfg.run.val_every or cfg.run.checkpoint_every) == 0
-                                                 or last):
+            if (self.val_dataset is not None or self._fid_net is not None) and (
+                    self.step % (cfg.run.val_every or cfg.run.checkpoint_every) == 0 or last):
                 self._validate_and_keep_best()
             if self.step % cfg.run.checkpoint_every == 0 or last:
                 path = self.save()
