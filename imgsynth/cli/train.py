@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from imgsynth.cli._common import handle_errors, stderr_console
 from imgsynth.cli.options import (
@@ -30,6 +31,68 @@ HELP = """Train a model from a TOML recipe; Ctrl-C writes a checkpoint, --resume
   torchrun --nproc_per_node=2 -m imgsynth train recipe.toml  [dim]# 2 GPUs[/dim]
 
 Outputs go to run.out_dir: checkpoints/ (with the resolved recipe beside each), samples/ (grids from fixed seeds), losses.png, config.toml. stdout gets the last checkpoint's path, or with --export the weights-card stanza of the exported model.
+"""
+
+GROUP_HELP = """Train on your own images: write a recipe with `train new`, run it with `train RECIPE`.
+
+[bold]From nothing to a sampled model:[/bold]
+
+  imgsynth train new dcgan --data photos/ -o my.toml
+
+  imgsynth train my.toml --export runs/my/export
+
+  imgsynth sample --weights runs/my/export --seeds 0-15 --grid 4x4 -o grid.png
+
+[bold]Families[/bold] (data they train on; a recipe for each):
+
+  dcgan, gan, progan, stylegan, stylegan2: a folder of images (unconditional sampling); stylegan2 trains with adaptive augmentation
+
+    imgsynth train new stylegan2 --data photos/ --size 64 -o sg2.toml
+
+  pix2pix: paired folders matched by file name, or inputs derived from photos (edges, gray, clusters)
+
+    imgsynth train new pix2pix --data inputs/ --target outputs/ -o p2p.toml
+
+    imgsynth train new pix2pix --data photos/ --derive edges -o edges.toml
+
+  pix2pixhd, spade: label maps (ids in the first channel) -> photos
+
+    imgsynth train new spade --data labels/ --target photos/ --size 128 -o spade.toml
+
+  panoptic: Fashion-MNIST mosaics with panoptic maps
+
+    imgsynth train new panoptic --data /usr/share/datasets/fashion-mnist -o pan.toml
+
+  pconv: inpainting on a folder of photos (holes drawn during training)
+
+    imgsynth train new pconv --data photos/ --size 128 -o inpaint.toml
+
+[bold]Data sources[/bold] (data.source in a recipe, chosen from what --data holds): folder (--data DIR), paired (--data DIR --target DIR), masked (pconv), edges / gray / clusters (pix2pix --derive), and from the Fashion-MNIST IDX folder (apt-get install dataset-fashion-mnist) fashion-mnist, fashion-mnist-labels (spade, pix2pixhd), mosaics (panoptic):
+
+  imgsynth train new dcgan --data /usr/share/datasets/fashion-mnist -o fm.toml
+
+  imgsynth train new spade --data /usr/share/datasets/fashion-mnist -o fm-labels.toml
+
+  imgsynth train new pix2pix --data photos/ --derive gray -o colourise.toml
+
+[bold]Runs:[/bold]
+
+  imgsynth train my.toml --resume --set run.steps=8000   [dim]# continue, train longer[/dim]
+
+  imgsynth train my.toml --set augment.ada=on   [dim]# adaptive augmentation for few images[/dim]
+"""
+
+NEW_HELP = """Write a complete, commented recipe for your data: source, size, fit, networks, losses, steps.
+
+The run, its export and the model card carry your run name (--name, else the recipe file's name). fit: crop (default for photos: short side scaled, centre kept), resize (whole image squashed to a square) or pad (black borders; the default for Fashion-MNIST); the recipe says which it chose and why.
+
+[bold]Examples:[/bold]
+
+  imgsynth train new dcgan --data photos/ -o my.toml
+
+  imgsynth train new pix2pix --data sketches/ --target photos/ --size 256 -o sketch2photo.toml
+
+  imgsynth train new stylegan2 --data /usr/share/datasets/fashion-mnist -o fm.toml
 """
 
 EXPORT_HELP = """Export a training checkpoint (or a run folder's newest) as a --weights folder.
@@ -110,6 +173,9 @@ class _Reporter:
             sys.stderr.flush()
 
     def __call__(self, p: Any) -> None:
+        if self.as_json and p.kind == "val":
+            sys.stdout.write(jsonlib.dumps({"event": "val", "step": p.step, "metrics": p.losses}) + "\n")
+            sys.stdout.flush()
         if self.as_json and p.kind == "log":
             sys.stdout.write(jsonlib.dumps({"event": "log", "step": p.step, "losses": p.losses,
                                             "images_per_s": round(p.images_per_s, 2)}) + "\n")
@@ -132,6 +198,10 @@ class _Reporter:
                 self._line(f"{p.kind}: {p.path}")
         elif p.kind == "info":
             self._line(p.message)
+        elif p.kind == "val":
+            self._line(f"validation at step {p.step}: {_fmt_losses(p.losses)}")
+        elif p.kind == "best":
+            self._line(f"best so far ({_fmt_losses(p.losses)}): {p.path}")
 
 
 @handle_errors
@@ -183,12 +253,15 @@ def train(
             sys.stdout.write(jsonlib.dumps(record) + "\n")
         sys.stderr.write(
             f"interrupted at step {result.step}; checkpoint {result.checkpoint}\n"
-            f"continue with: imgsynth train {recipe} --resume\n"
+            f"continue with: {resume_command(recipe, overrides, export)}\n"
         )
         raise typer.Exit(130)
     if not quiet:
         sys.stderr.write(f"trained {result.step} steps ({result.images_per_s:.0f} img/s); "
                          f"checkpoint {result.checkpoint}\n")
+        if result.skipped:
+            sys.stderr.write(f"skipped {len(result.skipped)} unreadable file(s): {', '.join(result.skipped[:5])}"
+                             f"{' ...' if len(result.skipped) > 5 else ''}\n")
     if export is None:
         sys.stdout.write((jsonlib.dumps(record) if json else str(result.checkpoint)) + "\n")
         return
@@ -198,6 +271,83 @@ def train(
     _print_export(out, record, json, quiet)
 
 
+def resume_command(recipe: Path, overrides: list[str], export: Optional[Path] = None) -> str:
+    """The command that resumes this run: the same recipe and every override (quoted for a shell)."""
+    import shlex
+
+    parts = ["imgsynth", "train", str(recipe), "--resume"]
+    for item in overrides:
+        parts += ["--set", item]
+    if export is not None:
+        parts += ["--export", str(export)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+@handle_errors
+def new(
+    family: Annotated[str, typer.Argument(help="dcgan, gan, progan, stylegan, stylegan2, pix2pix, pix2pixhd, "
+                                               "spade, panoptic or pconv.", show_default=False)],
+    data: Annotated[Path, typer.Option("--data", help="Your images (inputs or label maps for paired families), "
+                                                       "or the Fashion-MNIST IDX folder.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Recipe file to write (.toml).",
+                                         show_default=False)],
+    target: Annotated[Optional[Path], typer.Option(
+        "--target", help="Target images, paired with --data by file name (pix2pix, pix2pixhd, spade).")] = None,
+    size: Annotated[Optional[int], typer.Option(
+        "--size", help="Square training size, a power of two (default: per family, never above your images).")] = None,
+    fit: Annotated[Optional[str], typer.Option(
+        "--fit", help="crop | resize | pad: how an image becomes a square (default: crop; pad for Fashion-MNIST).")] = None,
+    derive: Annotated[Optional[str], typer.Option(
+        "--derive", help="pix2pix without --target: inputs made from --data (edges | gray | clusters).")] = None,
+    label_nc: Annotated[Optional[int], typer.Option(
+        "--label-nc", min=1, help="Label classes of label maps (default: 1 + the largest id found).")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="Run name for runs/NAME and the export (default: the recipe file's name).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Training steps (default: per family).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing recipe file.")] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    from imgsynth.errors import OutputError
+    from imgsynth.training.recipes import new_recipe
+
+    if output.exists() and not force:
+        raise OutputError(f"{output}: exists; choose another -o or pass --force to replace it")
+    text, info = new_recipe(family, data, target=target, size=size, fit=fit, derive=derive, label_nc=label_nc,
+                            name=name or output.stem, steps=steps)
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
+    sys.stdout.write(f"{output}\n")
+    if not quiet:
+        extra = "".join(f"\n  {n}" for n in info.notes)
+        sys.stderr.write(
+            f"wrote {output}: {info.family} on {info.items} item(s) from data.source = {info.source!r}, "
+            f"{info.size}x{info.size}, fit = {info.fit!r}, {info.steps} steps, run name {info.name!r}{extra}\n"
+            f"next: imgsynth train {output} --export runs/{info.name}/export\n"
+        )
+
+
+class _TrainGroup(TyperGroup):
+    """``imgsynth train RECIPE ...`` runs a recipe (the ``run`` command); ``train new ...`` writes one."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_TrainGroup, help=GROUP_HELP, no_args_is_help=True, rich_markup_mode="rich",
+                  context_settings={"help_option_names": ["-h", "--help"]})
+app.command("run", help=HELP)(train)  # also `imgsynth train RECIPE`
+app.command("new", help=NEW_HELP)(new)
+
+
 def _print_export(out: Any, record: dict[str, Any], as_json: bool, quiet: bool) -> None:
     if as_json:
         record = {**record, "export": str(out.out_dir), "sha256": out.sha256, "card": out.card_toml}
@@ -205,6 +355,8 @@ def _print_export(out: Any, record: dict[str, Any], as_json: bool, quiet: bool) 
     else:
         sys.stdout.write(out.card_toml)
     if not quiet:
+        for note in out.notes:
+            sys.stderr.write(f"note: {note}\n")
         sys.stderr.write(
             f"exported {out.arch} ({out.task}, {'EMA, ' if out.ema else ''}{out.dtype}, step {out.steps}) "
             f"to {out.out_dir}; try: imgsynth {out.task} --weights {out.out_dir}\n"

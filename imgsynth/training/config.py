@@ -1,8 +1,8 @@
 """Training recipes: a TOML file mapped onto typed dataclasses, with checked ``--set`` overrides.
 
 A recipe has the sections ``[run]``, ``[data]``, ``[model]`` (with ``[model.generator]`` and
-``[model.discriminator]`` tables of constructor keyword arguments), ``[loss]``, ``[optim]`` and
-``[export]``. Every key is checked against the dataclass field types; an unknown key or a value of
+``[model.discriminator]`` tables of constructor keyword arguments), ``[loss]``, ``[optim]``,
+``[augment]`` and ``[export]``. Every key is checked against the dataclass field types; an unknown key or a value of
 the wrong type is a :class:`~imgsynth.errors.ConfigError` naming the key. The resolved config is
 written back as TOML beside every checkpoint (:func:`dumps_toml`), so a run can be repeated.
 
@@ -26,7 +26,15 @@ from imgsynth.errors import ConfigError
 
 @dataclass
 class RunConfig:
-    """Where a run writes, how long it runs and how often it reports."""
+    """Where a run writes, how long it runs and how often it reports.
+
+    ``val_every``: how often paired and inpainting families are validated on held-out data
+    (``data.val_items`` / ``data.val_path``); 0 validates at every checkpoint. The best
+    checkpoint by validation PSNR is kept in ``best/`` beside ``checkpoints/``. Sampling families on
+    ``fashion-mnist`` log instead the Fréchet distance of ``fid_samples`` samples to as many
+    test images (:mod:`imgsynth.training.fid`; 0 turns it off), keeping the best (lowest) in
+    ``best/``, when the project's feature extractor is cached (``benchmarks/fid_fashion.py``).
+    """
 
     out_dir: str = "runs/train"
     steps: int = 1000
@@ -39,6 +47,8 @@ class RunConfig:
     keep_checkpoints: int = 3
     grid_samples: int = 64
     tensorboard: Literal["auto", "on", "off"] = "auto"
+    val_every: int = 0
+    fid_samples: int = 1000
 
 
 @dataclass
@@ -57,9 +67,15 @@ class DataConfig:
     ``label_nc`` > 0 the paired inputs are label maps of that many classes (ids in the first
     channel, resized nearest), with instance maps from ``path_inst`` when given.
     ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3 converts
-    every image. ``fit`` says how an image reaches ``load_size`` (``resize`` the short side then
-    centre crop, or ``pad`` with black); with ``load_size`` > ``resolution`` a random crop of
-    ``resolution`` is then taken (seeded).
+    every image. ``fit`` says how an image reaches the square ``load_size``: ``crop`` (the
+    default) scales the short side to it and keeps the centre, cutting off the ends of the long
+    side; ``resize`` scales the whole image to the square, changing its aspect ratio; ``pad``
+    scales the long side down to it (never up) and fills the rest with black, which suits data
+    with a black background such as Fashion-MNIST (28 -> 32) and puts black bars into photos.
+    With ``load_size`` > ``resolution`` a random crop of ``resolution`` is then taken (seeded).
+    Validation data (paired and inpainting families): ``val_path`` (and ``val_path_b`` for the
+    targets of paired folders), else the last ``val_items`` items of the training data, held out
+    from training; validation items are fitted to ``resolution`` without crops or flips.
     """
 
     source: Literal["folder", "paired", "masked", "fashion-mnist", "fashion-mnist-labels", "mosaics", "edges",
@@ -73,13 +89,16 @@ class DataConfig:
     resolution: int = 64
     load_size: int = 0
     channels: int = 0
-    fit: Literal["resize", "pad"] = "resize"
+    fit: Literal["crop", "resize", "pad"] = "crop"
     hflip: bool = False
     batch_size: int = 64
     workers: int = 0
     shuffle: bool = True
     name: str = ""
     license: str = ""
+    val_path: str = ""
+    val_path_b: str = ""
+    val_items: int = 0
 
 
 @dataclass
@@ -87,13 +106,16 @@ class ModelConfig:
     """Which family is trained, the constructor arguments of its two networks, and family options.
 
     ``options`` holds training options only one family understands (e.g. StyleGAN2's
-    ``style_mixing`` probability); each family checks its own.
+    ``style_mixing`` probability); each family checks its own. ``init_from`` starts from trained
+    weights: a checkpoint or run folder (G and D), an export folder or a card id (G only); see
+    :mod:`imgsynth.training.finetune`.
     """
 
     family: str = "dcgan"
     generator: dict[str, Any] = field(default_factory=dict)
     discriminator: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    init_from: str = ""
 
 
 @dataclass
@@ -114,7 +136,14 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimisers: separate learning rates for G and D (TTUR, Heusel et al. 2017), clipping, EMA."""
+    """Optimisers: separate learning rates for G and D (TTUR, Heusel et al. 2017), clipping, EMA.
+
+    ``lr_schedule``: ``constant``; ``linear`` keeps both rates until step ``lr_decay_start`` and
+    then decays them linearly to 0 at ``run.steps`` (pix2pix's ``niter`` / ``niter_decay``);
+    ``cosine`` follows half a cosine from the full rate at ``lr_decay_start`` to 0 at ``run.steps``
+    (a ``lr_decay_start`` at or past ``run.steps`` keeps the rates constant).
+    The rate is a function of the step, so resumed runs follow the same curve.
+    """
 
     optimizer: Literal["adam", "rmsprop"] = "adam"
     g_lr: float = 2e-4
@@ -124,6 +153,30 @@ class OptimConfig:
     grad_clip: float = 0.0
     ema_decay: float = 0.0
     ema_start: int = 0
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    lr_decay_start: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    """Adaptive discriminator augmentation (ADA, Karras et al. 2020; :mod:`imgsynth.training.augment`).
+
+    ``ada``: ``on`` tunes the augmentation probability p during training so that the sign of D's
+    output on real images averages ``target`` (paper: 0.6), adjusting every ``interval`` steps by
+    a rate that could take p from 0 to 1 in ``kimg`` thousand real images (paper: 500 for runs of
+    millions of images; the default 100 suits runs of tens of thousands); ``off`` keeps p fixed
+    at ``p`` (0: no augmentation); ``auto`` is ``on`` for the families trained with it by their authors
+    (``stylegan2``, as StyleGAN2-ADA) and ``off`` elsewhere. ``pipe``: which transformations (``bgc``: the paper's
+    default blit + geometric + colour; ``bg``, ``blit``, ``geom``, ``color``). ``p`` is also where
+    an adaptive run starts.
+    """
+
+    ada: Literal["auto", "on", "off"] = "auto"
+    pipe: Literal["bgc", "bg", "blit", "geom", "color"] = "bgc"
+    p: float = 0.0
+    target: float = 0.6
+    interval: int = 4
+    kimg: float = 100.0
 
 
 @dataclass
@@ -144,6 +197,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -322,6 +376,9 @@ def validate(cfg: TrainConfig) -> None:
         "data.workers": cfg.data.workers,
         "data.load_size": cfg.data.load_size,
         "data.label_nc": cfg.data.label_nc,
+        "data.val_items": cfg.data.val_items,
+        "run.val_every": cfg.run.val_every,
+        "run.fid_samples": cfg.run.fid_samples,
         "loss.gp_weight": cfg.loss.gp_weight,
         "loss.r1_gamma": cfg.loss.r1_gamma,
         "loss.feature_matching": cfg.loss.feature_matching,
@@ -329,6 +386,7 @@ def validate(cfg: TrainConfig) -> None:
         "optim.weight_decay": cfg.optim.weight_decay,
         "optim.grad_clip": cfg.optim.grad_clip,
         "optim.ema_start": cfg.optim.ema_start,
+        "optim.lr_decay_start": cfg.optim.lr_decay_start,
     }
     for key, value in non_negative.items():
         if value < 0:
@@ -346,6 +404,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("optim.g_lr and optim.d_lr must be positive")
     if len(cfg.optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
         raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {cfg.optim.betas}")
+    if not 0.0 <= cfg.augment.p <= 1.0:
+        raise ConfigError(f"augment.p must be a probability in [0, 1], got {cfg.augment.p}")
+    if not -1.0 < cfg.augment.target < 1.0:
+        raise ConfigError(f"augment.target must be in (-1, 1) (paper: 0.6), got {cfg.augment.target}")
+    if cfg.augment.interval < 1 or cfg.augment.kimg <= 0:
+        raise ConfigError("augment.interval must be at least 1 and augment.kimg positive")
     if cfg.data.source == "paired" and not cfg.data.path_b:
         raise ConfigError("data.source = 'paired' needs data.path (inputs) and data.path_b (targets)")
 

@@ -14,8 +14,6 @@ shard per rank) and can start in the middle of an epoch.
 
 from __future__ import annotations
 
-import gzip
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -27,6 +25,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from imgsynth.errors import ConfigError, InputError
 from imgsynth.training.config import DataConfig
+from imgsynth.training.idx import fashion_mnist_files, read_idx
+from imgsynth.training.mosaics import MosaicGenerator
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -68,8 +68,14 @@ def image_channels(path: Path) -> int:
 def common_channels(files: Sequence[Path], what: str) -> int:
     """The one channel count shared by ``files``, or InputError naming one file of each kind."""
     seen: dict[int, Path] = {}
+    unreadable: InputError | None = None
     for p in files:
-        seen.setdefault(image_channels(p), p)
+        try:
+            seen.setdefault(image_channels(p), p)
+        except InputError as exc:  # skipped (and named) when training meets it
+            unreadable = exc
+    if not seen and unreadable is not None:
+        raise unreadable
     if len(seen) > 1:
         examples = ", ".join(f"{c} channel(s): {p.name}" for c, p in sorted(seen.items()))
         raise InputError(
@@ -99,51 +105,6 @@ def match_pairs(a_files: Sequence[Path], b_files: Sequence[Path]) -> list[tuple[
             parts.append(f"{len(only_b)} target(s) without an input (e.g. {only_b[0]!r})")
         raise InputError("paired folders do not match by file stem: " + "; ".join(parts))
     return [(a[s], b[s]) for s in sorted(a)]
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (the MNIST format; gzip-compressed or not) into a numpy array.
-
-    Header: two zero bytes, a type code (0x08 = uint8), the number of dimensions, then each
-    dimension as a big-endian uint32 (LeCun et al., MNIST database file formats).
-    """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise InputError(f"IDX file {str(path)!r} does not exist") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"cannot read IDX file {str(path)!r}: {exc}") from None
-    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in dtypes:
-        raise InputError(f"{str(path)!r} is not an IDX file (bad magic number)")
-    ndim = raw[3]
-    if len(raw) < 4 + 4 * ndim:
-        raise InputError(f"{str(path)!r} is truncated (header)")
-    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    dtype = np.dtype(dtypes[raw[2]])
-    count = int(np.prod(shape)) if shape else 1
-    body = raw[4 + 4 * ndim :]
-    if len(body) != count * dtype.itemsize:
-        raise InputError(
-            f"{str(path)!r} is truncated or padded: {len(body)} data bytes for shape {tuple(shape)}"
-        )
-    return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def fashion_mnist_files(root: str | Path, split: str) -> Path:
-    """Path of the Fashion-MNIST image file of ``split`` (``train``/``test``) in ``root``."""
-    stem = {"train": "train", "test": "t10k"}[split]
-    root = Path(root)
-    for name in (f"{stem}-images-idx3-ubyte.gz", f"{stem}-images-idx3-ubyte"):
-        if (root / name).is_file():
-            return root / name
-    raise InputError(
-        f"no Fashion-MNIST {split} images in {str(root)!r} (expected {stem}-images-idx3-ubyte.gz); "
-        "on Debian: apt-get install dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist)"
-    )
 
 
 # ---------------------------------------------------------------- augmentation
@@ -181,7 +142,9 @@ def _fit(im: Image.Image, size: int, fit: str, resample: int) -> Image.Image:
         canvas = Image.new(im.mode, (size, size), 0)
         canvas.paste(im, ((size - w) // 2, (size - h) // 2))
         return canvas
-    # resize the short side to size, then centre crop the long side
+    if fit == "resize":
+        return im if (w, h) == (size, size) else im.resize((size, size), resample)
+    # crop: resize the short side to size, then centre crop the long side
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     if (nw, nh) != (w, h):
@@ -414,8 +377,6 @@ class FashionMosaics(Dataset):
     kind = "paired"
 
     def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
-        from imgsynth.training.mosaics import MosaicGenerator
-
         _check_label_nc(cfg)
         if cfg.load_size not in (0, cfg.resolution):
             raise ConfigError("data.source = 'mosaics' makes mosaics at data.resolution: leave data.load_size at 0")
@@ -552,6 +513,122 @@ class DerivedPairs(FolderImages):
 SOURCES = {"folder": FolderImages, "masked": MaskedImages, "paired": PairedFolders, "fashion-mnist": FashionMNIST,
            "fashion-mnist-labels": FashionMNISTLabels, "mosaics": FashionMosaics,
            "edges": DerivedPairs, "gray": DerivedPairs, "clusters": DerivedPairs}
+
+
+class SkipUnreadable(Dataset):
+    """A dataset whose unreadable items (corrupt, truncated or vanished files) are skipped.
+
+    An item that raises :class:`~imgsynth.errors.InputError` is replaced by the next readable
+    one (same epoch, so the same augmentation draw as that item would get); the item then
+    carries ``"skipped"``: the index of the first unreadable item met (-1: none), which the
+    training loop names in its log. The choice depends only on which files are readable, so runs
+    stay reproducible. Other attributes are the wrapped dataset's.
+    """
+
+    def __init__(self, inner: Dataset) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (unpickling in a worker)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        index, epoch = _split_key(key)
+        n = len(self)
+        first_bad = -1
+        last: InputError | None = None
+        for k in range(n):
+            j = (index + k) % n
+            try:
+                item = self.inner[(j, epoch)]
+            except InputError as exc:
+                first_bad = j if first_bad < 0 else first_bad
+                last = exc
+                continue
+            item["skipped"] = torch.tensor(first_bad, dtype=torch.int64)
+            return item
+        raise InputError(f"none of the {n} training item(s) can be read (last: {last})")
+
+    def item_name(self, index: int) -> str:
+        """The file(s) behind item ``index``."""
+        inner = self.inner
+        if isinstance(inner, IndexSubset):
+            return inner.item_name(index)
+        if hasattr(inner, "files"):
+            return str(inner.files[index])
+        if hasattr(inner, "pairs"):
+            return " + ".join(str(p) for p in inner.pairs[index])
+        return f"item {index}"
+
+
+class IndexSubset(Dataset):
+    """Items ``indices`` of a dataset keyed ``(index, epoch)``; other attributes are the dataset's."""
+
+    def __init__(self, inner: Dataset, indices: Sequence[int]) -> None:
+        self.inner, self.indices = inner, list(indices)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("inner", "indices"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: Any) -> dict[str, torch.Tensor]:
+        index, epoch = _split_key(key)
+        return self.inner[(self.indices[index], epoch)]
+
+    def item_name(self, index: int) -> str:
+        """The file(s) behind item ``index``."""
+        return SkipUnreadable(self.inner).item_name(self.indices[index])
+
+
+def split_validation(cfg: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset | None]:
+    """(training data, validation data or None) as ``data.val_path`` / ``data.val_items`` say.
+
+    Validation items are fitted to ``resolution`` with neither random crops nor flips.
+    """
+    import dataclasses
+
+    train = build_dataset(cfg, seed)
+    if not cfg.val_path and cfg.val_items <= 0:
+        return train, None
+    plain = dataclasses.replace(cfg, load_size=0, hflip=False)
+    if cfg.val_path:
+        val_cfg = dataclasses.replace(plain, path=cfg.val_path, path_b=cfg.val_path_b or cfg.path_b)
+        return train, build_dataset(val_cfg, seed)
+    n = len(train)  # type: ignore[arg-type]
+    if cfg.val_items >= n:
+        raise ConfigError(f"data.val_items = {cfg.val_items} leaves nothing to train on ({n} items)")
+    cut = n - cfg.val_items
+    return IndexSubset(train, range(cut)), IndexSubset(build_dataset(plain, seed), range(cut, n))
+
+
+def data_fingerprint(dataset: Any) -> dict[str, Any]:
+    """Item count and a digest of the files' names, sizes and modification times (folder sources)."""
+    import hashlib
+
+    inner = dataset
+    while isinstance(inner, (SkipUnreadable, IndexSubset)):
+        inner = inner.inner
+    paths: list[Path] = []
+    if hasattr(inner, "files"):
+        paths = list(inner.files)
+    elif hasattr(inner, "pairs"):
+        paths = [p for pair in inner.pairs for p in pair]
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = p.stat()
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\0gone\n".encode())
+    return {"items": len(dataset), "digest": h.hexdigest() if paths else ""}
 
 
 def build_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:

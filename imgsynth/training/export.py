@@ -18,14 +18,14 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from imgsynth.errors import ConfigError, OutputError, WeightsError
+from imgsynth.errors import ConfigError, ImgsynthError, OutputError, WeightsError
 from imgsynth.training.checkpoint import load_checkpoint
 from imgsynth.training.config import dumps_toml
 
@@ -66,6 +66,23 @@ class ExportResult:
     ema: bool
     sha256: str
     card_toml: str
+    #: what the export decided for the user (e.g. a bundled model's name not inherited)
+    notes: list[str] = field(default_factory=list)
+
+
+def _slug(name: str) -> str:
+    """A card id made from a model name."""
+    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")
+
+
+def _card_ids() -> set[str]:
+    """Ids of the cards imgsynth ships (weights/*.toml)."""
+    from imgsynth.engine.cards import load_cards
+
+    try:
+        return set(load_cards())
+    except ImgsynthError:  # a broken card file must not stop an export
+        return set()
 
 
 def _sha256(path: Path) -> str:
@@ -217,8 +234,18 @@ def export(
     os.replace(tmp, weights_path)
     sha = _sha256(weights_path)
 
-    licence = license or exp.get("license") or cfg["data"].get("license") or "unspecified"
-    model_name = name or exp.get("name") or f"{arch}-{Path(cfg['run']['out_dir']).name}"
+    notes: list[str] = []
+    recipe_name = exp.get("name") or ""
+    recipe_licence = exp.get("license") or cfg["data"].get("license") or ""
+    if name is None and recipe_name and _slug(recipe_name) in _card_ids():
+        # a copied bundled recipe: its name, card id and licence belong to that bundled model
+        notes.append(
+            f"export.name {recipe_name!r} is the id of a model imgsynth ships; the export is named after "
+            f"the run instead, with licence 'unspecified' (pass --name / --license to set them)"
+        )
+        recipe_name, recipe_licence = "", ""
+    licence = license or recipe_licence or "unspecified"
+    model_name = name or recipe_name or f"{arch}-{Path(cfg['run']['out_dir']).name}"
     from imgsynth.training.config import from_dict
     from imgsynth.training.families import get_family
 
@@ -244,7 +271,7 @@ def export(
     info = {"name": model_name, "task": task, "license": licence, "config": g_config}
     _atomic_write(out / "README.md", _card_readme(state, cfg, info, ema, dtype))
 
-    card_id = re.sub(r"[^a-z0-9._-]+", "-", model_name.lower()).strip("-._") or arch
+    card_id = _slug(model_name) or arch
     card = {
         "id": card_id,
         "arch": arch,
@@ -265,7 +292,7 @@ def export(
     )
     return ExportResult(
         out_dir=out, arch=arch, task=task, steps=int(state["step"]), dtype=dtype, ema=ema,
-        sha256=sha, card_toml=card_toml,
+        sha256=sha, card_toml=card_toml, notes=notes,
     )
 
 

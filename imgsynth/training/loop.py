@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import math
 import os
 import random
 import signal
@@ -44,6 +46,7 @@ from torch import Tensor, nn
 
 from imgsynth.errors import ConfigError, DeviceError, OutputError
 from imgsynth.training import losses as L
+from imgsynth.training.augment import AdaptiveP, AugmentPipe
 from imgsynth.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -51,8 +54,17 @@ from imgsynth.training.checkpoint import (
     save_checkpoint,
 )
 from imgsynth.training.config import TrainConfig, dumps_config
-from imgsynth.training.data import BatchStream, ResumableBatchSampler, build_dataset, dataset_name
-from imgsynth.training.families import Family, get_family
+from imgsynth.training.data import (
+    BatchStream,
+    ResumableBatchSampler,
+    SkipUnreadable,
+    data_fingerprint,
+    dataset_name,
+    split_validation,
+)
+from imgsynth.training.families import get_family
+from imgsynth.training.families.base import Family
+from imgsynth.training.finetune import InitSource, load_init_source, load_into
 from imgsynth.training.visuals import save_grid, save_loss_curve
 
 # ---------------------------------------------------------------- environment
@@ -138,7 +150,8 @@ class Progress:
 
     ``kind``: ``start``, ``step`` (after every step), ``log`` (every ``run.log_every`` steps, with
     averaged ``losses`` and ``images_per_s``), ``sample`` / ``checkpoint`` (``path`` written),
-    ``info`` (``message``), ``done`` or ``interrupted``.
+    ``info`` (``message``), ``val`` (validation figures in ``losses``), ``best`` (a new best
+    checkpoint at ``path``), ``done`` or ``interrupted``.
     """
 
     kind: str
@@ -165,6 +178,8 @@ class TrainResult:
     history: list[dict[str, float]]
     precision: str
     device: str
+    #: unreadable files skipped so far (named once each in the log)
+    skipped: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- helpers
@@ -276,6 +291,8 @@ class Trainer:
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.family: Family = get_family(cfg.model.family)
         self._stop = False
+        self._init_message = ""
+        self._fid_note = ""
         self._owns_group = False
         self._tb: Any = None
 
@@ -300,7 +317,25 @@ class Trainer:
         self.precision = resolve_precision(cfg.run.precision, self.device)
         self._setup_dist()
 
-        self.dataset = build_dataset(cfg.data, seed=cfg.run.seed)
+        train_data, val_data = split_validation(cfg.data, seed=cfg.run.seed)
+        self.dataset = SkipUnreadable(train_data)
+        self.val_dataset = SkipUnreadable(val_data) if val_data is not None else None
+        if val_data is not None and self.family.task == "sample":
+            raise ConfigError(f"data.val_path / data.val_items: the {self.family.name!r} family samples from noise; "
+                              "it has no targets to validate against (its sample grids use fixed seeds)")
+        self.val_history: list[dict[str, float]] = []
+        self.best: dict[str, float] = {}
+        self._fid_net: nn.Module | None = None
+        self._fid_real: Tensor | None = None
+        if self.family.task == "sample" and cfg.data.source == "fashion-mnist" and cfg.run.fid_samples > 0:
+            from imgsynth.training.fid import cache_path, load_classifier
+
+            self._fid_net = load_classifier()
+            if self._fid_net is None:
+                self._fid_note = (f"no Fashion-MNIST feature extractor at {cache_path()} (python "
+                                  "benchmarks/fid_fashion.py trains it once): no Fréchet distance, sample grids only")
+        self.fingerprint = data_fingerprint(self.dataset)
+        self.skipped: list[str] = []
         if getattr(self.dataset, "kind", "images") != self.family.data_kind:
             raise ConfigError(
                 f"model.family {self.family.name!r} trains on {self.family.data_kind} data, "
@@ -319,13 +354,32 @@ class Trainer:
 
         # identical initial weights on every rank; rank 0's are broadcast below anyway
         torch.manual_seed(cfg.run.seed)
+        # numpy's and Python's global generators too (checkpointed with the others), so that any
+        # use of them (a library, a future augmentation) stays reproducible and resumes exactly
+        np.random.seed(_seed_for(cfg.run.seed, 4, info.rank) & 0xFFFFFFFF)
+        random.seed(_seed_for(cfg.run.seed, 5, info.rank))
         self.options = self.family.options(cfg)
-        self.g_config = self.family.generator_config(cfg, self.dataset)
-        self.d_config = self.family.discriminator_config(cfg, self.dataset)
+        source = self._init_source()
+        net_cfg = cfg
+        if source is not None:
+            # empty [model.generator] / [model.discriminator] tables take the source's configs
+            model = dataclasses.replace(
+                cfg.model, generator=cfg.model.generator or dict(source.g_config),
+                discriminator=cfg.model.discriminator or dict(source.d_config or {}))
+            net_cfg = dataclasses.replace(cfg, model=model)
+        self.g_config = self.family.generator_config(net_cfg, self.dataset)
+        self.d_config = self.family.discriminator_config(net_cfg, self.dataset)
         self.G = self.family.build_generator(self.g_config)
         self.D = self.family.build_discriminator(self.d_config)
         self.family.init_weights(self.G)
         self.family.init_weights(self.D)
+        if source is not None:
+            load_into(self.G, source.g_weights, source.what, "generator")
+            loaded = "G"
+            if source.d_weights is not None:
+                load_into(self.D, source.d_weights, source.what, "discriminator")
+                loaded = "G and D"
+            self._init_message = f"{loaded} initialised from {source.what}"
         self.G.to(self.device).train()
         self.D.to(self.device).train()
         self._check_shapes()
@@ -350,6 +404,7 @@ class Trainer:
         self._logs: dict[str, Tensor] = {}
         self._window_steps = 0
         self.grid_seeds = list(range(cfg.run.grid_samples))
+        self._setup_augment()
         self.fm_layers = self.family.feature_layers(self.D) if cfg.loss.feature_matching > 0 else []
         if cfg.loss.feature_matching > 0 and not self.fm_layers:
             raise ConfigError("loss.feature_matching needs a discriminator with activation layers")
@@ -363,6 +418,48 @@ class Trainer:
             )
         if info.enabled:
             self._broadcast_from_rank0()
+
+    def _init_source(self) -> InitSource | None:
+        """The weights ``[model] init_from`` names (None without it)."""
+        source = self.cfg.model.init_from
+        if not source:
+            return None
+        if self.options.get("init_from"):
+            raise ConfigError("give the starting weights once: model.init_from (model.options.init_from is "
+                              "the pconv family's older spelling of it)")
+        return load_init_source(source, self.family.arch, self.family.task)
+
+    def _setup_augment(self) -> None:
+        """ADA (``[augment]``): the pipeline D's inputs go through, and p's controller when adaptive."""
+        aug = self.cfg.augment
+        adaptive = aug.ada == "on" or (aug.ada == "auto" and self.family.ada_default)
+        self.augment: AugmentPipe | None = None
+        self.ada: AdaptiveP | None = None
+        if not adaptive and aug.p <= 0:
+            return
+        if not self.family.adversarial:
+            raise ConfigError(f"the {self.family.name!r} family has no discriminator to augment for; "
+                              "set augment.ada = \"off\" and augment.p = 0")
+        self.augment = AugmentPipe(aug.pipe, aug.p)
+        if adaptive:
+            centre = 0.5 if self.cfg.loss.gan == "lsgan" else 0.0
+            self.ada = AdaptiveP(aug.target, aug.interval, aug.kimg, centre=centre, p=aug.p)
+
+    def _augment(self, x: Tensor, color_channels: int, params: dict[str, Tensor] | None = None) -> Tensor:
+        """What D sees of ``x``: augmented with ``params`` (drawn from the run's noise generator if None)."""
+        if self.augment is None or self.augment.p <= 0:
+            return x
+        if params is None:
+            params = self.augment.draw(x.shape[0], x.shape[-1], self.noise)
+        return self.augment.apply(x, params, color_channels)
+
+    def _ada_reduce(self, total: float, count: int) -> tuple[float, int]:
+        if not self.info.enabled:
+            return total, count
+        t = torch.tensor([total, float(count)], dtype=torch.float64,
+                         device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(t)
+        return float(t[0]), int(t[1])
 
     def _check_shapes(self) -> None:
         r = self.cfg.data.resolution
@@ -415,6 +512,9 @@ class Trainer:
             "data": self.stream.state_dict(),
             "history": self.history,
             "family_state": self.family.state_dict(),
+            "data_files": {**self.fingerprint, "skipped": list(self.skipped)},
+            "augment": self.ada.state_dict() if self.ada is not None else None,
+            "validation": {"history": self.val_history, "best": self.best},
             "log_window": {"steps": self._window_steps,
                            "sums": {k: float(v) for k, v in self._logs.items()}},
         }
@@ -461,6 +561,12 @@ class Trainer:
                 scaler.load_state_dict(saved)
         self.stream.load_state_dict(state["data"])
         self.family.load_state_dict(state.get("family_state") or {})
+        self._report_data_change(state.get("data_files"))
+        val = state.get("validation") or {}
+        self.val_history, self.best = list(val.get("history", [])), dict(val.get("best", {}))
+        if self.ada is not None and state.get("augment"):
+            self.ada.load_state_dict(state["augment"])
+            self.augment.p = self.ada.p  # type: ignore[union-attr]
         self.step = int(state["step"])
         self.history = list(state["history"])
         window = state["log_window"]
@@ -477,6 +583,31 @@ class Trainer:
         self._last_ckpt = path
         self._saved_step = self.step
         self._emit("info", message=f"resumed from {path} at step {self.step}")
+
+    def _report_data_change(self, saved: dict[str, Any] | None) -> None:
+        """Say on resume when the training files differ from the checkpoint's (and what was skipped)."""
+        if not saved:
+            return
+        self.skipped = list(saved.get("skipped", []))
+        now = self.fingerprint
+        if saved.get("items") != now["items"] or saved.get("digest") != now["digest"]:
+            what = (f"{saved.get('items')} item(s) then, {now['items']} now" if saved.get("items") != now["items"]
+                    else "same number of items, but files were replaced or modified")
+            self._emit("info", message=f"the data changed since the checkpoint ({what}); "
+                                       "continuing with the data as it is now")
+        if self.skipped:
+            self._emit("info", message=f"{len(self.skipped)} unreadable file(s) skipped before the checkpoint")
+
+    def _note_skipped(self, batch: dict[str, Tensor]) -> None:
+        """Name each unreadable item the first time a batch skipped it (and count them)."""
+        skipped = batch.pop("skipped", None)
+        if skipped is None:
+            return
+        for index in sorted({int(i) for i in skipped.tolist() if int(i) >= 0}):
+            name = self.dataset.item_name(index)
+            if name not in self.skipped:
+                self.skipped.append(name)
+                self._emit("info", message=f"skipped unreadable {name} ({len(self.skipped)} so far)")
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
         saved = state["config"]
@@ -536,15 +667,18 @@ class Trainer:
         if use_r1:
             x_real = x_real.detach().requires_grad_(True)
         scale = self.scaler_d.get_scale() if self.scaler_d.is_enabled() else None
+        cc = fake.shape[1]
         with self._autocast():
-            real_out = fam.discriminate(self.D, x_real)
-            fake_out = fam.discriminate(self.D, x_fake)
+            real_out = fam.discriminate(self.D, self._augment(x_real, cc))
+            fake_out = fam.discriminate(self.D, self._augment(x_fake, cc))
+        if self.ada is not None:
+            self.ada.observe(real_out)
         loss = L.d_loss(cfg.gan, real_out, fake_out)
         logs["d"] = logs.get("d", 0) + loss.detach()
         if cfg.gan == "wgan-gp" and cfg.gp_weight > 0:
             def critic(x: Tensor) -> Any:
                 with self._autocast():
-                    return fam.discriminate(self.D, x)
+                    return fam.discriminate(self.D, self._augment(x, cc))
             gp = L.gradient_penalty(critic, x_real.detach(), x_fake, self.noise, scale)
             logs["gp"] = logs.get("gp", 0) + gp.detach()
             loss = loss + cfg.gp_weight * gp
@@ -563,14 +697,18 @@ class Trainer:
         self.D.requires_grad_(False)
         x_fake = fam.d_input(batch, fake)
         use_fm = cfg.feature_matching > 0
+        cc = fake.shape[1]
+        # real and fake features are compared under the same augmentation
+        params = (self.augment.draw(x_fake.shape[0], x_fake.shape[-1], self.noise)
+                  if self.augment is not None and self.augment.p > 0 else None)
         with self._autocast():
             if use_fm:
                 with _FeatureTap(self.fm_layers) as fake_feats:
-                    fake_out = fam.discriminate(self.D, x_fake)
+                    fake_out = fam.discriminate(self.D, self._augment(x_fake, cc, params))
                 with torch.no_grad(), _FeatureTap(self.fm_layers) as real_feats:
-                    fam.discriminate(self.D, fam.d_input(batch, fam.real(batch)))
+                    fam.discriminate(self.D, self._augment(fam.d_input(batch, fam.real(batch)), cc, params))
             else:
-                fake_out = fam.discriminate(self.D, x_fake)
+                fake_out = fam.discriminate(self.D, self._augment(x_fake, cc, params))
         loss = L.g_loss(cfg.gan, fake_out)
         logs["g"] = logs.get("g", 0) + loss.detach()
         if use_fm:
@@ -591,8 +729,24 @@ class Trainer:
         with torch.set_grad_enabled(grad), self._autocast():
             return self.family.generate(self.G, inputs, self.noise, self.options)
 
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate multiplier of ``step`` (0-based) under ``optim.lr_schedule``."""
+        opt, total = self.cfg.optim, self.cfg.run.steps
+        if opt.lr_schedule == "constant" or step < opt.lr_decay_start:
+            return 1.0
+        progress = (step - opt.lr_decay_start) / max(1, total - opt.lr_decay_start)
+        if opt.lr_schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
     def train_step(self, batches: list[dict[str, Tensor]], logs: dict[str, Tensor]) -> None:
         """One step: a D update per batch, then a G update (on the last batch's fakes)."""
+        factor = self.lr_factor(self.step)
+        for opt, base in ((self.opt_g, self.cfg.optim.g_lr), (self.opt_d, self.cfg.optim.d_lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        if self.cfg.optim.lr_schedule != "constant":
+            logs["lr"] = logs.get("lr", 0) + torch.tensor(self.cfg.optim.g_lr * factor)
         self.family.begin_step(self.step, self.options)
         n = len(batches)
         fake = None
@@ -607,8 +761,115 @@ class Trainer:
             self._broadcast_buffers()
         if self.ema is not None:
             self.ema.update(self.G, copy_only=self.step < self.cfg.optim.ema_start)
+        if self.ada is not None:
+            images = self.cfg.data.batch_size * n * self.info.world_size
+            self.ada.update(images, self._ada_reduce)
+            self.augment.p = self.ada.p  # type: ignore[union-attr]
+        if self.augment is not None:
+            logs["ada_p"] = logs.get("ada_p", 0) + torch.tensor(self.augment.p)
+            if self.ada is not None:
+                logs["ada_rt"] = logs.get("ada_rt", 0) + torch.tensor(self.ada.last_rt)
 
     # ------------------------------------------------------------ outputs
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """PSNR (dB), SSIM and L1 of G (its EMA if on) on the held-out items, in [0, 1] pixel units.
+
+        Deterministic: the same items, fitted without crops or flips, and holes / latents from a
+        fixed-seed generator. None when the family has no target to compare with or no held-out data.
+        """
+        if self._fid_net is not None:
+            return self._frechet()
+        if self.val_dataset is None:
+            return None
+        from imgsynth.training.losses import ssim_loss
+
+        G = self.ema.model if self.ema is not None else self.G
+        was_training = G.training
+        G.eval()
+        generator = torch.Generator().manual_seed(_seed_for(self.cfg.run.seed, 6))
+        n, sums = 0, {"psnr": 0.0, "ssim": 0.0, "l1": 0.0}
+        size = self.cfg.data.batch_size
+        try:
+            for start in range(0, len(self.val_dataset), size):
+                items = [self.val_dataset[(i, 0)] for i in range(start, min(start + size, len(self.val_dataset)))]
+                batch = {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "skipped"}
+                batch = _cast_batch(batch, self.device)
+                with self._autocast():
+                    pair = self.family.validation_pair(G, batch, generator)
+                if pair is None:
+                    return None
+                out, target = ((x.float().clamp(-1, 1) + 1) / 2 for x in pair)
+                mse = (out - target).square().flatten(1).mean(1).clamp_min(1e-10)
+                sums["psnr"] += float((10 * torch.log10(1.0 / mse)).sum())
+                sums["l1"] += float((out - target).abs().flatten(1).mean(1).sum())
+                rgb = (lambda x: x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3])
+                if min(out.shape[-2:]) >= 11:
+                    sums["ssim"] += float(1 - ssim_loss(rgb(out), rgb(target))) * out.shape[0]
+                n += out.shape[0]
+        finally:
+            G.train(was_training)
+        record = {"step": self.step, **{f"val_{k}": v / max(n, 1) for k, v in sums.items()}}
+        if self.cfg.data.resolution < 11:  # smaller than SSIM's window
+            record.pop("val_ssim")
+        return record
+
+    @torch.no_grad()
+    def _frechet(self) -> dict[str, float] | None:
+        """Fréchet distance of ``run.fid_samples`` samples of G (its EMA) from fixed seeds to the test set."""
+        from imgsynth.errors import InputError
+        from imgsynth.training.fid import features, frechet_distance, test_set_features, to_classifier_input
+
+        n = self.cfg.run.fid_samples
+        net = self._fid_net
+        assert net is not None
+        if self._fid_real is None:
+            try:
+                self._fid_real = test_set_features(net, self.cfg.data.path, n)
+            except InputError as exc:
+                self._emit("info", message=f"no Fréchet distance: {exc}")
+                self._fid_net = None
+                return None
+        G = self.ema.model if self.ema is not None else self.G
+        was_training = G.training
+        G.eval()
+        self.family.begin_step(max(self.step - 1, 0), self.options)
+        seeds = list(range(10_000, 10_000 + n))  # not the grid's seeds
+        parts = []
+        try:
+            for i in range(0, n, 250):
+                chunk = seeds[i : i + 250]
+                inputs = tuple(x.to(self.device) for x in self.family.grid_inputs(G, chunk, self.dataset))
+                with self._autocast():
+                    images, _ = self.family.grid_images(G, inputs, chunk, self.dataset)
+                parts.append(to_classifier_input(images.float().cpu()))
+        finally:
+            G.train(was_training)
+        fd = frechet_distance(features(net, torch.cat(parts)), self._fid_real)
+        return {"step": self.step, "val_fd": fd}
+
+    def _validate_and_keep_best(self) -> None:
+        record = self.validate()
+        if record is None:
+            return
+        self.val_history.append(record)
+        self._emit("val", losses={k: v for k, v in record.items() if k != "step"})
+        if self._tb is not None:
+            for k, v in record.items():
+                if k != "step":
+                    self._tb.add_scalar(f"val/{k[4:]}", v, self.step)
+        key = "val_fd" if "val_fd" in record else "val_psnr"
+        lower = key == "val_fd"
+        if not self.best or (record[key] < self.best[key] if lower else record[key] > self.best[key]):
+            self.best = dict(record)
+            rngs = self._gather_rng()
+            if self.info.is_main:
+                state = self.state_dict()
+                state["rng"] = rngs
+                path = save_checkpoint(state, self.out_dir / "best", self.step, dumps_config(self.cfg))
+                prune_checkpoints(self.out_dir / "best", 1)
+                self._emit("best", path=path, losses={key: record[key]})
+
     @torch.no_grad()
     def sample_grid(self) -> Path | None:
         """Write ``samples/step-NNNNNNNN.png`` from the fixed grid seeds (EMA weights if on)."""
@@ -700,6 +961,10 @@ class Trainer:
         self._emit("start", message=(
             f"{self.family.name} on {dataset_name(cfg.data)} ({len(self.dataset)} items), "
             f"{self.device} {self.precision}, {self.info.world_size} process(es)"))
+        if self._init_message and self.step == 0:
+            self._emit("info", message=self._init_message)
+        if self._fid_note:
+            self._emit("info", message=self._fid_note)
         per_step = cfg.data.batch_size * cfg.loss.d_steps * self.info.world_size
         window_start = time.perf_counter()
         overall_start, overall_steps = window_start, 0
@@ -711,7 +976,7 @@ class Trainer:
                 break
             data_state = self.stream.state_dict()
             try:
-                batches = [_cast_batch(self.stream.next(), self.device) for _ in range(cfg.loss.d_steps)]
+                batches = [self.stream.next() for _ in range(cfg.loss.d_steps)]
             except Exception:
                 if not self._stop:
                     raise
@@ -719,6 +984,9 @@ class Trainer:
                 self.stream.load_state_dict(data_state)
                 interrupted = True
                 break
+            for batch in batches:
+                self._note_skipped(batch)
+            batches = [_cast_batch(b, self.device) for b in batches]
             self.train_step(batches, self._logs)
             self.step += 1
             self._window_steps += 1
@@ -755,6 +1023,9 @@ class Trainer:
                             grid = np.array(im)
                         self._tb.add_image("samples", grid, self.step,
                                            dataformats="HW" if grid.ndim == 2 else "HWC")
+            if (self.val_dataset is not None or self._fid_net is not None) and (
+                    self.step % (cfg.run.val_every or cfg.run.checkpoint_every) == 0 or last):
+                self._validate_and_keep_best()
             if self.step % cfg.run.checkpoint_every == 0 or last:
                 path = self.save()
                 if path is not None:
@@ -777,7 +1048,7 @@ class Trainer:
         return TrainResult(
             step=self.step, out_dir=self.out_dir, checkpoint=self._last_ckpt,
             interrupted=interrupted, images_per_s=mean_ips, history=list(self.history),
-            precision=self.precision, device=str(self.device),
+            precision=self.precision, device=str(self.device), skipped=list(self.skipped),
         )
 
     def _write_curve(self) -> None:

@@ -7,6 +7,7 @@ import struct
 import threading
 import tomllib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,3 +243,68 @@ def test_push_to_loopback_hub(tmp_path, upload_hub):
 def test_push_refuses_a_non_export(tmp_path):
     res = runner.invoke(make_app(), ["models", "push", str(tmp_path), "me/x", "--dry-run"])
     assert res.exit_code == 1 and "has no config.json" in res.stderr
+
+
+def test_train_new_then_train_through_the_main_app(tmp_path):
+    """`imgsynth train new` writes a recipe; `imgsynth train RECIPE` (no subcommand) runs it."""
+    from imgsynth.cli.main import app
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        from PIL import Image
+
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    recipe = tmp_path / "mine.toml"
+    res = runner.invoke(app, ["train", "new", "dcgan", "--data", str(photos), "--size", "16", "-o", str(recipe)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == str(recipe) and "fit = 'crop'" in res.stderr and "run name 'mine'" in res.stderr
+    raw = tomllib.loads(recipe.read_text())
+    assert raw["export"]["name"] == "mine" and raw["run"]["out_dir"] == "runs/mine"
+    again = runner.invoke(app, ["train", "new", "dcgan", "--data", str(photos), "-o", str(recipe)])
+    assert again.exit_code == 1 and "exists" in again.stderr
+    assert tomllib.loads(recipe.read_text()) == raw  # not overwritten
+    res = runner.invoke(app, ["train", str(recipe), "--set", "run.steps=1", "--set", "data.batch_size=2",
+                              "--set", f'run.out_dir="{tmp_path / "run"}"', "--set", "model.generator.ngf=4",
+                              "--set", "model.discriminator.ndf=4", "--export", str(tmp_path / "export")])
+    assert res.exit_code == 0, res.output
+    assert parse_card(tomllib.loads(res.stdout)).id == "mine"
+    bad = runner.invoke(app, ["train", "new", "pix2pix", "--data", str(photos), "-o", str(tmp_path / "p.toml")])
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: ") and "--target" in bad.stderr
+
+
+def test_train_help_lists_families_and_sources_with_examples():
+    from imgsynth.cli.main import app
+    from imgsynth.training.recipes import FAMILY_DATA
+
+    res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    for family in FAMILY_DATA:
+        assert f"imgsynth train new {family} " in res.stdout or f"{family}," in res.stdout, family
+    for source in ("folder", "paired", "masked", "edges", "gray", "clusters", "fashion-mnist-labels", "mosaics"):
+        assert source in res.stdout, source
+    assert "imgsynth train new dcgan --data photos/ -o my.toml" in res.stdout
+
+
+def test_resume_hint_keeps_every_override():
+    from imgsynth.cli.train import resume_command
+
+    cmd = resume_command(Path("my recipe.toml"), ["run.out_dir=\"runs/x y\"", "run.seed=3"], Path("out"))
+    assert cmd == ("imgsynth train 'my recipe.toml' --resume --set 'run.out_dir=\"runs/x y\"' "
+                   "--set run.seed=3 --export out")
+
+
+def test_export_of_a_copied_bundled_recipe_takes_the_run_name(tmp_path):
+    """A recipe still named like a shipped model does not export under that model's id or licence."""
+    app = make_app()
+    recipe = write_recipe(tmp_path, steps=1)
+    recipe.write_text(recipe.read_text().replace('name = "cli-test"', 'name = "dcgan-fashion-mnist"'))
+    res = runner.invoke(app, ["train", str(recipe), "--export", str(tmp_path / "export")])
+    assert res.exit_code == 0, res.output
+    card = parse_card(tomllib.loads(res.stdout))
+    assert card.id == "dcgan-run" and card.license == "unspecified"
+    assert "is the id of a model imgsynth ships" in res.stderr
+    res = runner.invoke(app, ["models", "export", str(tmp_path / "run"), str(tmp_path / "again"),
+                              "--name", "dcgan-fashion-mnist", "--license", "MIT"])
+    assert res.exit_code == 0 and parse_card(tomllib.loads(res.stdout)).id == "dcgan-fashion-mnist"

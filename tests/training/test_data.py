@@ -16,7 +16,6 @@ from imgsynth.training.data import (
     ResumableBatchSampler,
     build_dataset,
     draw_augment,
-    read_idx,
 )
 
 
@@ -35,25 +34,6 @@ def fashion(tmp_path, n=10):
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", imgs)
     write_idx(tmp_path / "t10k-images-idx3-ubyte", imgs[:3], compress=False)
     return imgs
-
-
-def test_read_idx_round_trip(tmp_path):
-    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
-    write_idx(tmp_path / "x.gz", a)
-    write_idx(tmp_path / "x", a, compress=False)
-    np.testing.assert_array_equal(read_idx(tmp_path / "x.gz"), a)
-    np.testing.assert_array_equal(read_idx(tmp_path / "x"), a)
-
-
-def test_read_idx_rejects_bad_files(tmp_path):
-    (tmp_path / "bad").write_bytes(b"\x01\x02\x08\x01" + b"\x00" * 8)
-    with pytest.raises(InputError, match="bad magic"):
-        read_idx(tmp_path / "bad")
-    (tmp_path / "short").write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + b"\x00" * 3)
-    with pytest.raises(InputError, match="truncated"):
-        read_idx(tmp_path / "short")
-    with pytest.raises(InputError, match="does not exist"):
-        read_idx(tmp_path / "missing.gz")
 
 
 def test_fashion_mnist_padded_to_32(tmp_path):
@@ -229,3 +209,21 @@ def test_label_maps_keep_their_ids(tmp_path):
     with pytest.raises(ConfigError, match="path_inst .* needs label-map inputs"):
         PairedFolders(DataConfig(source="paired", path=str(tmp_path / "A"), path_b=str(tmp_path / "B"),
                                  path_inst=str(tmp_path / "I")))
+
+
+@pytest.mark.parametrize("fit", ["crop", "resize", "pad"])
+def test_fit_modes_on_a_wide_image(tmp_path, fit):
+    """crop keeps the centre (no bars), resize squashes the whole image (no bars), pad adds black bars."""
+    arr = np.full((16, 32), 200, np.uint8)
+    arr[:, :4] = 50  # a dark left edge: cut by crop, kept by resize and pad
+    (tmp_path / "d").mkdir()
+    Image.fromarray(arr, "L").save(tmp_path / "d" / "wide.png")
+    ds = FolderImages(DataConfig(source="folder", path=str(tmp_path / "d"), resolution=8, fit=fit))
+    x = (ds[0]["image"][0] + 1) * 127.5
+    if fit == "crop":
+        assert torch.allclose(x, torch.full_like(x, 200.0), atol=1)
+    elif fit == "resize":
+        assert x[:, 0].max() < 150 and x[:, -1].min() > 190 and x.min() > 40  # whole width, no black
+    else:
+        assert x[:2].max() < 1 and x[-2:].max() < 1 and x[3, -1] > 190  # black bars top and bottom
+    assert DataConfig().fit == "crop"
