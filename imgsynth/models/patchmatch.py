@@ -74,6 +74,7 @@ _FILLED_WEIGHT = 0.1
 _FINE_WINDOW = 4
 # Rows per band of the parallel search (fixed, so results do not depend on the thread count).
 _BAND_ROWS = 16
+_SHARP_FINAL = "fine"
 # Levels with at least this many targets run the parallel kernels, smaller ones the serial twins.
 _PARALLEL_ABOVE = 50_000
 # Targets per vectorised step of the NumPy backend (bounds its temporaries to a few MB).
@@ -221,9 +222,10 @@ def _k_search(img, idmap, tval, wpix, src_ok, ty, tx, nnf, dist, r, iterations, 
                                step, radius, seed * 64 + it)
 
 
-def _k_vote(img, idmap, rows, ty, tx, nnf, weight, r, out):  # pragma: no cover - compiled
+def _k_vote(img, idmap, rows, ty, tx, nnf, weight, r, sharp, out):  # pragma: no cover - compiled
     """Wexler et al.'s update: each hole pixel (``rows``) becomes the weighted mean of what the
-    overlapping source patches put there, gathered per pixel (no write conflicts)."""
+    overlapping source patches put there, gathered per pixel (no write conflicts); ``sharp``:
+    the value of the single heaviest patch instead (the mode rather than the mean)."""
     h, w, c = img.shape
     for q in prange(rows.size):
         i = rows[q]
@@ -243,6 +245,12 @@ def _k_vote(img, idmap, rows, ty, tx, nnf, weight, r, out):  # pragma: no cover 
                     continue
                 wt = weight[k]
                 sy, sx = nnf[k, 0] + dy, nnf[k, 1] + dx
+                if sharp:
+                    if wt > total:
+                        for ch in range(c):
+                            acc[ch] = wt * img[sy, sx, ch]
+                        total = wt
+                    continue
                 for ch in range(c):
                     acc[ch] += wt * img[sy, sx, ch]
                 total += wt
@@ -499,28 +507,45 @@ class _NumpyOps:
         dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
         return dy.ravel().astype(np.int32), dx.ravel().astype(np.int32)
 
-    @classmethod
-    def _dist(cls, s: _Solver, tval: np.ndarray, rows: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
-        """Weighted SSD between the target patches ``rows`` and the source patches at (sy, sx)."""
-        dy, dx = cls._offsets(s.r)
-        yy = s.ty[rows, None] + dy
-        xx = s.tx[rows, None] + dx
-        inside = (yy >= 0) & (yy < s.h) & (xx >= 0) & (xx < s.w)
-        np.clip(yy, 0, s.h - 1, out=yy)
-        np.clip(xx, 0, s.w - 1, out=xx)
-        i = s.idmap[yy, xx]
-        is_t = i >= 0
-        tgt = np.where(is_t[..., None], tval[i], s.img[yy, xx])
-        wt = np.where(is_t, s.wpix[i], np.float32(1.0)) * inside
-        diff = s.img[sy[:, None] + dy, sx[:, None] + dx].astype(np.float32)
-        diff -= tgt
+    def _prepare(self, s: _Solver, tval: np.ndarray) -> None:
+        """The target patches of the round as uint8 values (N, P, C) and uint8 weight codes
+        (N, P): 0 outside the image, 1 hole, 2 known. Hole-sized (~200 bytes per target), built
+        once per search instead of once per candidate."""
+        dy, dx = self._offsets(s.r)
+        n, p, c = s.size, dy.size, s.img.shape[2]
+        self.tgt = np.empty((n, p, c), np.uint8)
+        self.code = np.empty((n, p), np.uint8)
+        tq = np.clip(np.rint(tval), 0, 255).astype(np.uint8)
+        for a in range(0, n, _CHUNK):
+            rows = np.arange(a, min(a + _CHUNK, n))
+            yy = s.ty[rows, None] + dy
+            xx = s.tx[rows, None] + dx
+            inside = (yy >= 0) & (yy < s.h) & (xx >= 0) & (xx < s.w)
+            np.clip(yy, 0, s.h - 1, out=yy)
+            np.clip(xx, 0, s.w - 1, out=xx)
+            i = s.idmap[yy, xx]
+            is_t = i >= 0
+            self.tgt[rows] = np.where(is_t[..., None], tq[i], s.img[yy, xx])
+            hole = np.zeros(i.shape, bool)
+            hole[is_t] = s.hole[i[is_t]]
+            self.code[rows] = np.where(inside, np.where(hole, 1, 2), 0)
+        self.code_w = np.array([0.0, s.wpix[s.hole][0] if s.hole.any() else 1.0, 1.0], np.float32)
+        self.flat_off = (dy * s.w + dx).astype(np.int64)
+        self.img_flat = s.img.reshape(-1, c)
+
+    def _dist(self, s: _Solver, rows: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+        """Weighted SSD between the prepared target patches ``rows`` and source patches (sy, sx)."""
+        centre = sy.astype(np.int64) * s.w + sx
+        diff = self.img_flat[centre[:, None] + self.flat_off].astype(np.float32)
+        diff -= self.tgt[rows]
         diff *= diff
-        return np.einsum("np,np->n", diff.sum(-1), wt)
+        return np.einsum("np,np->n", diff.sum(-1), self.code_w[self.code[rows]])
 
     def all_dist(self, s: _Solver, tval: np.ndarray) -> None:
+        self._prepare(s, tval)
         for a in range(0, s.size, _CHUNK):
             rows = np.arange(a, min(a + _CHUNK, s.size))
-            s.dist[rows] = self._dist(s, tval, rows, s.nnf[rows, 0], s.nnf[rows, 1])
+            s.dist[rows] = self._dist(s, rows, s.nnf[rows, 0], s.nnf[rows, 1])
 
     def random_init(self, s: _Solver, rows: np.ndarray, seed: int) -> None:
         rng = np.random.default_rng(seed)
@@ -543,12 +568,14 @@ class _NumpyOps:
         for a in range(0, rows.size, _CHUNK):
             sl = slice(a, a + _CHUNK)
             rr, yy, xx = rows[sl], cy[sl], cx[sl]
-            d = self._dist(s, tval, rr, yy, xx)
+            d = self._dist(s, rr, yy, xx)
             better = d < s.dist[rr]
             rr = rr[better]
             s.nnf[rr, 0], s.nnf[rr, 1], s.dist[rr] = yy[better], xx[better], d[better]
 
     def search(self, s: _Solver, tval: np.ndarray, iterations: int, radius: int, seed: int) -> None:
+        """Searches against the target patches prepared by the preceding :meth:`all_dist` (the
+        driver always computes the round's distances first, with the same ``tval``)."""
         rng = np.random.default_rng(seed)
         ty, tx = s.ty, s.tx
         for it in range(iterations):
@@ -570,8 +597,9 @@ class _NumpyOps:
                 cx = np.clip(s.nnf[:, 1] + jitter[:, 1], s.r, s.w - 1 - s.r)
                 self._try(s, tval, rows, cy, cx)
                 rad = int(rad * _ALPHA)
+        self.tgt = self.code = None  # type: ignore[assignment]  # hole-sized: free between rounds
 
-    def vote(self, s: _Solver, weight: np.ndarray) -> None:
+    def vote(self, s: _Solver, weight: np.ndarray, sharp: bool = False) -> None:
         dy, dx = self._offsets(s.r)
         hole_rows = np.flatnonzero(s.hole)
         for a in range(0, hole_rows.size, _CHUNK):
@@ -585,8 +613,15 @@ class _NumpyOps:
             wt = np.where(use, weight[k], 0.0)
             sy = np.clip(s.nnf[k, 0] + dy, 0, s.h - 1)
             sx = np.clip(s.nnf[k, 1] + dx, 0, s.w - 1)
-            acc = np.einsum("np,npc->nc", wt, s.img[sy, sx].astype(np.float64))
-            total = wt.sum(1)
+            if sharp:  # the heaviest patch's value (first of equals, as the compiled kernel)
+                best = wt.argmax(1)
+                pick = np.arange(rows.size)
+                acc = s.img[sy[pick, best], sx[pick, best]].astype(np.float64)
+                total = wt[pick, best]
+                acc *= total[:, None]
+            else:
+                acc = np.einsum("np,npc->nc", wt, s.img[sy, sx].astype(np.float64))
+                total = wt.sum(1)
             ok = total > 0
             s.estimate[rows[ok]] = (acc[ok] / total[ok, None]).astype(np.float32)
 
@@ -625,8 +660,9 @@ class _NumbaOps:
         self._k(s, "search")(s.img, s.idmap, tval, s.wpix, s.src_ok, s.ty, s.tx, s.nnf, s.dist, s.r,
                              iterations, radius, seed, bands)
 
-    def vote(self, s: _Solver, weight: np.ndarray) -> None:
-        self._k(s, "vote")(s.img, s.idmap, np.flatnonzero(s.hole), s.ty, s.tx, s.nnf, weight, s.r, s.estimate)
+    def vote(self, s: _Solver, weight: np.ndarray, sharp: bool = False) -> None:
+        self._k(s, "vote")(s.img, s.idmap, np.flatnonzero(s.hole), s.ty, s.tx, s.nnf, weight, s.r, sharp,
+                           s.estimate)
 
     def patch_weight(self, s: _Solver) -> tuple[np.ndarray, np.ndarray]:
         wsum = np.zeros(s.size, np.float32)
@@ -638,7 +674,7 @@ class _NumbaOps:
 # --- the driver ------------------------------------------------------------------------------------
 
 
-def _vote(ops: Any, s: _Solver, wsum: np.ndarray, inside: np.ndarray) -> None:
+def _vote(ops: Any, s: _Solver, wsum: np.ndarray, inside: np.ndarray, sharp: bool = False) -> None:
     """Voting weights, then the vote. Per patch: Wexler et al.'s similarity exp(-d / 2 sigma^2)
     (sigma^2 from the distance distribution), the fraction inside the image, and the spatial
     confidence gamma^-depth at the patch centre. Patches voting for one pixel have centres within
@@ -648,7 +684,7 @@ def _vote(ops: Any, s: _Solver, wsum: np.ndarray, inside: np.ndarray) -> None:
     sigma2 = max(float(np.percentile(per_value, 75)), 1e-3)
     log_w = -(per_value - per_value.min()).astype(np.float64) / (2.0 * sigma2)
     log_w += np.maximum(-math.log(_GAMMA) * s.depth.astype(np.float64), -700.0)
-    ops.vote(s, np.exp(np.maximum(log_w, -740.0)) * inside)
+    ops.vote(s, np.exp(np.maximum(log_w, -740.0)) * inside, sharp)
 
 
 def _upsample(fine: _Solver, coarse: _Solver, ops: Any, seed: int) -> None:
@@ -828,7 +864,7 @@ def patchmatch_inpaint(
             tval = solver.target_values(g)
             ops.all_dist(solver, tval)
             ops.search(solver, tval, iterations, radius, level_seed * 100 + step + 1)
-            _vote(ops, solver, wsum, inside)
+            _vote(ops, solver, wsum, inside, sharp=(_SHARP_FINAL == "final" and index == 0 and step == rounds[index] - 1) or (_SHARP_FINAL == "fine" and index == 0) or _SHARP_FINAL == "all")
             done += int(level.hole.sum())
             if progress is not None:
                 progress(min(done / work, 1.0))
