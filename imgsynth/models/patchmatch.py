@@ -742,7 +742,7 @@ def patchmatch_inpaint(
     iterations: int = 4,
     em_steps: int = 3,
     pyramid_levels: int | None = None,
-    guide_weight: float = 0.5,
+    guide_weight: float = 1.0,
     guide_decay: float = 0.5,
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
@@ -892,7 +892,7 @@ def inpaint_patchmatch(
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
     guide: np.ndarray | None = None,
-    guide_weight: float = 0.5,
+    guide_weight: float = 1.0,
     backend: str = "auto",
 ) -> np.ndarray:
     """:func:`patchmatch_inpaint` under its earlier name (``hole`` for ``mask``)."""
