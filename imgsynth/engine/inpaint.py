@@ -200,8 +200,23 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
         path = plan.path_for(item.stem)
         return str(path) if plan.check(path) == "skip" else None
 
+    # Where the runner's count stands, so that a slow classical fill (PatchMatch on a 12-MP photo
+    # takes minutes) can report its own progress as a fraction of the current photo.
+    counts = {"done": 0, "total": len(items)}
+    runner_progress = progress
+    if progress is not None:
+        def runner_progress(done: int, total: int, message: str) -> None:
+            counts.update(done=done, total=total)
+            progress(done, total, message)
+
     def process(batch: list[_Prepared]) -> list[Any]:
-        outs = inpainter([p.rgb for p in batch], [p.hole for p in batch])
+        if progress is None or loaded.is_network:
+            return inpainter([p.rgb for p in batch], [p.hole for p in batch])
+        outs = []
+        for j, p in enumerate(batch):
+            inpainter.progress = lambda f, j=j, name=p.name: progress(counts["done"] + j + f, counts["total"], name)
+            outs += inpainter([p.rgb], [p.hole])
+        inpainter.progress = None
         return outs
 
     def write(p: _Prepared, out: np.ndarray) -> ItemResult:
@@ -224,7 +239,7 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
         workers = 0  # decoding dominates a classical fill; worker processes would only add start-up
     prepare = PrepareInpaint(request.mask, request.invert_mask, request.resize_mask, request.dilate, shared)
     return run_batched(items, prepare=prepare, process=process, write=write, name_of=lambda i: i.path,
-                       skip=skip, batch_size=request.batch_size, workers=workers, progress=progress)
+                       skip=skip, batch_size=request.batch_size, workers=workers, progress=runner_progress)
 
 
 __all__ = ["Failed", "InpaintRequest", "run_inpaint"]

@@ -4,107 +4,478 @@ Paper: C. Barnes, E. Shechtman, A. Finkelstein, D. B. Goldman, "PatchMatch: A Ra
 Correspondence Algorithm for Structural Image Editing", SIGGRAPH 2009 (the nearest-neighbour field
 search, Sec. 3), used inside the completion scheme of Y. Wexler, E. Shechtman, M. Irani,
 "Space-Time Completion of Video", TPAMI 2007 (the EM-like alternation of patch search and
-weighted voting over a coarse-to-fine pyramid).
+weighted voting over a coarse-to-fine pyramid). The optional guide follows C. Yang, X. Lu, Z. Lin,
+E. Shechtman, O. Wang, H. Li, "High-Resolution Image Inpainting using Multi-Scale Neural Patch
+Synthesis", CVPR 2017: a coarse content prediction steers the synthesis, the known region supplies
+the texture.
 Official code: no official repository; the authors distributed research code separately. None of
 it is used here: this file is written from the papers alone (imgsynth's MIT licence; no weights).
 
 This is not a neural network and is not registered in the model registry; it is a classical
 baseline for the ``inpaint`` task that needs no weights.
 
+Two interchangeable backends run the same algorithm: compiled loops through numba when it is
+installed (``pip install 'imgsynth[fast]'``), and NumPy code vectorised over chunks of target
+patches otherwise. Neither ever builds a stack of patches: a patch distance reads the ``P`` pixels
+of the two patches where they lie, so memory is a few bytes per image pixel plus a few dozen per
+hole pixel, and time is linear in the number of hole pixels at each pyramid level.
+
 Deviations from the original:
-- Propagation is vectorised over all target patches at once. Instead of the sequential scan-order
-  sweep of Barnes et al. (Sec. 3.2), each iteration tries the neighbours at distances 8, 4, 2, 1
-  (jump-flooding style whole-array shifts), from above/left on even iterations and from
-  below/right on odd ones, so good offsets still cross a hole within one iteration.
+- Every per-pixel array of a level except the image, its known mask and one int32 index map is
+  held only for the pixels whose patch overlaps the hole (the "targets"); sources are read from the
+  image in place. Known pixels never change, so source patches need no copy.
+- The random search covers the whole image only at the coarsest level; finer levels search a
+  window of ``4 * patch_size`` pixels around the match inherited from the coarser level (the
+  coarse-to-fine scheme of Wexler et al. sets the layout; the fine levels only refine it). This is
+  what makes the cost per target constant.
+- The numba backend propagates in scan order (Barnes et al. Sec. 3.2, alternating direction per
+  iteration). The NumPy backend vectorises propagation as jump-flooding shifts over all targets at
+  once (distances 8, 4, 2, 1 from above/left on even iterations, below/right on odd ones), so good
+  offsets still cross a hole within one iteration. The two backends give different (equally
+  valid) fills for the same seed; each is deterministic.
 - The coarsest level starts from a smooth onion-peel fill of the hole (each ring is the mean of its
-  already-known 8-neighbours) and a random NNF; Wexler et al. leave the initial guess open.
-- The patch distance weighs known pixels 1 and already-filled hole pixels 0.1 (pixels outside the
-  image 0), so the known surroundings steer the search rather than a smooth early fill.
+  already-known 8-neighbours), or from the guide when one is given, and a random NNF.
+- The patch distance weighs known pixels 1 and hole pixels 0.1 (pixels outside the image 0), so the
+  known surroundings steer the search rather than a smooth early fill. With a guide, hole pixels
+  are compared with ``(1 - g) * estimate + g * guide`` and weigh ``0.1 + 0.9 g``.
 - The pyramid is halved until no hole pixel lies more than two patch widths from the known region;
-  thin holes are filled at full resolution only.
+  thin holes are filled at full resolution only. Coarser levels run more EM steps
+  (``em_steps + 2 * level``): they are cheap and fix the layout.
 - Voting weights are Wexler's similarity term ``exp(-d / (2 sigma^2))`` with ``sigma^2`` the 75th
-  percentile of the patch distances, times Wexler's spatial confidence ``1.3^-distance`` to the
-  known region averaged over the patch, times the fraction of the patch lying inside the image.
-- Coarser levels run more EM steps (``em_steps + 2 * level``): they are cheap and fix the layout.
-- Source patches are quantised to uint8 for the distance computation (exact at the finest level,
-  at most 0.5 grey levels off at coarser ones) to keep the candidate gathers memory-light.
+  percentile of the per-value patch distances, times the fraction of the patch inside the image,
+  times Wexler's spatial confidence ``1.3^-distance`` to the known region taken at the patch centre
+  (not averaged over the patch); it is applied relative to the voted pixel's own confidence,
+  which the per-pixel normalisation cancels, so deep holes never underflow.
+- Level images are uint8 (the 2x2 known-pixel average rounded), at most 0.5 grey levels off.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from imgsynth.errors import InputError
 
-__all__ = ["InpaintInputError", "inpaint_patchmatch"]
+__all__ = ["InpaintInputError", "inpaint_patchmatch", "numba_available", "patchmatch_inpaint"]
 
 # Barnes et al. Sec. 3.2: the random-search radius shrinks by this ratio per candidate.
 _ALPHA = 0.5
-# Jump-flooding propagation distances, largest first (Rong & Tan 2006 order).
+# Jump-flooding propagation distances of the NumPy backend, largest first (Rong & Tan 2006 order).
 _JUMPS = (8, 4, 2, 1)
 # Wexler et al.: the confidence of a hole pixel decays as gamma^-distance from the known region.
 _GAMMA = 1.3
-# Weight of already-filled hole pixels in the patch distance (known pixels weigh 1).
+# Weight of hole pixels (the current estimate) in the patch distance; known pixels weigh 1.
 _FILLED_WEIGHT = 0.1
-# Above this fraction of targets with a candidate, score all targets rather than gather a subset.
-_DENSE_FRACTION = 0.5
+# Random-search window of the levels below the coarsest, in patch sides.
+_FINE_WINDOW = 4
+# Rows per band of the parallel search (fixed, so results do not depend on the thread count).
+_BAND_ROWS = 16
+_SHARP_FINAL = "fine"
+# Levels with at least this many targets run the parallel kernels, smaller ones the serial twins.
+_PARALLEL_ABOVE = 50_000
+# Targets per vectorised step of the NumPy backend (bounds its temporaries to a few MB).
+_CHUNK = 1 << 13
+
+BACKENDS = ("auto", "numba", "numpy")
 
 
 class InpaintInputError(InputError, ValueError):
     """The image/hole pair cannot be inpainted (wrong shapes, nothing to copy from, ...)."""
 
 
+# --- numba kernels ---------------------------------------------------------------------------------
+#
+# Written as plain Python over scalars so that numba compiles them to tight loops; never called
+# uncompiled (the NumPy backend below has its own vectorised versions).
+#
+# A level is: ``img`` (h, w, C) uint8 (hole content unused), ``idmap`` (h, w) int32 giving each
+# target pixel its index (-1 elsewhere), per-target ``ty, tx`` (int32), ``tval`` (N, C) float32 the
+# value a target patch is compared with at that pixel and ``wpix`` (N,) float32 its weight, and
+# ``src_ok`` (h, w) uint8: 1 where a patch centred there lies inside the image and holds no hole
+# pixel. Targets are every pixel whose patch overlaps the hole, so every hole pixel is one, and a
+# patch pixel that is not a target is a known pixel (value ``img``, weight 1).
+#
+# Random numbers come from a counter-based hash of (seed, target, draw), not from a stateful
+# generator, so the parallel loops give the same result whatever the thread count or schedule.
+
+_M1 = 0x9E3779B97F4A7C15
+_M2 = 0xBF58476D1CE4E5B9
+_M3 = 0x94D049BB133111EB
+
+
+def _k_hash(seed, k, draw):  # pragma: no cover - compiled
+    """SplitMix64 finaliser of (seed, k, draw): a uniform uint64 (Steele et al. 2014)."""
+    x = np.uint64(seed) * np.uint64(_M1) + np.uint64(k) * np.uint64(_M2) + np.uint64(draw) * np.uint64(_M3)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(_M2)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(_M3)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _k_randint(seed, k, draw, lo, hi):  # pragma: no cover - compiled
+    """Uniform integer in [lo, hi] (inclusive)."""
+    return lo + np.int64(_k_hash(seed, k, draw) % np.uint64(hi - lo + 1))
+
+
+def _k_patch_dist(img, idmap, tval, wpix, y, x, sy, sx, r, limit):  # pragma: no cover - compiled
+    """Weighted SSD between the target patch at (y, x) and the source patch at (sy, sx); stops
+    early once a row pushes it past ``limit`` (the current best: the candidate is lost anyway)."""
+    h, w, c = img.shape
+    d = 0.0
+    for dy in range(-r, r + 1):
+        yy = y + dy
+        if yy < 0 or yy >= h:
+            continue
+        for dx in range(-r, r + 1):
+            xx = x + dx
+            if xx < 0 or xx >= w:
+                continue
+            i = idmap[yy, xx]
+            if i >= 0:
+                wt = wpix[i]
+                for ch in range(c):
+                    e = np.float32(img[sy + dy, sx + dx, ch]) - tval[i, ch]
+                    d += wt * e * e
+            else:
+                for ch in range(c):
+                    e = np.float32(img[sy + dy, sx + dx, ch]) - np.float32(img[yy, xx, ch])
+                    d += e * e
+        if d >= limit:
+            return d
+    return d
+
+
+def _k_all_dist(img, idmap, tval, wpix, ty, tx, nnf, dist, r):  # pragma: no cover - compiled
+    for k in prange(ty.size):
+        dist[k] = _k_patch_dist(img, idmap, tval, wpix, ty[k], tx[k], nnf[k, 0], nnf[k, 1], r, np.inf)
+
+
+def _k_random_init(src_ok, nnf, rows, r, seed):  # pragma: no cover - compiled
+    """Uniformly random valid source centres for ``rows`` (Barnes et al. Sec. 3.1)."""
+    h, w = src_ok.shape
+    for q in prange(rows.size):
+        k = rows[q]
+        for draw in range(100000):
+            cy = _k_randint(seed, k, 2 * draw, r, h - 1 - r)
+            cx = _k_randint(seed, k, 2 * draw + 1, r, w - 1 - r)
+            if src_ok[cy, cx]:
+                nnf[k, 0] = cy
+                nnf[k, 1] = cx
+                break
+
+
+def _k_search_band(img, idmap, tval, wpix, src_ok, ty, tx, nnf, dist, r, start, stop, step, radius, seed):  # pragma: no cover
+    """One PatchMatch sweep over targets [start, stop) in scan order (``step`` 1) or reverse scan
+    order (-1): propagation from the neighbour above / left (below / right), then random search
+    u_i = v0 + w alpha^i R_i (Barnes et al. Sec. 3.2)."""
+    h, w = src_ok.shape
+    k = start if step == 1 else stop - 1
+    for _ in range(stop - start):
+        y, x = ty[k], tx[k]
+        by, bx, bd = nnf[k, 0], nnf[k, 1], dist[k]
+        for e in range(2):
+            ny, nx = (y - step, x) if e == 0 else (y, x - step)
+            if ny < 0 or ny >= h or nx < 0 or nx >= w:
+                continue
+            j = idmap[ny, nx]
+            if j < 0:
+                continue
+            cy, cx = nnf[j, 0] + (step if e == 0 else 0), nnf[j, 1] + (0 if e == 0 else step)
+            if cy < 0 or cy >= h or cx < 0 or cx >= w or (cy == by and cx == bx) or not src_ok[cy, cx]:
+                continue
+            d = _k_patch_dist(img, idmap, tval, wpix, y, x, cy, cx, r, bd)
+            if d < bd:
+                by, bx, bd = cy, cx, d
+        rad = radius
+        draw = 0
+        while rad >= 1:
+            cy = min(max(by + _k_randint(seed, k, draw, -rad, rad), r), h - 1 - r)
+            cx = min(max(bx + _k_randint(seed, k, draw + 1, -rad, rad), r), w - 1 - r)
+            draw += 2
+            if src_ok[cy, cx] and not (cy == by and cx == bx):
+                d = _k_patch_dist(img, idmap, tval, wpix, y, x, cy, cx, r, bd)
+                if d < bd:
+                    by, bx, bd = cy, cx, d
+            rad = int(rad * 0.5)
+        nnf[k, 0], nnf[k, 1], dist[k] = by, bx, bd
+        k += step
+
+
+def _k_search(img, idmap, tval, wpix, src_ok, ty, tx, nnf, dist, r, iterations, radius, seed, bands):  # pragma: no cover
+    """``iterations`` PatchMatch sweeps, alternating direction. The targets are cut into bands of
+    rows (``bands``: start indices); even bands run in parallel, then odd ones, so no band reads a
+    neighbour's field while another thread writes it: the result is that of a fixed sequential
+    order, deterministic."""
+    nb = bands.size - 1
+    for it in range(iterations):
+        step = 1 if it % 2 == 0 else -1
+        for phase in range(2):
+            for q in prange((nb - phase + 1) // 2):
+                b = 2 * q + phase
+                _k_search_band(img, idmap, tval, wpix, src_ok, ty, tx, nnf, dist, r, bands[b], bands[b + 1],
+                               step, radius, seed * 64 + it)
+
+
+def _k_vote(img, idmap, rows, ty, tx, nnf, weight, r, sharp, out):  # pragma: no cover - compiled
+    """Wexler et al.'s update: each hole pixel (``rows``) becomes the weighted mean of what the
+    overlapping source patches put there, gathered per pixel (no write conflicts); ``sharp``:
+    the value of the single heaviest patch instead (the mode rather than the mean)."""
+    h, w, c = img.shape
+    for q in prange(rows.size):
+        i = rows[q]
+        y, x = ty[i], tx[i]
+        acc = np.zeros(c, np.float64)
+        total = 0.0
+        for dy in range(-r, r + 1):
+            cy = y - dy
+            if cy < 0 or cy >= h:
+                continue
+            for dx in range(-r, r + 1):
+                cx = x - dx
+                if cx < 0 or cx >= w:
+                    continue
+                k = idmap[cy, cx]
+                if k < 0:
+                    continue
+                wt = weight[k]
+                sy, sx = nnf[k, 0] + dy, nnf[k, 1] + dx
+                if sharp:
+                    if wt > total:
+                        for ch in range(c):
+                            acc[ch] = wt * img[sy, sx, ch]
+                        total = wt
+                    continue
+                for ch in range(c):
+                    acc[ch] += wt * img[sy, sx, ch]
+                total += wt
+        if total > 0:
+            for ch in range(c):
+                out[i, ch] = acc[ch] / total
+
+
+def _k_patch_weight(idmap, wpix, ty, tx, r, out_sum, out_inside):  # pragma: no cover - compiled
+    """Per target: the summed pixel weights of its patch and the fraction of it inside the image."""
+    h, w = idmap.shape
+    for k in prange(ty.size):
+        s = 0.0
+        inside = 0
+        for dy in range(-r, r + 1):
+            yy = ty[k] + dy
+            if yy < 0 or yy >= h:
+                continue
+            for dx in range(-r, r + 1):
+                xx = tx[k] + dx
+                if xx < 0 or xx >= w:
+                    continue
+                inside += 1
+                i = idmap[yy, xx]
+                s += wpix[i] if i >= 0 else 1.0
+        out_sum[k] = s
+        out_inside[k] = inside / (2 * r + 1) ** 2
+
+
+# helpers first: the kernels call them through this module's globals, which numba resolves at
+# compile time, so the compiled dispatchers must be in place before the kernels compile
+_HELPERS = ("_k_hash", "_k_randint", "_k_patch_dist", "_k_search_band")
+_KERNELS = ("_k_all_dist", "_k_random_init", "_k_search", "_k_vote", "_k_patch_weight")
+prange = range  # numba.prange once numba is loaded (plain range for the uncompiled source)
+_kernels: dict[str, Any] | None = None
+_numba_checked = False
+
+
+def _numba_cache_dir(numba: Any) -> None:
+    """Point numba's on-disk cache at the user's cache folder unless the user chose one.
+
+    numba caches next to the source file, which an installed package may not be able to write;
+    ``$XDG_CACHE_HOME/imgsynth/numba`` (``~/.cache/...``) works for every install. When even that
+    cannot be created numba keeps its own defaults (a user-wide folder, else compiling per
+    process: about 15 s on the first call).
+    """
+    if numba.config.CACHE_DIR:  # NUMBA_CACHE_DIR set by the user
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "imgsynth", "numba")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return
+    if os.access(path, os.W_OK):
+        numba.config.CACHE_DIR = path
+
+
+def _load_numba() -> dict[str, Any] | None:
+    """The compiled kernels, or None when numba is not installed (compiled lazily on first use,
+    then loaded from the on-disk cache in later processes)."""
+    global _kernels, _numba_checked
+    if _numba_checked:
+        return _kernels
+    _numba_checked = True
+    try:
+        import numba
+    except ImportError:
+        return None
+    _numba_cache_dir(numba)
+    module = globals()
+    module["prange"] = numba.prange
+    for name in _HELPERS:
+        module[name] = numba.njit(cache=True, nogil=True)(module[name])
+    _kernels = {}
+    for name in _KERNELS:
+        fn = module[name]
+        # A serial twin (its own cache entry, through its own qualname) for small levels: a
+        # parallel loop costs a thread hand-off per call, which on a loaded machine can take
+        # longer than the work itself.
+        twin = type(fn)(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"
+        twin.__module__ = fn.__module__
+        _kernels[name[3:]] = numba.njit(cache=True, nogil=True, parallel=True)(fn)
+        _kernels[name[3:] + "_serial"] = numba.njit(cache=True, nogil=True)(twin)
+    return _kernels
+
+
+def numba_available() -> bool:
+    """True when the compiled (numba) backend can run in this environment."""
+    return _load_numba() is not None
+
+
+# --- levels ----------------------------------------------------------------------------------------
+
+
+def _halve(img: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Halve with a 2x2 box filter over known pixels only; a coarse pixel is known only when its
+    four children are, so coarse source patches hold only genuinely known content. Works in uint16
+    on quarter-size slices (no full-size float temporaries)."""
+    h, w = known.shape
+    if h % 2 or w % 2:  # replicate the last row/column so odd sizes map onto 2x2 blocks
+        img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        known = np.pad(known, ((0, h % 2), (0, w % 2)), mode="edge")
+    hc, wc = known.shape[0] // 2, known.shape[1] // 2
+    total = np.zeros((hc, wc, img.shape[2]), np.uint16)
+    count = np.zeros((hc, wc), np.uint8)
+    for a in (0, 1):
+        for b in (0, 1):
+            k = known[a::2, b::2]
+            total += img[a::2, b::2] * k[..., None].astype(np.uint8)
+            count += k
+    half = (count // 2)[..., None].astype(np.uint16)
+    coarse = (total + half) // np.maximum(count, 1)[..., None].astype(np.uint16)
+    return coarse.astype(np.uint8), count == 4
+
+
 @dataclass
 class _Level:
-    """One pyramid level: the image (float32, hole content undefined) and its known-pixel mask."""
+    """One pyramid level: uint8 image (hole content unused), hole mask, optional uint8 guide."""
 
-    image: np.ndarray  # (h, w, C) float32
-    known: np.ndarray  # (h, w) bool
-
-
-def _box_sum(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Sum of ``mask`` over the (2r+1)^2 window centred at every pixel, zero outside the image."""
-    h, w = mask.shape
-    padded = np.zeros((h + 2 * radius + 1, w + 2 * radius + 1), np.int32)
-    padded[radius + 1 : radius + 1 + h, radius + 1 : radius + 1 + w] = mask
-    integral = padded.cumsum(0).cumsum(1)
-    size = 2 * radius + 1
-    return (
-        integral[size:, size:]
-        - integral[:-size, size:]
-        - integral[size:, :-size]
-        + integral[:-size, :-size]
-    )
+    img: np.ndarray
+    hole: np.ndarray
+    guide: np.ndarray | None = None
 
 
-def _downsample(level: _Level) -> _Level:
-    """Halve a level with a 2x2 box filter that averages known pixels only.
+def _hole_depth(hole: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """Chessboard distance of each hole pixel to the known region, computed on the hole's bounding
+    box grown by one pixel (the nearest known pixel is never farther than that ring), and the
+    box's top-left corner."""
+    import cv2  # lazy: the model registry imports this module on discovery
 
-    A coarse pixel is known only when all four children are, so every coarse source patch is made
-    of genuinely known content.
-    """
-    image, known = level.image, level.known
-    h, w = known.shape
-    ph, pw = h % 2, w % 2
-    if ph or pw:  # replicate the last row/column so odd sizes map exactly onto 2x2 blocks
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
-        known = np.pad(known, ((0, ph), (0, pw)), mode="edge")
-    hc, wc = known.shape[0] // 2, known.shape[1] // 2
-    k = known.reshape(hc, 2, wc, 2).astype(np.float32)
-    summed = (image.reshape(hc, 2, wc, 2, -1) * k[..., None]).sum((1, 3))
-    count = k.sum((1, 3))
-    coarse = summed / np.maximum(count, 1.0)[..., None]
-    return _Level(coarse.astype(np.float32), count == 4.0)
+    rows, cols = np.flatnonzero(hole.any(1)), np.flatnonzero(hole.any(0))
+    y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, hole.shape[0])
+    x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, hole.shape[1])
+    crop = hole[y0:y1, x0:x1].astype(np.uint8)
+    if crop.all():  # the hole fills its box up to the image border: pad with a known ring
+        depth = cv2.distanceTransform(np.pad(crop, 1), cv2.DIST_C, 3)[1:-1, 1:-1]
+    else:
+        depth = cv2.distanceTransform(crop, cv2.DIST_C, 3)
+    return depth, (y0, x0)
 
 
-def _onion_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Fill the hole ring by ring with the mean of already-filled 8-neighbours (smooth start)."""
-    image = np.where(known[..., None], image, 0.0).astype(np.float32)
-    filled = known.copy()
-    h, w = known.shape
+def _num_levels(hole: np.ndarray, patch_size: int) -> int:
+    """How many times to halve: until no hole pixel is more than two patch widths from the known
+    region (thin holes are best filled at full resolution, where the nearby context is sharp),
+    while the coarse image keeps complete source patches."""
+    import cv2
+
+    r = patch_size // 2
+    depth = float(_hole_depth(hole)[0].max())
+    known = ~hole
+    count = 0
+    while depth > r:
+        h, w = known.shape
+        if min((h + 1) // 2, (w + 1) // 2) < 3 * patch_size:
+            break
+        known = _halve(np.zeros(known.shape + (1,), np.uint8), known)[1]
+        sources = cv2.erode(known.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8),
+                            borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        if not sources.any():
+            break
+        depth /= 2.0
+        count += 1
+    return count
+
+
+class _Solver:
+    """Targets, weights and the nearest-neighbour field of one level."""
+
+    def __init__(self, level: _Level, patch_size: int, hole_weight: float) -> None:
+        import cv2
+
+        self.level = level
+        self.r = r = patch_size // 2
+        self.img = level.img
+        h, w = level.hole.shape
+        self.h, self.w = h, w
+        kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+        hole8 = level.hole.astype(np.uint8)
+        self.src_ok = cv2.erode(1 - hole8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        self.num_sources_ok = bool(self.src_ok.any())
+        targets = cv2.dilate(hole8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        ty, tx = np.nonzero(targets)
+        del targets
+        self.ty, self.tx = ty.astype(np.int32), tx.astype(np.int32)
+        n = self.ty.size
+        self.idmap = np.full((h, w), -1, np.int32)
+        self.idmap[ty, tx] = np.arange(n, dtype=np.int32)
+        self.hole = level.hole[ty, tx]
+        depth, (y0, x0) = _hole_depth(level.hole)
+        hy, hx = ty[self.hole], tx[self.hole]
+        self.depth = np.zeros(n, np.float32)
+        self.depth[self.hole] = depth[hy - y0, hx - x0]
+        self.known_val = level.img[ty, tx].astype(np.float32)  # value at known targets
+        self.wpix = np.where(self.hole, np.float32(hole_weight), np.float32(1.0)).astype(np.float32)
+        self.nnf = np.zeros((n, 2), np.int32)
+        self.dist = np.zeros(n, np.float32)
+        self.estimate = self.known_val.copy()  # (N, C): hole rows are the current fill
+        self.guide = None if level.guide is None else level.guide[ty, tx].astype(np.float32)
+
+    @property
+    def size(self) -> int:
+        return int(self.ty.size)
+
+    def target_values(self, guide_weight: float) -> np.ndarray:
+        """What target patches are compared with: known pixels as they are, hole pixels the
+        estimate blended with the guide (Yang et al. 2017: content from the coarse prediction)."""
+        if self.guide is None or guide_weight <= 0.0:
+            return self.estimate
+        tval = self.estimate.copy()
+        tval[self.hole] = (1.0 - guide_weight) * self.estimate[self.hole] + guide_weight * self.guide[self.hole]
+        return tval
+
+
+def _onion_fill(solver: _Solver) -> None:
+    """Fill the hole ring by ring with the mean of already-filled 8-neighbours (smooth start),
+    on the hole's bounding box only."""
+    ty, tx, hole = solver.ty, solver.tx, solver.hole
+    y0, y1 = int(ty.min()), int(ty.max()) + 1
+    x0, x1 = int(tx.min()), int(tx.max()) + 1
+    image = solver.img[y0:y1, x0:x1].astype(np.float32)
+    filled = ~solver.level.hole[y0:y1, x0:x1]
+    image[~filled] = 0.0
+    h, w = filled.shape
     while not filled.all():
         pad_img = np.pad(image * filled[..., None], ((1, 1), (1, 1), (0, 0)))
         pad_msk = np.pad(filled.astype(np.float32), 1)
@@ -117,265 +488,229 @@ def _onion_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
         front = ~filled & (count > 0)
         image[front] = total[front] / count[front][:, None]
         filled |= front
-    return image
+    rows = np.flatnonzero(hole)
+    solver.estimate[rows] = image[ty[rows] - y0, tx[rows] - x0]
 
 
-class _LevelSolver:
-    """NNF search and voting for one pyramid level.
+# --- the NumPy backend -----------------------------------------------------------------------------
 
-    Pixels are addressed by flat indices into the image padded by ``r`` on every side, so a patch
-    is ``centre + offsets`` whether or not it touches the border.
-    """
 
-    def __init__(self, level: _Level, patch_size: int, rng: np.random.Generator) -> None:
-        self.rng = rng
-        self.r = r = patch_size // 2
-        self.h, self.w = h, w = level.known.shape
-        self.channels = level.image.shape[2]
-        self.wp = wp = w + 2 * r
+class _NumpyOps:
+    """Vectorised versions of the kernels over chunks of at most ``_CHUNK`` targets: a chunk's
+    patches (``_CHUNK`` x P x C values) are the largest temporaries, whatever the photo's size."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    @staticmethod
+    def _offsets(r: int) -> tuple[np.ndarray, np.ndarray]:
         dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-        self.offsets = (dy * wp + dx).ravel()  # (P,)
+        return dy.ravel().astype(np.int32), dx.ravel().astype(np.int32)
 
-        # Source centres: the whole patch lies inside the image and holds no hole pixel.
-        hole = ~level.known
-        src = _box_sum(hole, r) == 0
-        src[:r], src[h - r :], src[:, :r], src[:, w - r :] = False, False, False, False
-        self.src_id = np.full((h, w), -1, np.int64)
-        sy, sx = np.nonzero(src)
-        self.src_id[sy, sx] = np.arange(sy.size)
-        self.src_yx = np.stack([sy, sx], 1)
-        self.num_sources = sy.size
+    def _prepare(self, s: _Solver, tval: np.ndarray) -> None:
+        """The target patches of the round as uint8 values (N, P, C) and uint8 weight codes
+        (N, P): 0 outside the image, 1 hole, 2 known. Hole-sized (~200 bytes per target), built
+        once per search instead of once per candidate."""
+        dy, dx = self._offsets(s.r)
+        n, p, c = s.size, dy.size, s.img.shape[2]
+        self.tgt = np.empty((n, p, c), np.uint8)
+        self.code = np.empty((n, p), np.uint8)
+        tq = np.clip(np.rint(tval), 0, 255).astype(np.uint8)
+        for a in range(0, n, _CHUNK):
+            rows = np.arange(a, min(a + _CHUNK, n))
+            yy = s.ty[rows, None] + dy
+            xx = s.tx[rows, None] + dx
+            inside = (yy >= 0) & (yy < s.h) & (xx >= 0) & (xx < s.w)
+            np.clip(yy, 0, s.h - 1, out=yy)
+            np.clip(xx, 0, s.w - 1, out=xx)
+            i = s.idmap[yy, xx]
+            is_t = i >= 0
+            self.tgt[rows] = np.where(is_t[..., None], tq[i], s.img[yy, xx])
+            hole = np.zeros(i.shape, bool)
+            hole[is_t] = s.hole[i[is_t]]
+            self.code[rows] = np.where(inside, np.where(hole, 1, 2), 0)
+        self.code_w = np.array([0.0, s.wpix[s.hole][0] if s.hole.any() else 1.0, 1.0], np.float32)
+        self.flat_off = (dy * s.w + dx).astype(np.int64)
+        self.img_flat = s.img.reshape(-1, c)
 
-        # Target centres: every patch that overlaps the hole (centres may sit near the border).
-        tgt = _box_sum(hole, r) > 0
-        ty, tx = np.nonzero(tgt)
-        self.tgt_yx = np.stack([ty, tx], 1)
-        self.tgt_id = np.full((h, w), -1, np.int64)
-        self.tgt_id[ty, tx] = np.arange(ty.size)
-        self.tgt_flat = (ty + r) * wp + (tx + r)
-
-        inside = np.pad(np.ones((h, w), np.float32), r).ravel()
-        pix_in = inside[self.tgt_flat[:, None] + self.offsets]  # (N, P)
-        self.inside_frac = pix_in.mean(1)
-        # Distance weights per patch value: 0 outside the image, 1 on known pixels and
-        # _FILLED_WEIGHT on pixels filled by an earlier vote, so the known surroundings lead
-        # the search instead of the (initially smooth) fill locking onto flat source patches.
-        trust = np.where(level.known, 1.0, _FILLED_WEIGHT).astype(np.float32)
-        pix_w = np.pad(trust, r).ravel()[self.tgt_flat[:, None] + self.offsets]
-        self.weights = np.repeat(pix_w, self.channels, axis=1)
-        self.weight_sum = pix_w.sum(1) * self.channels
-        # Wexler et al.'s spatial confidence gamma^-dist: content next to the known region
-        # is trusted more than content deep inside the hole. Kept in the log domain (float64
-        # later) so patches deep inside a large hole do not all underflow to the same weight.
-        import cv2  # lazy: the model registry imports this module on discovery
-
-        depth = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_C, 3).astype(np.float64)
-        log_conf = np.pad(-np.log(_GAMMA) * depth, r, constant_values=-np.inf).ravel()
-        patch_log_conf = log_conf[self.tgt_flat[:, None] + self.offsets]  # (N, P)
-        top = patch_log_conf.max(1)
-        # log of the mean confidence over the patch's in-image pixels (a stable log-sum-exp)
-        self.patch_log_conf = top + np.log(
-            np.exp(patch_log_conf - top[:, None]).sum(1) / pix_in.sum(1)
-        )
-        self.source_image = self._pad_flat(level.image)
-        self.source_patches = self._patches(
-            self._pad_flat(np.clip(np.rint(level.image), 0, 255).astype(np.uint8)),
-            (sy + r) * wp + (sx + r),
-        )
-        self.radii: list[float] = []
-        radius = float(max(h, w))
-        while radius >= 1.0:
-            self.radii.append(radius)
-            radius *= _ALPHA
-
-    def _pad_flat(self, image: np.ndarray) -> np.ndarray:
-        r = self.r
-        return np.pad(image, ((r, r), (r, r), (0, 0))).reshape(-1, image.shape[2])
-
-    def _patches(self, flat: np.ndarray, centres: np.ndarray) -> np.ndarray:
-        """(len(centres), P*C) patch vectors gathered from a padded flat image."""
-        return flat[centres[:, None] + self.offsets].reshape(
-            centres.size, self.offsets.size * flat.shape[1]
-        )
-
-    # --- nearest-neighbour field -------------------------------------------------------------
-
-    def random_nnf(self) -> np.ndarray:
-        """Uniformly random source ids (Barnes et al. Sec. 3.1 initialisation)."""
-        return self.rng.integers(0, self.num_sources, self.tgt_yx.shape[0])
-
-    def upsample_nnf(self, coarse: _LevelSolver, coarse_nnf: np.ndarray) -> np.ndarray:
-        """Fine NNF from a coarse one: double the matched offset, keep the sub-pixel phase."""
-        ty, tx = self.tgt_yx[:, 0], self.tgt_yx[:, 1]
-        cid = coarse.tgt_id[ty // 2, tx // 2]
-        nnf = self.random_nnf()
-        has = cid >= 0
-        csrc = coarse.src_yx[coarse_nnf[cid[has]]]
-        sy = 2 * csrc[:, 0] + ty[has] % 2
-        sx = 2 * csrc[:, 1] + tx[has] % 2
-        ok = (sy < self.h) & (sx < self.w)
-        ids = np.full(sy.shape, -1, np.int64)
-        ids[ok] = self.src_id[sy[ok], sx[ok]]
-        keep = ids >= 0
-        idx = np.nonzero(has)[0][keep]
-        nnf[idx] = ids[keep]
-        return nnf
-
-    def set_target(self, image: np.ndarray) -> None:
-        """Take the current estimate of the filled image as the target patches."""
-        self.target_patches = self._patches(self._pad_flat(image), self.tgt_flat)
-
-    def distance(self, rows: np.ndarray | None, src: np.ndarray) -> np.ndarray:
-        """Weighted SSD between target patches ``rows`` (None: all) and source patches ``src``."""
-        diff = self.source_patches[src].astype(np.float32)
-        if rows is None:
-            diff -= self.target_patches
-            diff *= diff
-            return np.einsum("ij,ij->i", diff, self.weights)
-        diff -= self.target_patches[rows]
+    def _dist(self, s: _Solver, rows: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+        """Weighted SSD between the prepared target patches ``rows`` and source patches (sy, sx)."""
+        centre = sy.astype(np.int64) * s.w + sx
+        diff = self.img_flat[centre[:, None] + self.flat_off].astype(np.float32)
+        diff -= self.tgt[rows]
         diff *= diff
-        return np.einsum("ij,ij->i", diff, self.weights[rows])
+        return np.einsum("np,np->n", diff.sum(-1), self.code_w[self.code[rows]])
 
-    def _try(
-        self, nnf: np.ndarray, dist: np.ndarray, rows: np.ndarray, cy: np.ndarray, cx: np.ndarray
-    ) -> None:
-        """Replace ``nnf[rows]`` by the candidate source centres (cy, cx) where they are closer."""
-        ok = (cy >= 0) & (cy < self.h) & (cx >= 0) & (cx < self.w)
+    def all_dist(self, s: _Solver, tval: np.ndarray) -> None:
+        self._prepare(s, tval)
+        for a in range(0, s.size, _CHUNK):
+            rows = np.arange(a, min(a + _CHUNK, s.size))
+            s.dist[rows] = self._dist(s, rows, s.nnf[rows, 0], s.nnf[rows, 1])
+
+    def random_init(self, s: _Solver, rows: np.ndarray, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        r = s.r
+        todo = rows
+        for _ in range(10000):
+            if todo.size == 0:
+                return
+            cy = rng.integers(r, s.h - r, todo.size).astype(np.int32)
+            cx = rng.integers(r, s.w - r, todo.size).astype(np.int32)
+            ok = s.src_ok[cy, cx].astype(bool)
+            s.nnf[todo[ok], 0], s.nnf[todo[ok], 1] = cy[ok], cx[ok]
+            todo = todo[~ok]
+
+    def _try(self, s: _Solver, tval: np.ndarray, rows: np.ndarray, cy: np.ndarray, cx: np.ndarray) -> None:
+        ok = (cy >= 0) & (cy < s.h) & (cx >= 0) & (cx < s.w)
         rows, cy, cx = rows[ok], cy[ok], cx[ok]
-        cand = self.src_id[cy, cx]
-        valid = cand >= 0
-        rows, cand = rows[valid], cand[valid]
-        if rows.size == 0:
-            return
-        if rows.size > _DENSE_FRACTION * nnf.size:
-            # Scoring every target (untried ones against their current match) skips gathering
-            # the target and weight rows, which costs more than the wasted work here.
-            full = nnf.copy()
-            full[rows] = cand
-            d = self.distance(None, full)
-            better = d < dist
-            nnf[better] = full[better]
-            dist[better] = d[better]
-            return
-        d = self.distance(rows, cand)
-        better = d < dist[rows]
-        nnf[rows[better]] = cand[better]
-        dist[rows[better]] = d[better]
+        ok = s.src_ok[cy, cx].astype(bool)
+        rows, cy, cx = rows[ok], cy[ok], cx[ok]
+        for a in range(0, rows.size, _CHUNK):
+            sl = slice(a, a + _CHUNK)
+            rr, yy, xx = rows[sl], cy[sl], cx[sl]
+            d = self._dist(s, rr, yy, xx)
+            better = d < s.dist[rr]
+            rr = rr[better]
+            s.nnf[rr, 0], s.nnf[rr, 1], s.dist[rr] = yy[better], xx[better], d[better]
 
-    def propagate(self, nnf: np.ndarray, dist: np.ndarray, iteration: int) -> None:
-        """Barnes et al. Sec. 3.2 propagation, vectorised as jump-flooding shifts."""
-        sign = 1 if iteration % 2 == 0 else -1  # even: neighbours above/left, odd: below/right
-        ty, tx = self.tgt_yx[:, 0], self.tgt_yx[:, 1]
-        for jump in _JUMPS:
-            for ey, ex in ((jump * sign, 0), (0, jump * sign)):
-                ny, nx = ty - ey, tx - ex
-                inb = (ny >= 0) & (ny < self.h) & (nx >= 0) & (nx < self.w)
-                rows = np.nonzero(inb)[0]
-                nb = self.tgt_id[ny[inb], nx[inb]]
-                has = nb >= 0
-                rows, nb = rows[has], nb[has]
-                src = self.src_yx[nnf[nb]]
-                self._try(nnf, dist, rows, src[:, 0] + ey, src[:, 1] + ex)
+    def search(self, s: _Solver, tval: np.ndarray, iterations: int, radius: int, seed: int) -> None:
+        """Searches against the target patches prepared by the preceding :meth:`all_dist` (the
+        driver always computes the round's distances first, with the same ``tval``)."""
+        rng = np.random.default_rng(seed)
+        ty, tx = s.ty, s.tx
+        for it in range(iterations):
+            sign = 1 if it % 2 == 0 else -1
+            for jump in _JUMPS:
+                for ey, ex in ((jump * sign, 0), (0, jump * sign)):
+                    ny, nx = ty - ey, tx - ex
+                    inb = (ny >= 0) & (ny < s.h) & (nx >= 0) & (nx < s.w)
+                    rows = np.flatnonzero(inb)
+                    nb = s.idmap[ny[inb], nx[inb]]
+                    has = nb >= 0
+                    rows, nb = rows[has], nb[has]
+                    self._try(s, tval, rows, s.nnf[nb, 0] + ey, s.nnf[nb, 1] + ex)
+            rad = radius
+            rows = np.arange(s.size)
+            while rad >= 1:
+                jitter = rng.integers(-rad, rad + 1, (s.size, 2)).astype(np.int32)
+                cy = np.clip(s.nnf[:, 0] + jitter[:, 0], s.r, s.h - 1 - s.r)
+                cx = np.clip(s.nnf[:, 1] + jitter[:, 1], s.r, s.w - 1 - s.r)
+                self._try(s, tval, rows, cy, cx)
+                rad = int(rad * _ALPHA)
+        self.tgt = self.code = None  # type: ignore[assignment]  # hole-sized: free between rounds
 
-    def random_search(self, nnf: np.ndarray, dist: np.ndarray) -> None:
-        """Barnes et al. Sec. 3.2 random search: u_i = v0 + w alpha^i R_i, R_i in [-1, 1]^2."""
-        rows = np.arange(nnf.size)
-        for radius in self.radii:
-            src = self.src_yx[nnf]
-            jitter = np.rint(self.rng.uniform(-radius, radius, (nnf.size, 2))).astype(np.int64)
-            self._try(nnf, dist, rows, src[:, 0] + jitter[:, 0], src[:, 1] + jitter[:, 1])
+    def vote(self, s: _Solver, weight: np.ndarray, sharp: bool = False) -> None:
+        dy, dx = self._offsets(s.r)
+        hole_rows = np.flatnonzero(s.hole)
+        for a in range(0, hole_rows.size, _CHUNK):
+            rows = hole_rows[a : a + _CHUNK]
+            cy = s.ty[rows, None] - dy  # centres of the patches that cover each pixel
+            cx = s.tx[rows, None] - dx
+            use = (cy >= 0) & (cy < s.h) & (cx >= 0) & (cx < s.w)
+            k = s.idmap[np.clip(cy, 0, s.h - 1), np.clip(cx, 0, s.w - 1)]
+            use &= k >= 0
+            k[~use] = 0
+            wt = np.where(use, weight[k], 0.0)
+            sy = np.clip(s.nnf[k, 0] + dy, 0, s.h - 1)
+            sx = np.clip(s.nnf[k, 1] + dx, 0, s.w - 1)
+            if sharp:  # the heaviest patch's value (first of equals, as the compiled kernel)
+                best = wt.argmax(1)
+                pick = np.arange(rows.size)
+                acc = s.img[sy[pick, best], sx[pick, best]].astype(np.float64)
+                total = wt[pick, best]
+                acc *= total[:, None]
+            else:
+                acc = np.einsum("np,npc->nc", wt, s.img[sy, sx].astype(np.float64))
+                total = wt.sum(1)
+            ok = total > 0
+            s.estimate[rows[ok]] = (acc[ok] / total[ok, None]).astype(np.float32)
 
-    # --- voting -------------------------------------------------------------------------------
-
-    def vote(self, nnf: np.ndarray, dist: np.ndarray) -> np.ndarray:
-        """Wexler et al.'s update step: every hole pixel becomes the weighted mean of what the
-        overlapping source patches put there. Returns the (h, w, C) voted image (valid at hole
-        pixels)."""
-        per_value = dist / self.weight_sum
-        sigma2 = max(float(np.percentile(per_value, 75)), 1e-3)
-        log_weight = (
-            -(per_value - per_value.min()) / (2.0 * sigma2)
-            + np.log(self.inside_frac)
-            + self.patch_log_conf
-        )
-        weight = np.exp(log_weight.astype(np.float64))
-        r, wp = self.r, self.wp
-        src_flat = (self.src_yx[nnf, 0] + r) * wp + self.src_yx[nnf, 1] + r
-        acc = np.zeros(self.source_image.shape, np.float64)
-        total = np.zeros(acc.shape[0], np.float64)
-        wcol = weight[:, None]
-        # One pass per in-patch offset: within a pass the destination pixels are all distinct,
-        # so plain fancy-index accumulation is exact (no np.add.at needed).
-        for off in self.offsets:
-            dst = self.tgt_flat + off
-            acc[dst] += wcol * self.source_image[src_flat + off]
-            total[dst] += weight
-        out = (acc / np.maximum(total, np.finfo(np.float64).tiny)[:, None]).astype(np.float32)
-        return out.reshape(self.h + 2 * r, self.wp, -1)[r : r + self.h, r : r + self.w]
-
-
-def _num_levels(hole: np.ndarray, patch_size: int) -> int:
-    """How many times to halve: until no hole pixel is more than two patch widths from the known
-    region (thin holes are best filled at full resolution, where the nearby context is sharp),
-    while the image still holds complete source patches."""
-    import cv2  # lazy: the model registry imports this module on discovery
-
-    r = patch_size // 2
-    level = _Level(np.zeros(hole.shape + (1,), np.float32), ~hole)
-    count = 0
-    while True:
-        depth = cv2.distanceTransform((~level.known).astype(np.uint8), cv2.DIST_C, 3).max()
-        if depth <= 2 * (patch_size - 1):
-            return count
-        coarse = _downsample(level)
-        if min(coarse.known.shape) < 3 * patch_size:
-            return count
-        inner = _box_sum(~coarse.known, r) == 0
-        if not inner[r:-r, r:-r].any():
-            return count
-        level, count = coarse, count + 1
+    def patch_weight(self, s: _Solver) -> tuple[np.ndarray, np.ndarray]:
+        dy, dx = self._offsets(s.r)
+        wsum = np.zeros(s.size, np.float32)
+        inside_frac = np.zeros(s.size, np.float32)
+        for a in range(0, s.size, _CHUNK):
+            rows = np.arange(a, min(a + _CHUNK, s.size))
+            yy, xx = s.ty[rows, None] + dy, s.tx[rows, None] + dx
+            inside = (yy >= 0) & (yy < s.h) & (xx >= 0) & (xx < s.w)
+            i = s.idmap[np.clip(yy, 0, s.h - 1), np.clip(xx, 0, s.w - 1)]
+            wsum[rows] = (np.where(i >= 0, s.wpix[i], np.float32(1.0)) * inside).sum(1)
+            inside_frac[rows] = inside.mean(1)
+        return wsum, inside_frac
 
 
-def inpaint_patchmatch(
-    image: np.ndarray,
-    hole: np.ndarray,
-    *,
-    patch_size: int = 7,
-    iterations: int = 5,
-    em_steps: int = 3,
-    pyramid_levels: int | None = None,
-    seed: int = 0,
-    progress: Callable[[float], None] | None = None,
-) -> np.ndarray:
-    """Fill ``hole`` in ``image`` with patches copied from the known part of the image.
+class _NumbaOps:
+    """The compiled kernels behind the same interface as :class:`_NumpyOps`; levels with fewer
+    than ``_PARALLEL_ABOVE`` targets run the serial twins (same results)."""
 
-    Coarse-to-fine: at every pyramid level a nearest-neighbour field maps each patch overlapping
-    the hole to a completely known source patch (PatchMatch random init, propagation and random
-    search, Barnes et al. 2009), then every hole pixel is re-estimated by voting (Wexler et al.
-    2007); several such search/vote rounds run per level and the field is upsampled to
-    initialise the next level.
+    def __init__(self, kernels: dict[str, Any]) -> None:
+        self.kernels = kernels
 
-    Args:
-        image: (H, W, 3) uint8 image (any channel count works).
-        hole: (H, W) bool, True where pixels are to be filled.
-        patch_size: odd patch side in pixels (>= 3).
-        iterations: PatchMatch iterations (propagation + random search) per EM step.
-        em_steps: search/vote rounds at full resolution; the level halved ``k`` times runs
-            ``em_steps + 2 * k`` (coarse rounds are cheap and settle the layout).
-        pyramid_levels: number of levels including the full resolution; None picks it from the
-            hole thickness and image size.
-        seed: seed of the random initialisation and search; same seed, same output.
-        progress: called with the completed fraction in [0, 1].
+    def _k(self, s: _Solver, name: str) -> Any:
+        return self.kernels[name if s.size >= _PARALLEL_ABOVE else name + "_serial"]
 
-    Returns:
-        (H, W, 3) uint8 image; pixels outside ``hole`` are exactly those of ``image``.
+    def all_dist(self, s: _Solver, tval: np.ndarray) -> None:
+        self._k(s, "all_dist")(s.img, s.idmap, tval, s.wpix, s.ty, s.tx, s.nnf, s.dist, s.r)
 
-    Raises:
-        InpaintInputError (a ValueError): bad shapes or options, an image smaller than a patch, or
-        no complete patch of known pixels to copy from.
-    """
-    image = np.asarray(image)
-    hole = np.asarray(hole)
+    def random_init(self, s: _Solver, rows: np.ndarray, seed: int) -> None:
+        self._k(s, "random_init")(s.src_ok, s.nnf, rows.astype(np.int64), s.r, seed)
+
+    def search(self, s: _Solver, tval: np.ndarray, iterations: int, radius: int, seed: int) -> None:
+        bands = np.searchsorted(s.ty, np.arange(0, s.h + _BAND_ROWS, _BAND_ROWS)).astype(np.int64)
+        self._k(s, "search")(s.img, s.idmap, tval, s.wpix, s.src_ok, s.ty, s.tx, s.nnf, s.dist, s.r,
+                             iterations, radius, seed, bands)
+
+    def vote(self, s: _Solver, weight: np.ndarray, sharp: bool = False) -> None:
+        self._k(s, "vote")(s.img, s.idmap, np.flatnonzero(s.hole), s.ty, s.tx, s.nnf, weight, s.r, sharp,
+                           s.estimate)
+
+    def patch_weight(self, s: _Solver) -> tuple[np.ndarray, np.ndarray]:
+        wsum = np.zeros(s.size, np.float32)
+        inside = np.zeros(s.size, np.float32)
+        self._k(s, "patch_weight")(s.idmap, s.wpix, s.ty, s.tx, s.r, wsum, inside)
+        return wsum, inside
+
+
+# --- the driver ------------------------------------------------------------------------------------
+
+
+def _vote(ops: Any, s: _Solver, wsum: np.ndarray, inside: np.ndarray, sharp: bool = False) -> None:
+    """Voting weights, then the vote. Per patch: Wexler et al.'s similarity exp(-d / 2 sigma^2)
+    (sigma^2 from the distance distribution), the fraction inside the image, and the spatial
+    confidence gamma^-depth at the patch centre. Patches voting for one pixel have centres within
+    ``r`` of it, so their depths differ by at most ``r`` and the weights stay comparable; the
+    clamp keeps holes deeper than ~2,600 pixels from underflowing (equal confidence there)."""
+    per_value = s.dist / np.maximum(wsum * s.img.shape[2], 1e-6)
+    sigma2 = max(float(np.percentile(per_value, 75)), 1e-3)
+    log_w = -(per_value - per_value.min()).astype(np.float64) / (2.0 * sigma2)
+    log_w += np.maximum(-math.log(_GAMMA) * s.depth.astype(np.float64), -700.0)
+    ops.vote(s, np.exp(np.maximum(log_w, -740.0)) * inside, sharp)
+
+
+def _upsample(fine: _Solver, coarse: _Solver, ops: Any, seed: int) -> None:
+    """Fine NNF and estimate from the coarse level: double the matched offset keeping the sub-pixel
+    phase (Wexler et al. Sec. 3.4); targets without a valid inherited source start at random."""
+    ty, tx = fine.ty, fine.tx
+    cid = coarse.idmap[ty // 2, tx // 2]
+    has = cid >= 0
+    sy = np.where(has, 2 * coarse.nnf[cid, 0] + ty % 2, -1)
+    sx = np.where(has, 2 * coarse.nnf[cid, 1] + tx % 2, -1)
+    ok = has & (sy >= 0) & (sy < fine.h) & (sx >= 0) & (sx < fine.w)
+    ok[ok] = fine.src_ok[sy[ok], sx[ok]].astype(bool)
+    fine.nnf[ok, 0], fine.nnf[ok, 1] = sy[ok], sx[ok]
+    missing = np.flatnonzero(~ok)
+    if missing.size:
+        ops.random_init(fine, missing, seed)
+    # hole pixels start at their coarse parent's estimate (every fine hole pixel has a coarse hole
+    # parent, since a coarse pixel is known only when all four children are)
+    rows = np.flatnonzero(fine.hole)
+    parent = coarse.idmap[ty[rows] // 2, tx[rows] // 2]
+    fine.estimate[rows] = coarse.estimate[parent]
+
+
+def _check(image: np.ndarray, hole: np.ndarray, guide: np.ndarray | None, patch_size: int,
+           iterations: int, em_steps: int, pyramid_levels: int | None, guide_weight: float,
+           backend: str) -> None:
     if image.ndim != 3 or image.dtype != np.uint8:
         raise InpaintInputError(
             f"image must be an (H, W, 3) uint8 array, got {image.dtype} of shape {image.shape}"
@@ -384,12 +719,79 @@ def inpaint_patchmatch(
         raise InpaintInputError(
             f"hole mask shape {hole.shape} does not match the image's {image.shape[:2]}"
         )
+    if guide is not None and guide.shape != image.shape:
+        raise InpaintInputError(f"guide shape {guide.shape} does not match the image's {image.shape}")
     if patch_size < 3 or patch_size % 2 == 0:
         raise InpaintInputError(f"patch_size must be an odd integer >= 3, got {patch_size}")
     if iterations < 1 or em_steps < 1:
         raise InpaintInputError("iterations and em_steps must be >= 1")
     if pyramid_levels is not None and pyramid_levels < 1:
         raise InpaintInputError(f"pyramid_levels must be >= 1, got {pyramid_levels}")
+    if not 0.0 <= guide_weight <= 1.0:
+        raise InpaintInputError(f"guide_weight must lie in [0, 1], got {guide_weight}")
+    if backend not in BACKENDS:
+        raise InpaintInputError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
+
+
+def patchmatch_inpaint(
+    image: np.ndarray,
+    mask: np.ndarray,
+    guide: np.ndarray | None = None,
+    *,
+    patch_size: int = 7,
+    iterations: int = 4,
+    em_steps: int = 3,
+    pyramid_levels: int | None = None,
+    guide_weight: float = 1.0,
+    guide_decay: float = 0.5,
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
+    backend: str = "auto",
+) -> np.ndarray:
+    """Fill ``mask`` in ``image`` with patches copied from the known part of the image.
+
+    Coarse-to-fine: at every pyramid level a nearest-neighbour field maps each patch overlapping
+    the hole to a completely known source patch (PatchMatch random init, propagation and random
+    search, Barnes et al. 2009), then every hole pixel is re-estimated by voting (Wexler et al.
+    2007); several such search/vote rounds run per level and the field is upsampled to
+    initialise the next level. Memory and time grow with the hole, not with the photo (beyond
+    a few bytes per photo pixel for the pyramid and an index map).
+
+    Args:
+        image: (H, W, C) uint8 image, typically RGB. Not modified.
+        mask: (H, W) bool (or 0/1), True where pixels are to be filled.
+        guide: optional (H, W, C) coarse fill of the same image (uint8, or float in [0, 255]),
+            e.g. a network's low-resolution fill upsampled to full size; only its hole pixels
+            are read. Inside the hole the patch search matches ``(1 - g) * estimate + g * guide``
+            instead of the estimate alone (Yang et al. 2017: the guide sets the structure, the
+            photo's own patches the texture), and the coarsest level starts from the guide.
+        patch_size: odd patch side in pixels (>= 3).
+        iterations: PatchMatch iterations (propagation + random search) per EM step.
+        em_steps: search/vote rounds at full resolution; the level halved ``k`` times runs
+            ``em_steps + 2 * k`` (coarse rounds are cheap and settle the layout).
+        pyramid_levels: number of levels including the full resolution; None picks it from the
+            hole thickness and image size.
+        guide_weight: ``g`` at the coarsest level, in [0, 1] (1: match the guide alone inside
+            the hole). Ignored without a guide.
+        guide_decay: factor applied to ``g`` at each finer level (1: the same weight at every
+            level; 0.5: halved per level, so the full-resolution texture comes from the photo).
+        seed: seed of the random initialisation and search; same seed and backend, same output.
+        progress: called with the completed fraction in [0, 1] after every search/vote round.
+        backend: ``"numba"`` (compiled; needs ``pip install 'imgsynth[fast]'``), ``"numpy"``
+            (no extra dependency, several times slower), or ``"auto"``: numba when installed.
+
+    Returns:
+        (H, W, C) uint8 image; pixels outside ``mask`` are exactly those of ``image``.
+
+    Raises:
+        InpaintInputError (a ValueError): bad shapes or options, an image smaller than a patch,
+        no complete patch of known pixels to copy from, or ``backend="numba"`` without numba.
+    """
+    image = np.asarray(image)
+    hole = np.asarray(mask)
+    if guide is not None:
+        guide = np.asarray(guide)
+    _check(image, hole, guide, patch_size, iterations, em_steps, pyramid_levels, guide_weight, backend)
     hole = hole.astype(bool)
     if not hole.any():
         if progress is not None:
@@ -403,60 +805,99 @@ def inpaint_patchmatch(
             f"image {h}x{w} is smaller than one {patch_size}x{patch_size} patch; "
             "use a smaller patch_size"
         )
+    kernels = _load_numba() if backend in ("auto", "numba") else None
+    if backend == "numba" and kernels is None:
+        raise InpaintInputError("backend='numba' needs numba: pip install 'imgsynth[fast]'")
+    ops: Any = _NumbaOps(kernels) if kernels is not None else _NumpyOps(seed)
+    if guide is not None and guide.dtype != np.uint8:
+        guide = np.clip(np.rint(guide.astype(np.float32)), 0, 255).astype(np.uint8)
 
-    levels = [_Level(image.astype(np.float32), ~hole)]
+    levels = [_Level(image, hole, guide)]
     count = _num_levels(hole, patch_size) + 1 if pyramid_levels is None else pyramid_levels
     for _ in range(count - 1):
-        coarse = _downsample(levels[-1])
-        if min(coarse.known.shape) < patch_size:
+        prev = levels[-1]
+        if min((prev.hole.shape[0] + 1) // 2, (prev.hole.shape[1] + 1) // 2) < patch_size:
             break
-        levels.append(coarse)
+        img, known = _halve(prev.img, ~prev.hole)
+        coarse_guide = None
+        if prev.guide is not None:
+            coarse_guide = _halve(prev.guide, np.ones(prev.hole.shape, bool))[0]
+        levels.append(_Level(img, ~known, coarse_guide))
 
-    rng = np.random.default_rng(seed)
-    work = sum(lv.known.size * (em_steps + 2 * i) for i, lv in enumerate(levels))
+    # progress in units of (hole pixels x search/vote rounds), which is what the time follows
+    rounds = [em_steps + 2 * i for i in range(len(levels))]
+    work = float(sum(int(lv.hole.sum()) * n for lv, n in zip(levels, rounds)))
     done = 0.0
-    prev: _LevelSolver | None = None
-    prev_nnf = np.zeros(0, np.int64)
-    estimate = np.zeros(0, np.float32)
+    radius_fine = _FINE_WINDOW * patch_size
+    prev_solver: _Solver | None = None
     for index in range(len(levels) - 1, -1, -1):
         level = levels[index]
-        solver = _LevelSolver(level, patch_size, rng)
-        if solver.num_sources == 0:
+        depth_from_top = len(levels) - 1 - index
+        g = guide_weight * guide_decay**depth_from_top if level.guide is not None else 0.0
+        solver = _Solver(level, patch_size, _FILLED_WEIGHT + (1.0 - _FILLED_WEIGHT) * g)
+        level_seed = seed * 1000 + index
+        if not solver.num_sources_ok:
             if index == 0:
                 raise InpaintInputError(
                     f"no complete {patch_size}x{patch_size} patch of known pixels to copy from; "
                     "shrink the hole or use a smaller patch_size"
                 )
-            prev = None  # too coarse for this hole: start afresh at the next finer level
+            prev_solver = None  # too coarse for this hole: start afresh at the next finer level
+            done += int(level.hole.sum()) * rounds[index]
             continue
-        mask = level.known[..., None]
-        if prev is None:
-            estimate = _onion_fill(level.image, level.known)
-            nnf = solver.random_nnf()
+        wsum, inside = ops.patch_weight(solver)
+        if prev_solver is None:
+            if solver.guide is not None:
+                solver.estimate[solver.hole] = solver.guide[solver.hole]
+            else:
+                _onion_fill(solver)
+            ops.random_init(solver, np.arange(solver.size), level_seed)
+            radius = max(solver.h, solver.w)
         else:
-            up = estimate.repeat(2, 0).repeat(2, 1)[: level.known.shape[0], : level.known.shape[1]]
-            estimate = np.where(mask, level.image, up)
-            nnf = solver.upsample_nnf(prev, prev_nnf)
+            _upsample(solver, prev_solver, ops, level_seed)
             # Vote once with the upsampled field so the first search sees sharp content
             # rather than the blocky upsampled colours.
-            solver.set_target(estimate)
-            dist = solver.distance(None, nnf)
-            estimate = np.where(mask, level.image, solver.vote(nnf, dist))
-        # Coarse rounds are cheap and settle the global layout, so they get more of them.
-        for _ in range(em_steps + 2 * index):
-            solver.set_target(estimate)
-            dist = solver.distance(None, nnf)
-            for it in range(iterations):
-                solver.propagate(nnf, dist, it)
-                solver.random_search(nnf, dist)
-            estimate = np.where(mask, level.image, solver.vote(nnf, dist))
-            done += level.known.size
+            ops.all_dist(solver, solver.target_values(g))
+            _vote(ops, solver, wsum, inside)
+            radius = min(radius_fine, max(solver.h, solver.w))
+        for step in range(rounds[index]):
+            tval = solver.target_values(g)
+            ops.all_dist(solver, tval)
+            ops.search(solver, tval, iterations, radius, level_seed * 100 + step + 1)
+            _vote(ops, solver, wsum, inside, sharp=(_SHARP_FINAL == "final" and index == 0 and step == rounds[index] - 1) or (_SHARP_FINAL == "fine" and index == 0) or _SHARP_FINAL == "all")
+            done += int(level.hole.sum())
             if progress is not None:
                 progress(min(done / work, 1.0))
-        prev, prev_nnf = solver, nnf
+        prev_solver = solver
 
-    out = np.clip(np.rint(estimate), 0, 255).astype(np.uint8)
-    out[~hole] = image[~hole]
+    assert prev_solver is not None
+    out = image.copy()
+    rows = np.flatnonzero(prev_solver.hole)
+    out[prev_solver.ty[rows], prev_solver.tx[rows]] = np.clip(
+        np.rint(prev_solver.estimate[rows]), 0, 255
+    ).astype(np.uint8)
     if progress is not None:
         progress(1.0)
     return out
+
+
+def inpaint_patchmatch(
+    image: np.ndarray,
+    hole: np.ndarray,
+    *,
+    patch_size: int = 7,
+    iterations: int = 4,
+    em_steps: int = 3,
+    pyramid_levels: int | None = None,
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
+    guide: np.ndarray | None = None,
+    guide_weight: float = 1.0,
+    backend: str = "auto",
+) -> np.ndarray:
+    """:func:`patchmatch_inpaint` under its earlier name (``hole`` for ``mask``)."""
+    return patchmatch_inpaint(
+        image, hole, guide, patch_size=patch_size, iterations=iterations, em_steps=em_steps,
+        pyramid_levels=pyramid_levels, guide_weight=guide_weight, seed=seed, progress=progress,
+        backend=backend,
+    )

@@ -314,3 +314,22 @@ def test_classical_crops():
     out = Inpainter("patchmatch", strategy="crops", resolution=48, progress=steps.append)([img], [hole])[0]
     assert np.array_equal(out[~hole], img[~hole]) and not np.array_equal(out[hole], img[hole])
     assert steps == sorted(steps) and steps[-1] == pytest.approx(1.0)
+
+
+def test_patchmatch_crops_copy_only_from_the_crop():
+    """``--strategy crops`` restricts PatchMatch's sources to the crop around the hole: every filled
+    pixel is a copy of a known pixel inside that crop, never of the far part of the photo."""
+    from imgsynth.pipelines.inpaint import crop_boxes
+
+    rng = np.random.default_rng(0)
+    img = np.empty((160, 320, 3), np.uint8)
+    img[:, :160] = rng.integers(0, 128, (160, 160, 3))  # near the hole: dark colours only
+    img[:, 160:] = rng.integers(128, 256, (160, 160, 3))  # far away: bright colours only
+    hole = np.zeros((160, 320), bool)
+    hole[60:80, 50:70] = True
+    (y0, x0, y1, x1), = crop_boxes(hole, 64)
+    assert x1 <= 160  # the crop lies in the dark half
+    out = Inpainter("patchmatch", strategy="crops", resolution=64)([img], [hole])[0]
+    crop_colours = {tuple(c) for c in img[y0:y1, x0:x1][~hole[y0:y1, x0:x1]]}
+    assert {tuple(c) for c in out[hole]} <= crop_colours
+    assert np.array_equal(out[~hole], img[~hole])

@@ -1,0 +1,36 @@
+"""The ``inpaint`` job: a slow classical fill reports progress within each photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imgsynth.engine.inpaint import InpaintRequest, run_inpaint
+
+
+def _pair(folder: Path, stem: str, seed: int) -> None:
+    y, x = np.mgrid[:48, :56]
+    img = np.stack([(x * 9 + y * 5) % 256, (x * 3) % 256, (y * 7) % 256], -1).astype(np.uint8)
+    img = np.clip(img + np.random.default_rng(seed).integers(-8, 9, img.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(img).save(folder / f"{stem}.png")
+    hole = np.zeros((48, 56), np.uint8)
+    hole[14:30, 18:36] = 255
+    Image.fromarray(hole).save(folder / f"{stem}_mask.png")
+
+
+def test_patchmatch_reports_progress_within_each_photo(tmp_path):
+    for k in range(2):
+        _pair(tmp_path, f"p{k}", k)
+    calls: list[tuple[float, int]] = []
+    report = run_inpaint(
+        InpaintRequest(inputs=[str(tmp_path / "p0.png"), str(tmp_path / "p1.png")], model="patchmatch",
+                       output=str(tmp_path / "out")),
+        progress=lambda done, total, message: calls.append((done, total)),
+    )
+    assert [r.status for r in report.results] == ["ok", "ok"]
+    done = [d for d, _ in calls]
+    assert all(t == 2 for _, t in calls) and done == sorted(done) and done[-1] == 2
+    within = [d for d in done if d != int(d)]
+    assert any(0 < d < 1 for d in within) and any(1 < d < 2 for d in within)  # fractions of each photo
