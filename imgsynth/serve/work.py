@@ -174,7 +174,7 @@ def _from_folder(folder: Path, taken: set[str]) -> ServeModel:
 
 
 def catalog(specs: list[str] | None = None) -> list[ServeModel]:
-    """The models to offer: ``specs`` (card ids or exported folders), else every runnable one.
+    """The models to offer: ``specs`` (card ids or exported folders, in that order), else every runnable one.
 
     Without ``specs``: every inpainting card and every label-map translation card whose weights are
     bundled, built in or already in the cache (serve never downloads). A named card that is not
@@ -215,7 +215,8 @@ def catalog(specs: list[str] | None = None) -> list[ServeModel]:
         classical = CLASSICAL_ORDER.index(m.key) if m.key in CLASSICAL_ORDER else len(CLASSICAL_ORDER)
         return (TASKS.index(m.task), not m.default, classical, m.key)
 
-    out.sort(key=order)
+    if not specs:  # named models keep the order they were given in
+        out.sort(key=order)
     # exactly one default per task: the task default if offered, else the first listed
     for task in TASKS:
         mine = [m for m in out if m.task == task]
