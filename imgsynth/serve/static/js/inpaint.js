@@ -134,6 +134,7 @@ export class InpaintMode {
   down(e) {
     if (e.button !== 0 || !this.images.length || this.before) return;
     e.preventDefault();
+    api.clearError();
     this.stage.focus();
     this.stage.setPointerCapture(e.pointerId);
     const p = this.view.toImage(e.clientX, e.clientY);

@@ -240,6 +240,7 @@ export class SceneMode {
   down(e) {
     if (e.button !== 0 || !this.labels) return;
     e.preventDefault();
+    api.clearError();
     this.stage.focus();
     const p = this.view.toImage(e.clientX, e.clientY);
     if (e.altKey) { // pick the class under the pointer
