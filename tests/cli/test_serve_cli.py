@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -74,7 +75,11 @@ def _listening(port: int) -> list[str]:
 
 @needs_extra
 def test_serve_prints_a_loopback_url_with_the_token_and_ctrl_c_exits_130(tmp_path):
-    proc, url = _start("--port", "0", "-m", "telea", env={"HF_HOME": str(tmp_path)})
+    opener = tmp_path / "opener.py"  # --open goes through $BROWSER (Python's webbrowser module)
+    opener.write_text("import sys, pathlib\npathlib.Path(sys.argv[1]).write_text(sys.argv[2])\n")
+    opened = tmp_path / "opened.txt"
+    browser = f"{sys.executable} {opener} {opened} %s"
+    proc, url = _start("--port", "0", "-m", "telea", "--open", env={"HF_HOME": str(tmp_path), "BROWSER": browser})
     try:
         assert url.startswith("http://127.0.0.1:") and "/#token=" in url
         base, token = url.split("#token=")
@@ -91,6 +96,11 @@ def test_serve_prints_a_loopback_url_with_the_token_and_ctrl_c_exits_130(tmp_pat
         # ... and the socket listens on loopback only
         port = int(base.rsplit(":", 1)[1].strip("/"))
         assert _listening(port) == [f"127.0.0.1:{port}"]
+        for _ in range(100):
+            if opened.exists():
+                break
+            time.sleep(0.1)
+        assert opened.read_text() == url  # the page opened with its token
     finally:
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(30)

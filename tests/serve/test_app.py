@@ -270,6 +270,22 @@ def test_inpaint_fills_the_hole_and_keeps_every_known_pixel(client, model):
         assert meta["ensemble"] == 4  # the card's setting, as `imgsynth inpaint` uses it
 
 
+def test_inpaint_matches_imgsynth_inpaint(client, tmp_path):
+    """The page's fill is the CLI's fill for the same photo, mask and model (card settings included)."""
+    from typer.testing import CliRunner
+
+    from imgsynth.cli.main import app
+
+    rgb, mask = photo(), hole_mask()
+    (tmp_path / "p.png").write_bytes(png(rgb))
+    (tmp_path / "m.png").write_bytes(png(mask))
+    res = CliRunner().invoke(app, ["inpaint", str(tmp_path / "p.png"), "--mask", str(tmp_path / "m.png"),
+                                   "-o", str(tmp_path / "out.png"), "-m", "pconv-photos-256"])
+    assert res.exit_code == 0, res.output
+    r = inpaint(client, model="pconv-photos-256", image=png(rgb), mask=png(mask))
+    assert np.array_equal(decode(r.content), decode((tmp_path / "out.png").read_bytes()))
+
+
 def test_inpaint_refuses_bad_masks_in_one_sentence(client):
     r = inpaint(client, mask=png(np.zeros((48, 64), np.uint8)))
     assert r.status_code == 400 and "no hole" in one_line_error(r)

@@ -201,8 +201,14 @@ def test_inpaint_a_photo_in_the_browser(server, browser, shots):
     ActionChains(d).key_down(Keys.CONTROL).key_down(Keys.SHIFT).send_keys("z").key_up(Keys.SHIFT).key_up(Keys.CONTROL).perform()
     assert d.execute_script(f"return {fill_enabled}")
     d.save_screenshot(str(shots / "serve-inpaint.png"))
+    d.execute_script(  # record whether the progress bar showed while the fill ran
+        "window.progressSeen = false; const p = document.getElementById('progress');"
+        "new MutationObserver(() => { if (!p.hidden) window.progressSeen = true; })"
+        ".observe(p, {attributes: true, subtree: true, childList: true, characterData: true});")
     d.find_element("id", "inpaint-fill").click()
     wait_for(d, "document.getElementById('inpaint-stage').dataset.result === '1'", timeout=120)
+    assert d.execute_script("return window.progressSeen")
+    assert d.execute_script("return document.getElementById('progress').hidden")
     assert page_error(d) == ""
     # before / after toggles the original back on
     d.find_element("id", "inpaint-compare").click()
@@ -252,3 +258,35 @@ def test_paint_a_scene_in_the_browser(server, browser, shots):
     left, right = out[8:24, 6:13].reshape(-1, 3).mean(0), out[8:24, 20:27].reshape(-1, 3).mean(0)
     assert np.abs(left - right).max() > 8, (left, right)  # two classes, two different garments
     assert not severe_logs(d)
+
+
+def test_drop_and_paste_open_a_photo_and_a_label_map_upload_paints_its_classes(server, browser):
+    d = browser
+    open_page(d, server)
+    make = ("const c = new OffscreenCanvas(arguments[0], arguments[1]); const g = c.getContext('2d');"
+            "g.fillStyle = '#3a7'; g.fillRect(0, 0, arguments[0], arguments[1]);"
+            "return c.convertToBlob({type: 'image/png'}).then(b => { const dt = new DataTransfer();"
+            "dt.items.add(new File([b], arguments[2], {type: 'image/png'})); window.dt = dt; return true; });")
+    d.execute_script(make, 40, 30, "dropped.png")
+    d.execute_script("const s = document.getElementById('inpaint-stage');"
+                     "s.dispatchEvent(new DragEvent('drop', {dataTransfer: window.dt, bubbles: true, cancelable: true}));")
+    wait_for(d, "document.getElementById('inpaint-info').textContent.includes('dropped.png: 40 × 30')")
+    d.execute_script(make, 24, 18, "clip.png")
+    d.execute_script("document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: window.dt, bubbles: true}));")
+    wait_for(d, "document.getElementById('inpaint-info').textContent.includes('pasted.png: 24 × 18')")
+    # an index-PNG label map opens into the scene's label buffer: the preview shows its classes' colours
+    d.find_element("id", "tab-scene").click()
+    label_png = ROOT / "examples" / "labels" / "t10k-00002-trouser.png"
+    draws = d.execute_script("return Number(document.getElementById('scene-stage').dataset.draws || 0)")
+    d.find_element("id", "scene-file").send_keys(str(label_png))
+    ids = np.asarray(Image.open(label_png))
+    wait_for(d, f"Number(document.getElementById('scene-stage').dataset.draws) > {draws}"
+                " && document.getElementById('scene-undo').disabled === false")
+    rgba = d.execute_script("const c = document.getElementById('scene-labels');"
+                            "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);")
+    from imgsynth.pipelines.labels import colorize, load_palette
+
+    want = colorize(ids, load_palette("fashion_mnist"))
+    got = np.asarray(rgba, np.uint8).reshape(ids.shape[0], ids.shape[1], 4)[..., :3]
+    assert np.array_equal(got, want)
+    assert page_error(d) == "" and not severe_logs(d)

@@ -321,6 +321,7 @@ export class SceneMode {
       d[j + 3] = 255;
     }
     this.ctx.putImageData(img, 0, 0);
+    this.stage.dataset.draws = String(Number(this.stage.dataset.draws || 0) + 1); // a hook for tests
     this.updateButtons();
   }
 
