@@ -62,6 +62,9 @@ def serve(
 ) -> None:
     import socket
 
+    from imgsynth.engine.device import prepare_threads
+
+    prepare_threads()
     try:
         import uvicorn
     except ImportError:

@@ -195,7 +195,7 @@ class Guard:
                 return
         if method == "POST":
             origin = headers.get("origin")
-            if origin is not None and origin.rstrip("/") != f"http://{host}":
+            if origin is not None and origin.rstrip("/").lower() != f"http://{host}".lower():
                 await self._reply(scope, receive, send, 403, "requests from other sites are refused")
                 return
             if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):

@@ -282,7 +282,7 @@ class Worker:
         m = self.models.get(key)
         if m is None or m.task != task:
             raise InputError(f"unknown model {key!r} for this page (choose one from the list)")
-        return m
+        return m.resolve()
 
     def _loaded(self, m: ServeModel) -> Any:
         """The loaded model for ``m`` (cached; networks beyond CACHE_SIZE are dropped LRU)."""
@@ -371,6 +371,9 @@ class Worker:
     def warm(self) -> None:
         """Import the heavy modules and resolve the models ahead of the first request."""
         try:
+            from imgsynth.engine.device import prepare_threads
+
+            prepare_threads()  # before the first import of torch
             import imgsynth.pipelines.inpaint  # noqa: F401
             import imgsynth.pipelines.translate  # noqa: F401
 

@@ -132,7 +132,7 @@ export class InpaintMode {
 
   // --- painting ---------------------------------------------------------------------------------
   down(e) {
-    if (e.button !== 0 || !this.images.length || this.before) return;
+    if (e.button !== 0 || !this.images.length || this.before || api.busy()) return;
     e.preventDefault();
     api.clearError();
     this.stage.focus();

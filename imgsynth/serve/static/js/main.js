@@ -33,7 +33,7 @@ function wireGlobal() {
   $("help-close").addEventListener("click", () => help.close());
   document.addEventListener("keydown", (e) => {
     if (help.open) return;
-    if (e.key === " " && !typing(e.target)) {
+    if (e.key === " " && !typing(e.target) && e.target.tagName !== "BUTTON") {
       modes[active]?.view.setSpace(true);
       if (e.target === document.body || e.target.classList?.contains("stage")) e.preventDefault();
       return;

@@ -397,7 +397,7 @@ export class SceneMode {
   }
 
   download() {
-    if (this.resultBlob) api.download(this.resultBlob, `${this.model.key}-scene.png`);
+    if (this.resultBlob) api.download(this.resultBlob, `${this.model.key.replace(/[^A-Za-z0-9._-]+/g, "-")}-scene.png`);
   }
 
   /** Keyboard shortcuts of this mode; returns true when the key was used. */
