@@ -46,7 +46,7 @@ def serve(
                                       help="Port to listen on; 0 picks a free one.")] = DEFAULT_PORT,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
     models: Annotated[Optional[list[str]], typer.Option(
-        "--models", "-m", help="Offer only these card ids or exported model folders (repeatable; "
+        "--models", "-m", help="Offer only these card ids or exported model folders (repeatable or comma-separated; "
         "default: every inpainting and label-map model available offline).", show_default=False)] = None,
     output_dir: Annotated[Optional[Path], typer.Option(
         "--output-dir", help="Also save every result here, under names the server picks.")] = None,
@@ -77,7 +77,8 @@ def serve(
             raise _missing_extra(dist)
     from imgsynth.serve.app import ServeConfig, create_app, is_loopback
 
-    config = ServeConfig(host=host, models=list(models) if models else None, output_dir=output_dir,
+    specs = [s.strip() for m in models or [] for s in m.split(",") if s.strip()]
+    config = ServeConfig(host=host, models=specs or None, output_dir=output_dir,
                          device=device, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                          max_pixels=int(max_megapixels * 1_000_000), allowed_hosts=tuple(allow_host or ()))
     app = create_app(config)

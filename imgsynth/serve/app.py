@@ -195,10 +195,12 @@ class Guard:
                 return
         if method == "POST":
             origin = headers.get("origin")
-            if origin is not None and origin.rstrip("/").lower() != f"http://{host}".lower():
-                await self._reply(scope, receive, send, 403, "requests from other sites are refused")
-                return
-            if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            site = headers.get("sec-fetch-site")
+            # With Referrer-Policy no-referrer a browser may send "Origin: null" for its own
+            # same-origin POSTs; Sec-Fetch-Site (sent by current browsers) then says which it is.
+            same = origin is None or origin.rstrip("/").lower() == f"http://{host}".lower() or (
+                origin == "null" and site == "same-origin")
+            if not same or (site is not None and site not in ("same-origin", "none")):
                 await self._reply(scope, receive, send, 403, "requests from other sites are refused")
                 return
             limit = self.config.max_upload_bytes

@@ -171,6 +171,10 @@ def test_post_from_another_site_is_refused_even_with_the_token(client):
     r = inpaint(client, headers={**AUTH, "Sec-Fetch-Site": "cross-site"})
     assert r.status_code == 403
     assert inpaint(client, headers={**AUTH, "Origin": BASE, "Sec-Fetch-Site": "same-origin"}).status_code == 200
+    # "Origin: null" (what no-referrer pages may send) passes only when the browser says same-origin
+    assert inpaint(client, headers={**AUTH, "Origin": "null"}).status_code == 403
+    assert inpaint(client, headers={**AUTH, "Origin": "null", "Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert inpaint(client, headers={**AUTH, "Origin": "null", "Sec-Fetch-Site": "same-origin"}).status_code == 200
 
 
 def test_only_get_and_api_posts_are_served(client):
