@@ -251,12 +251,18 @@ def test_paint_a_scene_in_the_browser(server, browser, shots):
     stage.send_keys("\n")  # Enter: synthesize
     wait_for(d, "document.getElementById('scene-result-stage').dataset.results === '1'", timeout=120)
     assert page_error(d) == ""
-    d.save_screenshot(str(shots / "serve-scene.png"))
     d.find_element("id", "scene-download").click()
     out = downloaded(d, "spade-fashion-mnist-scene.png").astype(float)
     assert out.shape == (32, 32, 3)
     left, right = out[8:24, 6:13].reshape(-1, 3).mean(0), out[8:24, 20:27].reshape(-1, 3).mean(0)
     assert np.abs(left - right).max() > 8, (left, right)  # two classes, two different garments
+    # a held-out Fashion-MNIST label map, opened and synthesized: the screenshot of this mode
+    d.find_element("id", "scene-file").send_keys(str(ROOT / "examples" / "labels" / "t10k-00000-ankle_boot.png"))
+    wait_for(d, "document.getElementById('scene-result-stage').querySelector('.empty').hidden === false")
+    stage.send_keys("\n")
+    wait_for(d, "document.getElementById('scene-result-stage').dataset.results === '2'", timeout=120)
+    d.execute_script("document.querySelector('#scene-stage .cursor').hidden = true")
+    d.save_screenshot(str(shots / "serve-scene.png"))
     assert not severe_logs(d)
 
 
