@@ -475,7 +475,10 @@ def create_app(config: ServeConfig, worker: Worker | None = None) -> Any:
 
     worker = worker or Worker(catalog(config.models), device=config.device)
     if config.output_dir is not None:
-        config.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            config.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"{config.output_dir}: cannot create the output directory ({e.strerror})") from None
         if not os.access(config.output_dir, os.W_OK | os.X_OK):
             raise UsageError(f"{config.output_dir}: output directory is not writable")
     api = Api(config, worker)

@@ -137,6 +137,13 @@ def test_models_it_cannot_offer_are_one_line_errors():
 
 
 @needs_extra
+def test_an_output_dir_that_is_a_file_is_a_usage_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    res = runner.invoke(app, ["serve", "--port", "0", "-m", "telea", "--output-dir", str(tmp_path / "file")])
+    assert res.exit_code == 2 and "cannot create the output directory" in res.stderr and "Traceback" not in res.stderr
+
+
+@needs_extra
 def test_a_taken_port_is_a_usage_error():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
