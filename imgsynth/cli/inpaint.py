@@ -26,19 +26,21 @@ HELP = """Fill the holes of photos (white mask pixels) with a network or a class
 
   imgsynth inpaint cutout.png -o out.png          [dim]# RGBA: transparent pixels are the hole[/dim]
 
-  imgsynth inpaint big.jpg --mask big_mask.png -o out.png --model pconv-photos-256 --strategy crops
+  imgsynth inpaint big.jpg --mask big_mask.png -o out.png --strategy crops
 
-  imgsynth inpaint big.jpg --mask big_mask.png -o out.png --model patchmatch --strategy crops
+  imgsynth inpaint big.jpg --mask big_mask.png -o out.png --model patchmatch
 
 [bold]--strategy[/bold] (how a photo meets the method):
-  [bold]auto[/bold]    networks: pad up to twice the card's resolution, crops beyond (the default)
-  [bold]pad[/bold]     networks: the whole photo at full size, padded to the net's multiple
-  [bold]resize[/bold]  networks: the whole photo resized to the card's resolution, the fill resized back
-  [bold]crops[/bold]   squares around the holes only (2x the hole, at least the card's resolution, merged
-          where they touch), scaled down to the resolution when larger; the known pixels stay exact.
-          Classical methods run on the whole photo unless crops: telea / ns only look --radius pixels
-          around a hole, so crops change little but the time; patchmatch then copies from the crop's
-          surroundings only instead of the whole photo (faster on big photos).
+  [bold]auto[/bold]    networks: pad up to twice the card's resolution, sharp beyond
+  [bold]sharp[/bold]   networks: crops around the holes, scaled down only as far as
+          the thickest hole needs; the photo's own fine detail is then
+          copied into the fill at full resolution (residual aggregation)
+  [bold]crops[/bold]   squares around the holes (2x the hole, at least the card's
+          resolution), scaled down to the resolution: smooth fills.
+          Classical methods: on the whole photo unless crops (patchmatch
+          then copies from the crop's surroundings only: faster)
+  [bold]pad[/bold]     networks: the whole photo at full size
+  [bold]resize[/bold]  networks: the whole photo at the card's resolution
 """
 
 
@@ -56,11 +58,12 @@ def inpaint(
     dilate: Annotated[int, typer.Option("--dilate", min=0, help="Grow the hole by N pixels.",
                                         rich_help_panel=MASK_PANEL)] = 0,
     radius: Annotated[int, typer.Option("--radius", min=1, help="Neighbourhood radius of telea / ns.")] = 3,
-    strategy: Annotated[str, typer.Option("--strategy", help="auto | pad | resize | crops (explained above); "
-                                          "classical methods heed only crops.")] = "auto",
+    strategy: Annotated[str, typer.Option("--strategy", help="auto | sharp | crops | pad | resize (explained "
+                                          "above); classical methods heed only crops.")] = "auto",
     ensemble: Annotated[Optional[int], typer.Option(
         "--ensemble", help="Networks: average the fill over 1, 2, 4 or 8 flips / transposes of the photo "
-        "(self-ensemble; N times the network time). Default: the card's setting.", show_default=False)] = None,
+        "(self-ensemble; N times the network time). Default: the card's setting; 1 for photos "
+        "filled with sharp.", show_default=False)] = None,
     concat: Annotated[bool, typer.Option("--concat", help="Write input | mask | result side by side.",
                                          rich_help_panel="Output")] = False,
     output: OutputOpt = None,

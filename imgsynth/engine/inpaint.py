@@ -164,12 +164,13 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
     inpainter = Inpainter(loaded.model, strategy=request.strategy, radius=request.radius, seed=request.seed,
                           resolution=int(loaded.io.get("resolution", 256)),
                           normalization=loaded.io.get("normalization", "imagenet"),
-                          ensemble=ensemble if loaded.is_network else 1, device=device, dtype=dtype)
+                          ensemble=ensemble if loaded.is_network else 1, device=device, dtype=dtype,
+                          # photos filled at full resolution (``sharp``) run one view unless asked:
+                          # the detail transfer, not the ensemble, is what they need
+                          sharp_ensemble=request.ensemble if request.ensemble is not None else 1)
     options: dict[str, Any] = {}
     if not loaded.is_network:
         options = {"radius": request.radius} if loaded.arch in ("telea", "ns") else {"seed": request.seed}
-    elif ensemble != 1:
-        options = {"ensemble": ensemble}
     options.update({"dilate": request.dilate, "invert_mask": request.invert_mask})
 
     names: dict[str, str] = {}
@@ -196,6 +197,8 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
         strategy = inpainter.strategy_for(p.hole.shape)
         if strategy != "full":  # the strategy this photo ran with (auto resolved), to reproduce it
             meta["strategy"] = strategy
+        if loaded.is_network and inpainter.ensemble_for(p.hole.shape) != 1:
+            meta["ensemble"] = inpainter.ensemble_for(p.hole.shape)
         img = _concat(p.rgb, p.hole, out) if request.concat else out
         path = plan.write(p.stem, img, meta, stdout=stdout)
         return ItemResult(p.name, "ok", output=str(path) if path else "-", metadata=meta)

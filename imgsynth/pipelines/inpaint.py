@@ -11,7 +11,10 @@ partial-convolution network (``models.pconv``) given as a module.
 Strategies (how an image meets the method, :class:`Inpainter`): ``pad`` and ``resize`` run a
 network on the whole image; ``crops`` runs any method on squares around the holes only
 (:func:`crop_boxes`), which keeps a 256-pixel network at the scale it was trained at and its cost
-independent of the photo's size; ``auto`` picks ``pad`` or ``crops`` from the image size.
+independent of the photo's size; ``sharp`` runs a network on those crops scaled down only as far
+as the thickest hole needs, then adds the photo's own full-resolution detail to the fill
+(contextual residual aggregation, ``models.residual_aggregation``); ``auto`` picks ``pad`` or
+``sharp`` from the image size.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     import torch
 
 CLASSICAL = ("telea", "ns", "patchmatch")
-STRATEGIES = ("auto", "pad", "resize", "crops")
+STRATEGIES = ("auto", "pad", "resize", "crops", "sharp")
 # Geometric self-ensemble (Lim et al. 2017, EDSR "+"): a network's fill averaged over this many
 # flips / transposes of its input, each undone on the output. 1 is the plain forward.
 ENSEMBLES = (1, 2, 4, 8)
@@ -48,6 +51,15 @@ AUTO_CROPS_ABOVE = 2
 CROP_CONTEXT = 2.0
 # Crops of one network input size go through the network this many at a time.
 CROP_BATCH = 8
+# ``sharp``: a crop is scaled down only as far as its thickest hole needs: until no hole pixel lies
+# more than this many (network-resolution) pixels from the known region, about the half-width of the
+# thick training strokes; never further down than ``crops`` scales it, never up.
+SHARP_REACH = 64.0
+# ``sharp``: a crop goes through the network at no more than this many pixels (scaled down further
+# when larger), which bounds the memory of a 12-megapixel photo with a long hole.
+SHARP_MAX_PIXELS = 3_000_000
+# ``sharp``: contrast of the photo's own detail copied into the hole (1 = the sources' contrast).
+SHARP_GAIN = 1.0
 
 Box = tuple[int, int, int, int]
 """A crop as ``(y0, x0, y1, x1)``, ends exclusive."""
@@ -152,8 +164,14 @@ class Inpainter:
     - ``crops``: only squares around the holes (:func:`crop_boxes`, at least ``resolution`` wide),
       each scaled down to fit ``resolution`` when larger (aspect kept, area averaging, padded to
       the multiple), the fill scaled back and pasted into the holes of that crop.
+    - ``sharp``: the crops of ``crops``, each scaled down only until no hole pixel is more than
+      ``reach`` network pixels from the known region (and to at most ``SHARP_MAX_PIXELS``), never
+      further than ``crops`` would; the fill is upsampled, low-passed, and the photo's own
+      high-frequency residual is copied into the hole from the known patches that match it best
+      (:func:`~imgsynth.models.residual_aggregation.aggregate_residuals`, ``gain`` its contrast).
+      Runs ``sharp_ensemble`` views (default: ``ensemble``).
     - ``auto`` (default): ``pad`` for images whose longer side is at most ``AUTO_CROPS_ABOVE`` x
-      ``resolution``, ``crops`` beyond.
+      ``resolution``, ``sharp`` beyond.
 
     ``ensemble`` (1, 2, 4 or 8) averages a network's fill over that many flips and transposes of
     the input (geometric self-ensemble, Lim et al. 2017): the same network and weights, ``ensemble``
@@ -176,6 +194,9 @@ class Inpainter:
     resolution: int = 256
     normalization: str = "imagenet"
     ensemble: int = 1
+    reach: float = SHARP_REACH
+    gain: float = SHARP_GAIN
+    sharp_ensemble: int | None = None
     device: torch.device | None = None
     dtype: torch.dtype | None = None
     progress: Callable[[float], None] | None = None
@@ -187,8 +208,17 @@ class Inpainter:
             raise UsageError(f"unknown --strategy {self.strategy!r}; use {', '.join(STRATEGIES)}")
         if not isinstance(self.method, str) and self.normalization not in ("imagenet", "tanh"):
             raise UsageError(f"unknown normalization {self.normalization!r} on the card (imagenet or tanh)")
-        if self.ensemble not in ENSEMBLES:
-            raise UsageError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {self.ensemble}")
+        for n in (self.ensemble, self.sharp_ensemble):
+            if n is not None and n not in ENSEMBLES:
+                raise UsageError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {n}")
+
+    def ensemble_for(self, size: tuple[int, int]) -> int:
+        """The self-ensemble size an image of ``size`` (H, W) runs with (1 for classical methods)."""
+        if isinstance(self.method, str):
+            return 1
+        if self.strategy_for(size) == "sharp" and self.sharp_ensemble is not None:
+            return self.sharp_ensemble
+        return self.ensemble
 
     def strategy_for(self, size: tuple[int, int]) -> str:
         """The strategy an image of ``size`` (H, W) runs with: ``auto`` resolved; ``full`` for a
@@ -196,7 +226,7 @@ class Inpainter:
         if isinstance(self.method, str):
             return "crops" if self.strategy == "crops" else "full"
         if self.strategy == "auto":
-            return "pad" if max(size) <= AUTO_CROPS_ABOVE * self.resolution else "crops"
+            return "pad" if max(size) <= AUTO_CROPS_ABOVE * self.resolution else "sharp"
         return self.strategy
 
     def __call__(self, images: Sequence[np.ndarray], holes: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -242,7 +272,7 @@ class Inpainter:
         cropped: list[int] = []
         for i, img in enumerate(images):
             strategy = self.strategy_for(img.shape[:2])
-            if strategy == "crops":
+            if strategy in ("crops", "sharp"):
                 cropped.append(i)
             else:
                 groups.setdefault(img.shape[:2], []).append(i)
@@ -285,34 +315,62 @@ class Inpainter:
                 y0, x0, y1, x1 = box
                 x = torch.from_numpy(np.ascontiguousarray(img[y0:y1, x0:x1])).permute(2, 0, 1)[None].float().div_(255.0)
                 valid = torch.from_numpy(~hole[y0:y1, x0:x1])[None, None].float()
-                scale = self.resolution / max(y1 - y0, x1 - x0)
+                scale = self._crop_scale(hole[y0:y1, x0:x1], sharp=self.strategy_for(img.shape[:2]) == "sharp")
                 if scale < 1:
                     size = (max(1, round((y1 - y0) * scale)), max(1, round((x1 - x0) * scale)))
                     # Area averaging for the image and the mask alike: a pixel of the small crop is
                     # known only if all its sources are, and then it averages known pixels only.
                     x = F.interpolate(x, size=size, mode="area")
                     valid = (F.interpolate(valid, size=size, mode="area") >= 0.999).float()
-                jobs.setdefault((x.shape[-2], x.shape[-1]), []).append((i, box, x, valid))
-        for items in jobs.values():
+                n = self.ensemble_for(img.shape[:2])
+                jobs.setdefault((x.shape[-2], x.shape[-1], n), []).append((i, box, x, valid, scale))
+        done, total = 0, sum(len(v) for v in jobs.values())
+        for (_, _, n), items in jobs.items():
             for k in range(0, len(items), CROP_BATCH):
                 chunk = items[k:k + CROP_BATCH]
-                y = self._fill(torch.cat([c[2] for c in chunk]), torch.cat([c[3] for c in chunk]))
-                for (i, (y0, x0, y1, x1), _, _), yi in zip(chunk, y):
+                y = self._fill(torch.cat([c[2] for c in chunk]), torch.cat([c[3] for c in chunk]), n)
+                for (i, (y0, x0, y1, x1), _, _, scale), yi in zip(chunk, y):
                     if yi.shape[-2:] != (y1 - y0, x1 - x0):
                         yi = F.interpolate(yi[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0]
-                    fills[i][y0:y1, x0:x1] = _to_uint8(yi)
+                    if self.strategy_for(images[i].shape[:2]) == "sharp":
+                        from imgsynth.models.residual_aggregation import aggregate_residuals, cell_for_scale
+
+                        coarse = (yi.clamp(0, 1) * 255.0).permute(1, 2, 0).numpy()
+                        fills[i][y0:y1, x0:x1] = aggregate_residuals(
+                            images[i][y0:y1, x0:x1], holes[i][y0:y1, x0:x1], coarse, cell=cell_for_scale(scale),
+                            gain=self.gain, seed=self.seed)
+                    else:
+                        fills[i][y0:y1, x0:x1] = _to_uint8(yi)
+                    done += 1
+                    if self.progress is not None:
+                        self.progress(done / total)
         return fills
 
-    def _fill(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """:meth:`_forward` averaged over the first ``ensemble`` flips / transposes (:data:`_TRANSFORMS`)."""
-        if self.ensemble == 1:
+    def _crop_scale(self, hole: np.ndarray, sharp: bool) -> float:
+        """How far a crop with ``hole`` is scaled down for the network: to the resolution
+        (``crops``), or only until its thickest hole is within ``reach`` (``sharp``)."""
+        side = max(hole.shape)
+        scale = min(1.0, self.resolution / side)
+        if not sharp:
+            return scale
+        import cv2
+
+        reach = float(cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 5).max())
+        cap = math.sqrt(SHARP_MAX_PIXELS / hole.size)
+        return min(1.0, cap, max(scale, self.reach / max(reach, 1.0)))
+
+    def _fill(self, x: torch.Tensor, valid: torch.Tensor, ensemble: int | None = None) -> torch.Tensor:
+        """:meth:`_forward` averaged over the first ``ensemble`` (default ``self.ensemble``) flips /
+        transposes (:data:`_TRANSFORMS`)."""
+        n = self.ensemble if ensemble is None else ensemble
+        if n == 1:
             return self._forward(x, valid)
 
         total = None
-        for tf in _TRANSFORMS[: self.ensemble]:
+        for tf in _TRANSFORMS[:n]:
             y = _unview(self._forward(_view(x, *tf), _view(valid, *tf)), *tf)
             total = y if total is None else total + y
-        return total / self.ensemble
+        return total / n
 
     def _forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """The network on (N, 3, h, w) pixels in [0, 1] with (N, 1, h, w) validity (1 = known),

@@ -270,11 +270,11 @@ def test_ensemble_option_and_card_setting(make_export, tmp_path):
 
 
 @pytest.mark.parametrize("args,strategy", [
-    (["--model", "pconv-photos-256"], "crops"),  # auto: 600 px is beyond 2x the card's 256
+    (["--model", "pconv-photos-256"], "sharp"),  # auto: 600 px is beyond 2x the card's 256
     (["--model", "pconv-photos-256", "--strategy", "crops", "--dilate", "2"], "crops"),
     (["--model", "telea", "--strategy", "crops"], "crops"),
 ])
-def test_crops_on_a_large_photo(tmp_path, args, strategy):
+def test_crops_and_sharp_on_a_large_photo(tmp_path, args, strategy):
     p = photo(tmp_path / "p.png", w=600, h=520)
     arr = np.zeros((520, 600), np.uint8)
     arr[20:50, 30:70] = arr[450:490, 520:580] = 255  # two holes far apart, at the borders

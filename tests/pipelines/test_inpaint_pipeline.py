@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -235,10 +236,10 @@ def test_network_crops_large_hole_and_thin_image():
     assert np.array_equal(out[~hole], img[~hole]) and seen[-1] == (1, 3, 112, 256)
 
 
-def test_auto_strategy_pads_small_and_crops_large_images():
+def test_auto_strategy_pads_small_and_sharpens_large_images():
     net = _tiny_pconv()
     inp = Inpainter(net, resolution=256)
-    assert inp.strategy_for((512, 500)) == "pad" and inp.strategy_for((513, 200)) == "crops"
+    assert inp.strategy_for((512, 500)) == "pad" and inp.strategy_for((513, 200)) == "sharp"
     assert Inpainter(net, strategy="pad").strategy_for((5000, 5000)) == "pad"
     assert Inpainter("telea").strategy_for((5000, 5000)) == "full"
     assert Inpainter("telea", strategy="crops").strategy_for((10, 10)) == "crops"
@@ -246,7 +247,62 @@ def test_auto_strategy_pads_small_and_crops_large_images():
     big, big_hole = large_scene(FAR)
     auto = inp([small, big], [small_hole, big_hole])
     assert np.array_equal(auto[0], Inpainter(net, strategy="pad")([small], [small_hole])[0])
-    assert np.array_equal(auto[1], Inpainter(net, strategy="crops")([big], [big_hole])[0])
+    assert np.array_equal(auto[1], Inpainter(net, strategy="sharp")([big], [big_hole])[0])
+
+
+def _textured_photo(h, w, seed=5):
+    """Smooth colour gradients plus fine grain: what a photo's detail looks like to a Laplacian."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    base = np.stack([80 + 60 * np.sin(xx / 90), 120 + 40 * np.cos(yy / 70), 100 + 30 * np.sin((xx + yy) / 120)], -1)
+    grain = cv2.GaussianBlur(rng.normal(0, 18, (h, w)).astype(np.float32), (0, 0), 0.7)
+    return np.clip(base + grain[..., None], 0, 255).astype(np.uint8)
+
+
+def _lap_var(img, where):
+    g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(cv2.Laplacian(g, cv2.CV_32F)[where].var())
+
+
+def test_sharp_scales_crops_by_hole_thickness():
+    net = _tiny_pconv()
+    seen = _counting(net)
+    img = _textured_photo(700, 900)
+    thin = np.zeros((700, 900), bool)
+    thin[300:316, 50:850] = True  # a long 16-px stroke: the crops strategy shrinks it 3.5x
+    Inpainter(net, strategy="crops", resolution=256)([img], [thin])
+    Inpainter(net, strategy="sharp", resolution=256, reach=16)([img], [thin])
+    assert max(seen[0][-2:]) <= 256  # crops: scaled to the resolution
+    assert max(seen[1][-2:]) >= 896  # sharp: the stroke is within reach at full resolution
+    thick = np.zeros((700, 900), bool)
+    thick[200:500, 300:600] = True  # 150 px from the border at its centre: 16/150 of full size
+    seen.clear()
+    Inpainter(net, strategy="sharp", resolution=256, reach=16)([img], [thick])
+    assert max(seen[0][-2:]) <= 272  # never bigger than the crops strategy makes it (padded to 16)
+
+
+def test_sharp_fill_carries_the_photos_detail():
+    net = _tiny_pconv()
+    img = _textured_photo(700, 900)
+    hole = np.zeros((700, 900), bool)
+    hole[250:420, 300:520] = True
+    inner = cv2.erode(hole.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    crops = Inpainter(net, strategy="crops", resolution=256)([img], [hole])[0]
+    sharp = Inpainter(net, strategy="sharp", resolution=256)([img], [hole])[0]
+    assert np.array_equal(sharp[~hole], img[~hole])
+    truth = _lap_var(img, inner)
+    assert _lap_var(crops, inner) < 0.2 * truth  # an upscaled low-resolution fill: no grain
+    assert _lap_var(sharp, inner) > 0.4 * truth  # the photo's own grain, copied in
+
+
+def test_sharp_runs_its_own_ensemble_size():
+    net = _tiny_pconv()
+    inp = Inpainter(net, ensemble=4, sharp_ensemble=1, resolution=256)
+    assert inp.ensemble_for((200, 200)) == 4 and inp.ensemble_for((2000, 1500)) == 1
+    assert Inpainter(net, ensemble=4).ensemble_for((2000, 1500)) == 4
+    assert Inpainter("telea").ensemble_for((2000, 1500)) == 1
+    with pytest.raises(UsageError):
+        Inpainter(net, sharp_ensemble=3)
 
 
 def test_classical_crops():
