@@ -319,9 +319,11 @@ class Worker:
         check_hole(hole, "the mask")
         loaded, device, dtype = self._loaded(m)
         ensemble = int(loaded.io.get("ensemble", 1)) if loaded.is_network else 1
+        # the settings `imgsynth inpaint` uses without options (engine.inpaint.run_inpaint): the card's
+        # resolution, normalization and self-ensemble; photos filled at full resolution run one view
         inpainter = Inpainter(loaded.model, resolution=int(loaded.io.get("resolution", 256)),
                               normalization=loaded.io.get("normalization", "imagenet"), ensemble=ensemble,
-                              device=device, dtype=dtype,
+                              sharp_ensemble=1, device=device, dtype=dtype,
                               progress=lambda f: self._stage("inpainting", max(0.0, min(1.0, float(f)))))
         self._stage("inpainting")
         out = inpainter([rgb], [hole])[0]
