@@ -50,12 +50,15 @@ def _deps() -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real `imgsynth serve` process on a free loopback port; stopped with Ctrl-C (SIGINT) after."""
+    yield from _serve(tmp_path_factory, "pconv-photos-256,telea,spade-fashion-mnist")
+
+
+def _serve(tmp_path_factory, models: str):
     _deps()
     env = {**os.environ, "HF_HOME": str(tmp_path_factory.mktemp("hf")), "PYTHONUNBUFFERED": "1",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imgsynth", "serve", "--port", "0", "-m", "pconv-photos-256", "-m", "telea",
-         "-m", "spade-fashion-mnist"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "imgsynth", "serve", "--port", "0", "--models", models],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line: list[str] = []
     reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
     reader.start()
@@ -296,3 +299,18 @@ def test_drop_and_paste_open_a_photo_and_a_label_map_upload_paints_its_classes(s
     got = np.asarray(rgba, np.uint8).reshape(ids.shape[0], ids.shape[1], 4)[..., :3]
     assert np.array_equal(got, want)
     assert page_error(d) == "" and not severe_logs(d)
+
+
+def test_a_server_without_inpainting_models_opens_on_the_scene(browser, tmp_path_factory):
+    gen = _serve(tmp_path_factory, "spade-fashion-mnist")
+    url = next(gen)
+    try:
+        open_page(browser, url)
+        d = browser
+        assert d.execute_script("return document.body.dataset.mode") == "scene"
+        assert d.execute_script("return document.getElementById('tab-inpaint').disabled")
+        d.find_element("tag name", "body").send_keys("m")  # no inpaint mode to switch to
+        assert d.execute_script("return document.body.dataset.mode") == "scene"
+        assert page_error(d) == "" and not severe_logs(d)
+    finally:
+        next(gen, None)  # Ctrl-C, exit 130 checked

@@ -41,7 +41,8 @@ function wireGlobal() {
     if (typing(e.target) && e.key !== "Escape") return;
     if (e.key === "?") { help.showModal(); e.preventDefault(); return; }
     if ((e.key === "m" || e.key === "M") && !e.ctrlKey && !e.metaKey && !e.altKey) {
-      setMode(active === "inpaint" ? "scene" : "inpaint");
+      const other = active === "inpaint" ? "scene" : "inpaint";
+      if (!$(`tab-${other}`).disabled) setMode(other);
       e.preventDefault();
       return;
     }
@@ -54,6 +55,7 @@ function wireGlobal() {
   });
   document.addEventListener("paste", (e) => {
     if (typing(e.target)) return;
+    if ($("tab-inpaint").disabled) return;
     if (active !== "inpaint") setMode("inpaint");
     if (modes.inpaint.paste(e)) e.preventDefault();
   });
@@ -77,7 +79,15 @@ async function boot() {
   }
   modes.inpaint = new InpaintMode(info);
   modes.scene = new SceneMode(info);
-  setMode(location.hash === "#scene" ? "scene" : "inpaint");
+  // a mode without models (serve --models chose none of its kind) cannot be opened
+  const has = (task) => info.models.some((m) => m.task === task);
+  for (const [mode, task] of [["inpaint", "inpaint"], ["scene", "translate"]]) {
+    const tab = $(`tab-${mode}`);
+    tab.disabled = !has(task);
+    if (tab.disabled) tab.title = "this server offers no model for this demo (imgsynth serve --models)";
+  }
+  if (!has("inpaint") && !has("translate")) api.showError("this server offers no model (see imgsynth serve --models)");
+  setMode(has("inpaint") && (location.hash !== "#scene" || !has("translate")) ? "inpaint" : "scene");
   document.body.dataset.ready = "1"; // a hook for tests and scripts
 }
 

@@ -41,7 +41,6 @@ export class SceneMode {
     }
     this.wire();
     if (this.models.length) this.setModel(sel.value || this.models[0].key);
-    else api.showError("no label-map model is available on this server (see `imgsynth models list --task translate`)");
   }
 
   wire() {
