@@ -17,7 +17,9 @@ ALLOWED = {
     "pipelines": {"layers", "models", "convert", "pipelines"},
     "engine": {"layers", "models", "convert", "pipelines", "engine"},
     "training": {"layers", "models", "convert", "pipelines", "engine", "training"},
-    "cli": set(ORDER),
+    "cli": set(ORDER) | {"serve"},
+    # serve (the web page's server) sits beside cli: everything below it, no training, no typer/rich
+    "serve": {"layers", "models", "convert", "pipelines", "engine", "serve"},
 }
 NEUTRAL = {"errors", "__init__", "__main__"}
 UI_LIBS = {"typer", "rich", "click"}

@@ -14,6 +14,7 @@ from imgsynth import __version__
 from imgsynth.cli import inpaint as inpaint_cmd
 from imgsynth.cli import models as models_cmd
 from imgsynth.cli import sample as sample_cmd
+from imgsynth.cli import serve as serve_cmd
 from imgsynth.cli import train as train_cmd
 from imgsynth.cli import translate as translate_cmd
 
@@ -54,6 +55,7 @@ app.command("interpolate", help=sample_cmd.INTERP_HELP)(sample_cmd.interpolate)
 app.command("translate", help=translate_cmd.HELP)(translate_cmd.translate)
 app.command("inpaint", help=inpaint_cmd.HELP)(inpaint_cmd.inpaint)
 app.add_typer(train_cmd.app, name="train")  # `train RECIPE` runs it, `train new` writes one
+app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
 models_cmd.app.command("export", help=train_cmd.EXPORT_HELP)(train_cmd.models_export)
 models_cmd.app.command("push", help=train_cmd.PUSH_HELP)(train_cmd.models_push)
 app.add_typer(models_cmd.app, name="models")
