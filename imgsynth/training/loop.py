@@ -52,7 +52,8 @@ from imgsynth.training.checkpoint import (
 )
 from imgsynth.training.config import TrainConfig, dumps_config
 from imgsynth.training.data import BatchStream, ResumableBatchSampler, build_dataset, dataset_name
-from imgsynth.training.families import Family, get_family
+from imgsynth.training.families import get_family
+from imgsynth.training.families.base import Family
 from imgsynth.training.visuals import save_grid, save_loss_curve
 
 # ---------------------------------------------------------------- environment

@@ -36,6 +36,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from imgsynth.errors import ConfigError, InputError
+from imgsynth.training.idx import fashion_mnist_files, read_idx
 
 PANOPTIC_FACTOR = 1000
 """``panoptic = semantic * PANOPTIC_FACTOR + instance`` (the Cityscapes ``instanceIds`` rule)."""
@@ -160,8 +161,6 @@ class MosaicGenerator:
     @classmethod
     def from_fashion_mnist(cls, root: str | Path, split: str = "train", **kwargs: object) -> "MosaicGenerator":
         """Items and labels from the Fashion-MNIST IDX files in ``root`` (``train`` or ``test``)."""
-        from imgsynth.training.data import fashion_mnist_files, read_idx
-
         images_path = fashion_mnist_files(root, split)
         labels_path = images_path.with_name(images_path.name.replace("images-idx3", "labels-idx1"))
         return cls(read_idx(images_path), read_idx(labels_path), **kwargs)  # type: ignore[arg-type]

@@ -16,7 +16,6 @@ from imgsynth.training.data import (
     ResumableBatchSampler,
     build_dataset,
     draw_augment,
-    read_idx,
 )
 
 
@@ -35,25 +34,6 @@ def fashion(tmp_path, n=10):
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", imgs)
     write_idx(tmp_path / "t10k-images-idx3-ubyte", imgs[:3], compress=False)
     return imgs
-
-
-def test_read_idx_round_trip(tmp_path):
-    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
-    write_idx(tmp_path / "x.gz", a)
-    write_idx(tmp_path / "x", a, compress=False)
-    np.testing.assert_array_equal(read_idx(tmp_path / "x.gz"), a)
-    np.testing.assert_array_equal(read_idx(tmp_path / "x"), a)
-
-
-def test_read_idx_rejects_bad_files(tmp_path):
-    (tmp_path / "bad").write_bytes(b"\x01\x02\x08\x01" + b"\x00" * 8)
-    with pytest.raises(InputError, match="bad magic"):
-        read_idx(tmp_path / "bad")
-    (tmp_path / "short").write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + b"\x00" * 3)
-    with pytest.raises(InputError, match="truncated"):
-        read_idx(tmp_path / "short")
-    with pytest.raises(InputError, match="does not exist"):
-        read_idx(tmp_path / "missing.gz")
 
 
 def test_fashion_mnist_padded_to_32(tmp_path):

@@ -8,7 +8,7 @@ from PIL import Image
 from imgsynth.errors import ConfigError, WeightsError
 from imgsynth.training.checkpoint import list_checkpoints, load_checkpoint
 from imgsynth.training.config import from_dict
-from imgsynth.training.families import grow_holes
+from imgsynth.training.families.pconv import grow_holes
 from imgsynth.training.loop import train
 
 

@@ -1,0 +1,240 @@
+"""The base class of training families and the weight initialisations they share.
+
+A family says how to build the generator G and discriminator D from the recipe, which kind of
+data it trains on, what G is fed, what D looks at, which extra generator losses it adds, and
+what an export is (registry architecture + constructor config + task). The loop in
+:mod:`imgsynth.training.loop` does everything else (steps, losses, EMA, precision, checkpoints,
+DDP) the same way for every family.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from imgsynth.errors import ConfigError
+from imgsynth.training.config import TrainConfig
+
+
+def fill_data_kwargs(cls: Any, given: dict[str, Any], data: dict[str, Any], what: str) -> dict[str, Any]:
+    """Fill constructor arguments that the data determines (channels, resolution) if absent.
+
+    A value given in the recipe that contradicts the data is a ConfigError naming both.
+    """
+    params = inspect.signature(cls).parameters
+    out = dict(given)
+    for name, value in data.items():
+        if name not in params:
+            continue
+        if name in out and out[name] != value:
+            raise ConfigError(
+                f"model.{what}.{name} = {out[name]!r} does not match the data ({name} = {value!r}); "
+                f"remove it from the recipe or change the data settings"
+            )
+        out[name] = value
+    return out
+
+
+class Family:
+    """Base class: an unconditional image GAN (G(z) -> image, D(image) -> logits).
+
+    Subclasses set ``name``, ``arch`` (the registry name of G, written to exports) and implement
+    :meth:`discriminator_class`; conditional families override the data hooks.
+    """
+
+    name = ""
+    arch = ""
+    task = "sample"
+    data_kind = "images"
+    #: how feature matching compares real and fake features ("mean" or "paired")
+    feature_matching_mode = "mean"
+
+    # ------------------------------------------------------------ building
+    def generator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        """G's constructor arguments that follow from the data (filled when the class takes them)."""
+        return {"img_channels": int(dataset.channels), "img_resolution": cfg.data.resolution}
+
+    def discriminator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        """D's constructor arguments that follow from the data."""
+        return {"img_channels": int(dataset.channels), "img_resolution": cfg.data.resolution}
+
+    def generator_class(self) -> Any:
+        """The registered generator class."""
+        from imgsynth.models.registry import get_model
+
+        return get_model(self.arch).cls
+
+    def discriminator_class(self) -> Any:
+        """The discriminator class."""
+        raise NotImplementedError
+
+    def generator_config(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        """Constructor kwargs of G: the recipe's ``[model.generator]`` plus data-derived values."""
+        return fill_data_kwargs(
+            self.generator_class(), cfg.model.generator, self.generator_data_kwargs(cfg, dataset),
+            "generator",
+        )
+
+    def discriminator_config(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        """Constructor kwargs of D: ``[model.discriminator]`` plus data-derived values."""
+        return fill_data_kwargs(
+            self.discriminator_class(), cfg.model.discriminator,
+            self.discriminator_data_kwargs(cfg, dataset), "discriminator",
+        )
+
+    def build_generator(self, config: dict[str, Any]) -> nn.Module:
+        """G from its constructor kwargs (through the registry, as exports are loaded)."""
+        from imgsynth.models.registry import build_model
+
+        try:
+            return build_model(self.arch, config)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model.generator: {exc}") from None
+
+    def build_discriminator(self, config: dict[str, Any]) -> nn.Module:
+        """D from its constructor kwargs."""
+        cls = self.discriminator_class()
+        params = inspect.signature(cls).parameters
+        unknown = sorted(set(config) - set(params))
+        if unknown:
+            raise ConfigError(
+                f"model.discriminator has no option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(p for p in params if p != 'self')}"
+            )
+        try:
+            return cls(**config)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model.discriminator: {exc}") from None
+
+    def init_weights(self, module: nn.Module) -> None:
+        """Initialise a freshly built network (default: keep PyTorch's initialisation)."""
+
+    #: family options (``[model.options]``) and their defaults
+    option_defaults: dict[str, Any] = {}
+
+    def options(self, cfg: TrainConfig) -> dict[str, Any]:
+        """``[model.options]`` over the family's defaults; unknown keys or other types are refused."""
+        out = dict(self.option_defaults)
+        for key, value in cfg.model.options.items():
+            if key not in out:
+                known = ", ".join(sorted(out)) or "none"
+                raise ConfigError(f"model.options.{key}: the {self.name!r} family has no such option (known: {known})")
+            default = out[key]
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                raise ConfigError(f"model.options.{key} must be {type(default).__name__}, got {value!r}")
+            out[key] = value
+        return out
+
+    # ------------------------------------------------------------ one step
+    def generate(self, G: nn.Module, inputs: tuple, generator: torch.Generator, options: dict[str, Any]) -> Tensor:
+        """G's forward pass during training (families add style mixing, random noise, ...)."""
+        return G(*inputs)
+
+    def begin_step(self, step: int, options: dict[str, Any]) -> None:
+        """Called before every step (and before sample grids) with the number of finished steps."""
+
+    def discriminate(self, D: nn.Module, x: Tensor) -> Any:
+        """D's forward pass during training."""
+        return D(x)
+
+    def d_regularizers(self, real_out: Any, options: dict[str, Any]) -> dict[str, Tensor]:
+        """Extra discriminator terms by name (already weighted), from D's outputs on real data."""
+        return {}
+
+    def export_generator(
+        self, config: dict[str, Any], weights: dict[str, Tensor], step: int, options: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """The generator an export holds (config and weights); the trained one as it is by default."""
+        return config, weights
+
+    def g_regularizers(
+        self, G: nn.Module, batch_size: int, generator: torch.Generator, step: int, options: dict[str, Any]
+    ) -> dict[str, Tensor]:
+        """Extra generator regularisers of this step by name (already weighted); none by default."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Training state the family keeps itself (saved in checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def generator_inputs(
+        self, G: nn.Module, batch: dict[str, Tensor], generator: torch.Generator
+    ) -> tuple:
+        """Positional inputs of G for this batch: latents drawn from ``generator`` (a CPU generator)."""
+        n = next(iter(batch.values())).shape[0]
+        return G.dummy_inputs(n, generator)
+
+    def real(self, batch: dict[str, Tensor]) -> Tensor:
+        """The real images of a batch (what G should produce)."""
+        return batch["image"]
+
+    def d_input(self, batch: dict[str, Tensor], images: Tensor) -> Tensor:
+        """What D sees for ``images`` (conditional families concatenate their condition)."""
+        return images
+
+    def extra_g_losses(
+        self, cfg: TrainConfig, batch: dict[str, Tensor], fake: Tensor
+    ) -> dict[str, Tensor]:
+        """Non-adversarial generator losses by name (already weighted); none for plain GANs."""
+        return {}
+
+    # ------------------------------------------------------------ grids and exports
+    def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
+        """Fixed inputs for sample grids: one latent per seed, each from its own CPU generator.
+
+        The same seed gives the same latent whatever the grid size (as ``imgsynth sample`` does).
+        """
+        parts = [G.dummy_inputs(1, torch.Generator().manual_seed(s)) for s in seeds]
+        return tuple(torch.cat(xs, 0) for xs in zip(*parts))
+
+    def grid_images(self, G: nn.Module, inputs: tuple, seeds: list[int], dataset: Any) -> tuple[Tensor, int]:
+        """What a sample grid shows, and its number of columns (0: square grid)."""
+        return G(*inputs), 0
+
+    def feature_layers(self, D: nn.Module) -> list[nn.Module]:
+        """Modules whose outputs are D's features for feature matching: its nonlinearities."""
+        acts = (nn.LeakyReLU, nn.ReLU, nn.SiLU, nn.GELU, nn.ELU)
+        return [m for m in D.modules() if isinstance(m, acts)]
+
+    def io(self, cfg: TrainConfig, generator_config: dict[str, Any], channels: int) -> dict[str, Any]:
+        """The ``io`` block of an export's ``config.json``."""
+        return {"value_range": [-1, 1], "image_channels": channels, "resolution": cfg.data.resolution}
+
+
+@torch.no_grad()
+def init_normal(module: nn.Module) -> None:
+    """Conv/linear weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0.
+
+    DCGAN (Radford et al. 2016, Sec. 4) and pix2pix (``init_type='normal'``, gain 0.02).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            weight = getattr(m, "weight_orig", m.weight)  # spectral-norm wrapped convs
+            nn.init.normal_(weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def init_xavier(module: nn.Module) -> None:
+    """SPADE's ``init_type='xavier'`` with gain 0.02; norm scales ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            weight = getattr(m, "weight_orig", m.weight)
+            nn.init.xavier_normal_(weight, gain=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
