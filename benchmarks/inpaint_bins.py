@@ -10,7 +10,9 @@ Each photo is centre-cropped to a square and resized to ``--size``; for every bi
 (0.01,0.1] ... (0.5,0.6] seeded free-form masks (the training generator's strokes, added until the
 hole ratio lands in the bin) are drawn. Metrics are computed on the composited result over the
 whole image (known pixels are exact for every method), SSIM on luminance with an 11x11 Gaussian
-window (sigma 1.5) as in Wang et al. 2004, PSNR on RGB in [0, 255], L1 in [0, 1] as percent.
+window (sigma 1.5) as in Wang et al. 2004, PSNR on RGB in [0, 255], L1 in [0, 1] as percent;
+``texture`` is the variance of the Laplacian of the result's luminance over the hole divided by that
+of the photo (1: as detailed as the photo, near 0: a smooth smear), averaged over the masks.
 Networks run as ``imgsynth inpaint`` runs them: with the card's (or export's) ``io.ensemble``
 unless ``--ensemble`` lists the self-ensemble sizes to measure (a row each, named ``NAME xN``).
 """
@@ -67,6 +69,13 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(m[5:-5, 5:-5].mean())
 
 
+def texture_ratio(out: np.ndarray, truth: np.ndarray, hole: np.ndarray) -> float:
+    """var(Laplacian(result)) / var(Laplacian(photo)) over the hole pixels, on luminance."""
+    la = cv2.Laplacian(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)[hole]
+    lb = cv2.Laplacian(cv2.cvtColor(truth, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)[hole]
+    return float(la.var() / max(float(lb.var()), 1e-12))
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
@@ -114,18 +123,19 @@ def main() -> int:
             t0 = time.perf_counter()
             out = inp([img], [hole])[0]
             dt = time.perf_counter() - t0
-            r = rows.setdefault((name, b), {"psnr": [], "ssim": [], "l1": [], "s": []})
+            r = rows.setdefault((name, b), {"psnr": [], "ssim": [], "l1": [], "texture": [], "s": []})
             r["psnr"].append(psnr(out, img))
             r["ssim"].append(ssim(out, img))
             r["l1"].append(float(np.abs(out.astype(float) - img.astype(float)).mean() / 255 * 100))
+            r["texture"].append(texture_ratio(out, img, hole))
             r["s"].append(dt)
     table = [{"method": m, "bin": f"({lo}, {hi}]", **{k: round(float(np.mean(v)), 4) for k, v in r.items()},
               "n": len(r["psnr"])} for (m, (lo, hi)), r in rows.items()]
     print(f"{len(photos)} held-out photos, {a.per_bin} masks per photo and bin, {a.size}x{a.size}\n")
-    print("| method | hole ratio | PSNR | SSIM | L1 % | s/image |")
-    print("|---|---|---|---|---|---|")
+    print("| method | hole ratio | PSNR | SSIM | L1 % | texture | s/image |")
+    print("|---|---|---|---|---|---|---|")
     for t in sorted(table, key=lambda t: (t["bin"], t["method"])):
-        print(f"| {t['method']} | {t['bin']} | {t['psnr']:.2f} | {t['ssim']:.4f} | {t['l1']:.2f} | {t['s']:.3f} |")
+        print(f"| {t['method']} | {t['bin']} | {t['psnr']:.2f} | {t['ssim']:.4f} | {t['l1']:.2f} | {t['texture']:.3f} | {t['s']:.3f} |")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps({"photos": [p.name for p in photos], "size": a.size, "per_bin": a.per_bin,

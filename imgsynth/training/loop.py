@@ -710,7 +710,10 @@ class Trainer:
             else:
                 fake_out = fam.discriminate(self.D, self._augment(x_fake, cc, params))
         loss = L.g_loss(cfg.gan, fake_out)
-        logs["g"] = logs.get("g", 0) + loss.detach()
+        logs["g"] = logs.get("g", 0) + loss.detach()  # unweighted, as D's loss is
+        weight = fam.adversarial_weight(self.options)
+        if weight != 1.0:
+            loss = weight * loss
         if use_fm:
             fm = L.feature_matching(real_feats, fake_feats, fam.feature_matching_mode)
             logs["fm"] = logs.get("fm", 0) + fm.detach()

@@ -12,7 +12,8 @@ networks), ``pix2pix`` (Isola et al. 2017, paired translation with a U-Net and a
 2020, with style mixing, lazy R1 and path-length regularisation),
 ``pix2pixhd`` (Wang et al. 2018) and ``spade`` (Park et al. 2019) for label maps, ``panoptic``
 (Dundar et al. 2020) for panoptic maps, ``progan`` (Karras et al. 2018, progressive growing),
-``pconv`` (Liu et al. 2018, inpainting with partial convolutions, reconstruction losses only).
+``pconv`` (Liu et al. 2018, inpainting with partial convolutions, reconstruction losses and
+optionally an SN-PatchGAN term).
 
 A new family is a module here whose class carries ``@register_family("name")``, plus its name in
 :data:`FAMILY_MODULES`; modules are imported when their family is first asked for.

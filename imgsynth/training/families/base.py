@@ -146,6 +146,11 @@ class Family:
         """D's forward pass during training."""
         return D(x)
 
+    def adversarial_weight(self, options: dict[str, Any]) -> float:
+        """Weight of the adversarial term in G's loss (1 for GANs; families whose adversarial term
+        is an extra on a reconstruction loss, such as ``pconv``'s, give their option)."""
+        return 1.0
+
     def d_regularizers(self, real_out: Any, options: dict[str, Any]) -> dict[str, Tensor]:
         """Extra discriminator terms by name (already weighted), from D's outputs on real data."""
         return {}

@@ -115,8 +115,17 @@ class PConvFamily(Family):
     ``freeze_decoder_bn = true`` (not in the paper) freezes the decoder's BatchNorm too, so the
     network trains exactly the function it computes at inference.
 
-    There is no adversarial term: D is a constant critic (:class:`_ConstantCritic`), so the logged
-    ``d`` and ``g`` values are constants.
+    Adversarial term (not in the paper; ``adversarial`` > 0): a PatchGAN (:class:`~imgsynth.layers.
+    discriminators.NLayerDiscriminator`) judges the composited result (known pixels of the photo,
+    G's output in the hole) against the photo, each with the hole mask as a fourth channel, so that
+    its patch logits can tell where the fill is; G's loss gets ``adversarial`` * the ``loss.gan``
+    generator loss. Default D (``[model.discriminator]`` overrides each key): ``ndf = 32``,
+    ``n_layers = 3`` (70x70 patches), ``max_channels = 128``, no normalisation and spectral norm on
+    every conv, as the SN-PatchGAN of DeepFill v2 (Yu et al., ICCV 2019), whose hinge loss
+    (``loss.gan = "hinge"``) the recipes use. The logged ``g`` is the unweighted generator loss.
+
+    With ``adversarial = 0`` (the default) there is no adversarial term: D is a constant critic
+    (:class:`_ConstantCritic`), so the logged ``d`` and ``g`` values are constants.
     """
 
     name = "pconv"
@@ -127,8 +136,10 @@ class PConvFamily(Family):
     option_defaults = {
         "valid": 1.0, "hole": 6.0, "perceptual": 0.05, "style": 120.0, "tv": 0.1, "ssim": 0.0,
         "border": 0.0, "border_px": 3, "vgg_weights": "", "min_hole": 0.0, "max_hole": 0.0,
-        "freeze_encoder_bn": False, "freeze_decoder_bn": False, "init_from": "",
+        "freeze_encoder_bn": False, "freeze_decoder_bn": False, "init_from": "", "adversarial": 0.0,
     }
+    #: the PatchGAN of ``adversarial`` > 0 unless ``[model.discriminator]`` says otherwise
+    patchgan_defaults = {"ndf": 32, "n_layers": 3, "max_channels": 128, "norm": "none", "spectral_norm": True}
 
     def __init__(self) -> None:
         self._opts: dict[str, Any] | None = None
@@ -139,7 +150,7 @@ class PConvFamily(Family):
         opts = super().options(cfg)
         if not 0.0 <= opts["min_hole"] <= opts["max_hole"] < 1.0:
             raise ConfigError("model.options: need 0 <= min_hole <= max_hole < 1")
-        for key in ("valid", "hole", "perceptual", "style", "tv", "ssim", "border"):
+        for key in ("valid", "hole", "perceptual", "style", "tv", "ssim", "border", "adversarial"):
             if opts[key] < 0:
                 raise ConfigError(f"model.options.{key} must not be negative")
         if not isinstance(opts["border_px"], int) or opts["border_px"] < 1:
@@ -167,11 +178,30 @@ class PConvFamily(Family):
             )
         return config
 
+    def _adversarial(self) -> bool:
+        return bool((self._opts or self.option_defaults)["adversarial"] > 0)
+
+    def adversarial_weight(self, options: dict[str, Any]) -> float:
+        return float(options["adversarial"]) if options["adversarial"] > 0 else 1.0
+
     def discriminator_class(self) -> Any:
+        if self._adversarial():
+            from imgsynth.layers.discriminators import NLayerDiscriminator
+
+            return NLayerDiscriminator
         return _ConstantCritic
 
     def discriminator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
-        return {}
+        return {"input_nc": 4} if self._adversarial() else {}  # RGB + the hole
+
+    def discriminator_config(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+        if not self._adversarial():
+            return super().discriminator_config(cfg, dataset)
+        from imgsynth.training.families.base import fill_data_kwargs
+
+        given = {**self.patchgan_defaults, **cfg.model.discriminator}
+        return fill_data_kwargs(self.discriminator_class(), given,
+                                 self.discriminator_data_kwargs(cfg, dataset), "discriminator")
 
     def build_generator(self, config: dict[str, Any]) -> nn.Module:
         try:
@@ -244,8 +274,18 @@ class PConvFamily(Family):
         batch["used_hole"] = holes
         return self._inputs(batch, holes)
 
+    def real(self, batch: dict[str, Tensor]) -> Tensor:
+        """The photo, ImageNet-normalised like G's output."""
+        return _imagenet(batch["image"].float())
+
     def d_input(self, batch: dict[str, Tensor], images: Tensor) -> Tensor:
-        return images[:, :1, :1, :1]  # the constant critic looks at nothing
+        """The composited image (photo outside the hole, ``images`` inside) and the hole, for the
+        PatchGAN; nothing for the constant critic."""
+        if not self._adversarial():
+            return images[:, :1, :1, :1]  # the constant critic looks at nothing
+        hole = batch["used_hole"].to(images.dtype)
+        comp = hole * images + (1 - hole) * _imagenet(batch["image"].to(images.dtype))
+        return torch.cat([comp, hole * 2 - 1], 1)
 
     def extra_g_losses(self, cfg: TrainConfig, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
         from imgsynth.training.losses import inpainting_losses, ssim_loss

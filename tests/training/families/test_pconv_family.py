@@ -151,3 +151,95 @@ def test_validation_scores_the_composited_fill(tmp_path):
     assert first["val_psnr"] > 5 and 0 < first["val_ssim"] <= 1
     result = train(cfg)
     assert result.step == 2 and (tmp_path / "run" / "best").is_dir()
+
+
+# ---------------------------------------------------------------- the adversarial term
+
+def adv_recipe(tmp_path, out="adv", steps=3, weight=0.1, **options):
+    cfg = recipe(tmp_path, out, steps=steps, adversarial=weight, **options)
+    cfg.model.discriminator = {"ndf": 4, "n_layers": 2}
+    cfg.loss.gan = "hinge"
+    return cfg
+
+
+def test_adversarial_patchgan_trains_on_the_composite(tmp_path, final_state):
+    from imgsynth.training.loop import Trainer
+
+    start = Trainer(adv_recipe(tmp_path))
+    start._setup()  # the run's D as built and initialised, before any step
+    d0 = {k: v.clone() for k, v in start.D.state_dict().items()}
+    train(adv_recipe(tmp_path))
+    state = final_state(tmp_path / "adv")
+    d1 = state["D"]
+    # the family's SN-PatchGAN (spectral norm, no other normalisation) on RGB + hole
+    assert d1["layers.0.0.parametrizations.weight.original"].shape[1] == 4
+    assert not any("running_mean" in k for k in d1)
+    moved = [k for k in d0 if k.endswith("original") and not torch.equal(d0[k], d1[k])]
+    assert len(moved) == sum(k.endswith("original") for k in d0) == 4  # every conv of D learned
+    hist = state["history"]
+    assert hist[0]["d"] != hist[-1]["d"] and hist[0]["g"] != hist[-1]["g"]  # not the constant critic
+
+
+def test_generator_loss_includes_the_weighted_adversarial_term(tmp_path):
+    from imgsynth.training import losses as L
+    from imgsynth.training.loop import Trainer, _cast_batch
+
+    cfg = adv_recipe(tmp_path, weight=0.25)
+    trainer = Trainer(cfg)
+    trainer._setup()
+    seen = {}
+
+    def record(loss, module, opt, scaler):
+        if module is trainer.G:
+            seen["total"] = loss.detach()
+            loss.backward()
+            seen["grads"] = [p.grad.clone() for p in trainer.G.parameters() if p.grad is not None]
+
+    trainer._apply = record
+    batch = _cast_batch(trainer.stream.next(), trainer.device)
+    fake = trainer._generate(batch, grad=True)
+    logs = {}
+    trainer._g_step(batch, fake, logs)
+    fam = trainer.family
+    trainer.D.eval()  # spectral norm without another power iteration: the same sigma as the step used
+    with torch.no_grad():
+        adv = L.g_loss("hinge", trainer.D(fam.d_input(batch, fake)))
+        rest = sum(fam.extra_g_losses(cfg, batch, fake).values())
+    assert torch.isclose(logs["g"], adv, rtol=1e-5)
+    assert torch.isclose(seen["total"], 0.25 * adv + rest, rtol=1e-5, atol=1e-7)
+    assert seen["grads"] and any(g.abs().sum() > 0 for g in seen["grads"])
+
+
+def test_adversarial_resume_is_exact(tmp_path, final_state, assert_same):
+    train(adv_recipe(tmp_path, "full", steps=4))
+    train(adv_recipe(tmp_path, "split", steps=2))
+    train(adv_recipe(tmp_path, "split", steps=4), resume=True)
+    a, b = final_state(tmp_path / "full"), final_state(tmp_path / "split")
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "data", "step", "history"):
+        assert_same(a[key], b[key], key)
+    assert any("_u" in k for k in a["D"])  # the spectral-norm power-iteration vectors are saved too
+
+
+def test_adversarial_off_is_the_reconstruction_only_run(tmp_path, final_state, assert_same):
+    train(recipe(tmp_path, "plain", steps=3))
+    train(recipe(tmp_path, "zero", steps=3, adversarial=0.0))
+    a, b = final_state(tmp_path / "plain"), final_state(tmp_path / "zero")
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "history"):
+        assert_same(a[key], b[key], key)
+    assert set(a["D"]) == {"logit"}  # the constant critic: G gets no adversarial gradient
+    with pytest.raises(ConfigError, match="adversarial must not be negative"):
+        train(recipe(tmp_path, "neg", adversarial=-0.1))
+    with pytest.raises(ConfigError, match="model.discriminator has no option"):
+        cfg = recipe(tmp_path, "nod")
+        cfg.model.discriminator = {"ndf": 4}  # a PatchGAN setting without the adversarial term
+        train(cfg)
+
+
+def test_adversarial_run_exports_the_generator_only(tmp_path):
+    from imgsynth.engine.loading import load_model
+    from imgsynth.training.export import export
+
+    train(adv_recipe(tmp_path, steps=2))
+    export(tmp_path / "adv", tmp_path / "export")
+    loaded = load_model("inpaint", weights=tmp_path / "export")
+    assert loaded.arch == "pconv_unet"
