@@ -218,3 +218,30 @@ def from_official(checkpoint: Mapping[str, Any], config: dict[str, Any]) -> dict
         out.update(mapped)
         unknown += [f"netG{s}.{k}" for k in bad]
     return check_state_dict(out, _ARCH, config, _SOURCE, unknown)
+
+
+def first_frame_config(checkpoint: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(arch, config) of the first-frame generator ``netG_i`` (``label2city_single/latest_net_G_*.pth``).
+
+    ``netG_i`` is a pix2pixHD ``GlobalGenerator`` (1024: ngf 64, 4 downsamplings) or
+    ``LocalEnhancer`` (2048: ngf 32) fed ``one_hot(label)`` without the edge channel, with
+    ``--norm instance`` = InstanceNorm with tracked running statistics (the keys are in the file).
+    """
+    from imgsynth.convert import pix2pixhd
+
+    arch = pix2pixhd.infer_arch(checkpoint)
+    cfg = pix2pixhd.infer_config(checkpoint, use_instance=False)
+    if any(k.endswith(".running_mean") for k in checkpoint):
+        cfg["norm"] = "instance_tracked"
+    return arch, cfg
+
+
+def from_official_first_frame(checkpoint: Mapping[str, Any], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``netG_i`` state dict -> imgsynth ``pix2pixhd_global`` / ``pix2pixhd_local`` state dict
+    (strict: the official ``load_single_G`` loads it with ``load_state_dict`` strict too)."""
+    from imgsynth.convert import pix2pixhd
+
+    sd, dropped = pix2pixhd.convert_nvidia(checkpoint, config)
+    if dropped:
+        raise WeightsError(f"netG_i checkpoint: keys the generator does not have: {', '.join(dropped[:5])}")
+    return sd
