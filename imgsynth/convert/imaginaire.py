@@ -155,3 +155,68 @@ def from_vid2vid(checkpoint: Mapping[str, Any], config: dict[str, Any]) -> dict[
     """imaginaire vid2vid ``net_G`` (averaged model preferred) -> ``imaginaire_vid2vid`` state dict."""
     sd = generator_state_dict(checkpoint)
     return check_state_dict(sd, "imaginaire_vid2vid", config, _SOURCE)
+
+
+def _fs_state_dict(checkpoint: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], bool]:
+    """(state dict without a duplicated temporal flow network, whether it had a separate one)."""
+    sd = generator_state_dict(checkpoint)
+    temp = {k[len("flow_network_temp."):]: v for k, v in sd.items() if k.startswith("flow_network_temp.")}
+    ref = {k[len("flow_network_ref."):]: v for k, v in sd.items() if k.startswith("flow_network_ref.")}
+    shared = bool(temp) and temp.keys() == ref.keys() and all(torch.equal(temp[k], ref[k]) for k in temp)
+    if shared or not temp:
+        sd = {k: v for k, v in sd.items() if not k.startswith("flow_network_temp.")}
+    return sd, bool(temp) and not shared
+
+
+def infer_fs_config(
+    checkpoint: Mapping[str, Any], *, flow_multiplier: float = 20.0, few_shot_k: int | None = None
+) -> dict[str, Any]:
+    """Config of an ``fs_vid2vid`` generator from its (official) weights."""
+    sd, sep_flow = _fs_state_dict(checkpoint)
+    wg = "weight_generator."
+    try:
+        first = sd[wg + "ref_img_first.conv.weight"]
+        label_channels = int(sd[wg + "ref_label_first.conv.weight"].shape[1])
+        flow0 = sd["flow_network_ref.down_flow.0.conv.weight"]
+    except KeyError as e:
+        raise WeightsError(f"{_SOURCE}: not an imaginaire few-shot vid2vid generator (no {e.args[0]})") from None
+    n_down = _count(sd, rf"^{wg}ref_img_down_(\d+)\.")
+    has_atn = any(k.startswith(wg + "attention_module.") for k in sd)
+    image_channels = int(sd["conv_img.weight"].shape[0])
+    num_frames = 2
+    if sep_flow:
+        cin = int(sd["flow_network_temp.down_flow.0.conv.weight"].shape[1])
+        num_frames = (cin + image_channels) // (label_channels + image_channels)
+    w_nf, w_down, _ = _embed_cfg(sd, "ref_image_embedding")
+    return {
+        "label_channels": label_channels,
+        "image_channels": image_channels,
+        "num_frames": num_frames,
+        "few_shot_k": few_shot_k if few_shot_k is not None else (2 if has_atn else 1),
+        "num_filters": int(first.shape[0]),
+        "max_num_filters": int(sd[f"up_{n_down}.conv_block_0.conv.weight"].shape[1]),
+        "num_downsamples": n_down,
+        "kernel_size": int(sd["conv_img.weight"].shape[-1]),
+        "num_hyper_layers": _count(sd, rf"^{wg}fc_spade_0_(\d+)\."),
+        "hyper_embed": any(k.startswith(wg + "fc_spade_e_") for k in sd),
+        "num_fc_layers": _count(sd, rf"^{wg}fc_spade_0_0\.(\d+)\.") - 1,
+        "spade_kernel_size": int(first.shape[-1]),
+        "embed_num_downsamples": _count(sd, rf"^{wg}label_embedding\.down_(\d+)\."),
+        "attention_num_downsamples": _count(sd, rf"^{wg}attention_module\.atn_key_(\d+)\.") if has_atn else 2,
+        "flow_num_filters": int(flow0.shape[0]),
+        "flow_max_num_filters": _max_width(sd, "flow_network_ref.down_flow."),
+        "flow_num_downsamples": _count(sd, r"^flow_network_ref\.down_flow\.(\d+)\.") - 1,
+        "flow_num_res_blocks": _count(sd, r"^flow_network_ref\.res_flow\.(\d+)\."),
+        "flow_multiplier": float(flow_multiplier),
+        "multi_spade_layers": sum(1 for i in range(n_down + 1) if f"up_{i}.conv_block_0.norm.mlps.1.weight" in sd),
+        "warp_embed_num_filters": w_nf,
+        "warp_embed_num_downsamples": w_down,
+        "sep_prev_flow": sep_flow,
+        "sep_warp_embed": any(k.startswith("prev_image_embedding.") for k in sd),
+    }
+
+
+def from_fs_vid2vid(checkpoint: Mapping[str, Any], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """imaginaire few-shot vid2vid ``net_G`` (averaged model preferred) -> ``fs_vid2vid`` state dict."""
+    sd, _ = _fs_state_dict(checkpoint)
+    return check_state_dict(sd, "fs_vid2vid", config, _SOURCE)
