@@ -96,6 +96,12 @@ def _max_width(sd: Mapping[str, torch.Tensor], prefix: str) -> int:
     return max(int(v.shape[0]) for k, v in sd.items() if k.startswith(prefix) and k.endswith("conv.weight"))
 
 
+def _cap(widest: int, uncapped: int) -> int:
+    """``max_num_filters`` from the widest layer: the widest width when it is a cap, else (the cap
+    never bit, its value cannot be read off the shapes) imaginaire's default 1024 or more."""
+    return widest if widest < uncapped else max(1024, widest)
+
+
 def _embed_cfg(sd: Mapping[str, torch.Tensor], prefix: str) -> tuple[int, int, str]:
     nf = int(sd[f"{prefix}.conv_first.conv.weight"].shape[0])
     n_down = _count(sd, rf"^{re.escape(prefix)}\.down_(\d+)\.")
@@ -133,13 +139,15 @@ def infer_vid2vid_config(checkpoint: Mapping[str, Any], *, flow_multiplier: floa
         "num_layers": num_layers,
         "num_downsamples_img": num_down_img,
         "num_filters": num_filters,
-        "max_num_filters": max(int(sd["fc.weight"].shape[0]), _max_width(sd, "up_")),
+        "max_num_filters": _cap(max(int(sd["fc.weight"].shape[0]), _max_width(sd, "up_")),
+                                num_filters * 2 ** (num_layers + 1)),
         "kernel_size": int(sd["down_first.weight"].shape[-1]),
         "embed_num_filters": e_nf,
         "embed_num_downsamples": e_down,
         "embed_arch": e_arch,
         "flow_num_filters": int(sd["flow_network_temp.down_lbl.0.conv.weight"].shape[0]),
-        "flow_max_num_filters": _max_width(sd, "flow_network_temp.down_lbl."),
+        "flow_max_num_filters": _cap(_max_width(sd, "flow_network_temp.down_lbl."),
+                                     int(sd["flow_network_temp.down_lbl.0.conv.weight"].shape[0]) * 2**flow_down),
         "flow_num_downsamples": flow_down,
         "flow_num_res_blocks": _count(sd, r"^flow_network_temp\.res_flow\.(\d+)\."),
         "flow_multiplier": float(flow_multiplier),
@@ -162,7 +170,10 @@ def _fs_state_dict(checkpoint: Mapping[str, Any]) -> tuple[dict[str, torch.Tenso
     sd = generator_state_dict(checkpoint)
     temp = {k[len("flow_network_temp."):]: v for k, v in sd.items() if k.startswith("flow_network_temp.")}
     ref = {k[len("flow_network_ref."):]: v for k, v in sd.items() if k.startswith("flow_network_ref.")}
-    shared = bool(temp) and temp.keys() == ref.keys() and all(torch.equal(temp[k], ref[k]) for k in temp)
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:  # meta tensors (key/shape lists) have no values
+        return a.shape == b.shape if a.is_meta or b.is_meta else torch.equal(a, b)
+
+    shared = bool(temp) and temp.keys() == ref.keys() and all(same(temp[k], ref[k]) for k in temp)
     if shared or not temp:
         sd = {k: v for k, v in sd.items() if not k.startswith("flow_network_temp.")}
     return sd, bool(temp) and not shared
@@ -194,7 +205,7 @@ def infer_fs_config(
         "num_frames": num_frames,
         "few_shot_k": few_shot_k if few_shot_k is not None else (2 if has_atn else 1),
         "num_filters": int(first.shape[0]),
-        "max_num_filters": int(sd[f"up_{n_down}.conv_block_0.conv.weight"].shape[1]),
+        "max_num_filters": _cap(int(sd[f"up_{n_down}.conv_block_0.conv.weight"].shape[1]), int(first.shape[0]) * 2**n_down),
         "num_downsamples": n_down,
         "kernel_size": int(sd["conv_img.weight"].shape[-1]),
         "num_hyper_layers": _count(sd, rf"^{wg}fc_spade_0_(\d+)\."),
@@ -204,7 +215,8 @@ def infer_fs_config(
         "embed_num_downsamples": _count(sd, rf"^{wg}label_embedding\.down_(\d+)\."),
         "attention_num_downsamples": _count(sd, rf"^{wg}attention_module\.atn_key_(\d+)\.") if has_atn else 2,
         "flow_num_filters": int(flow0.shape[0]),
-        "flow_max_num_filters": _max_width(sd, "flow_network_ref.down_flow."),
+        "flow_max_num_filters": _cap(_max_width(sd, "flow_network_ref.down_flow."),
+                                     int(flow0.shape[0]) * 2 ** (_count(sd, r"^flow_network_ref\.down_flow\.(\d+)\.") - 1)),
         "flow_num_downsamples": _count(sd, r"^flow_network_ref\.down_flow\.(\d+)\.") - 1,
         "flow_num_res_blocks": _count(sd, r"^flow_network_ref\.res_flow\.(\d+)\."),
         "flow_multiplier": float(flow_multiplier),

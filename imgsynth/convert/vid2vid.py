@@ -45,6 +45,8 @@ from imgsynth.errors import WeightsError
 
 _SOURCE = "vid2vid checkpoint"
 _ARCH = "vid2vid"
+FIRST_FRAME_PREFIX = "netG_i."
+"""Prefix of the first-frame generator's keys in a merged checkpoint (the ``Vid2VidModelG`` attribute)."""
 
 
 def merge_scales(per_scale: Mapping[int, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -63,6 +65,8 @@ def split_scales(checkpoint: Mapping[str, Any]) -> dict[int, dict[str, torch.Ten
     scales: dict[int, dict[str, torch.Tensor]] = {}
     plain: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
+        if k.startswith(FIRST_FRAME_PREFIX):
+            continue
         m = pat.match(k)
         if m:
             scales.setdefault(int(m.group(1)), {})[m.group(2)] = v
@@ -134,6 +138,9 @@ def infer_config(
         cfg["n_blocks_local"] = len(_blocks(scales[1], "model_up_img"))
     if cfg["fg"]:
         cfg["fg_labels"] = list(fg_labels) if fg_labels is not None else [26]
+    first = {k[len(FIRST_FRAME_PREFIX):]: v for k, v in checkpoint.items() if k.startswith(FIRST_FRAME_PREFIX)}
+    if first:
+        cfg["first_frame_arch"], cfg["first_frame_config"] = first_frame_config(first)
     if enc_blocks != cfg["n_blocks"] - cfg["n_blocks"] // 2:
         raise WeightsError(f"{_SOURCE}: {enc_blocks} encoder / {dec_blocks} decoder blocks is not an official split")
     return cfg
@@ -217,7 +224,41 @@ def from_official(checkpoint: Mapping[str, Any], config: dict[str, Any]) -> dict
         mapped, bad, _ = remap(sd, _scale_modules(s, config))
         out.update(mapped)
         unknown += [f"netG{s}.{k}" for k in bad]
+    first = {k[len(FIRST_FRAME_PREFIX):]: v for k, v in checkpoint.items() if k.startswith(FIRST_FRAME_PREFIX)}
+    if first:
+        if not config.get("first_frame_arch"):
+            raise WeightsError(f"{_SOURCE}: holds a first-frame generator (netG_i) but the config names none")
+        sub = from_official_first_frame(first, config.get("first_frame_config") or {})
+        out.update({f"first_frame.{k}": v for k, v in sub.items()})
     return check_state_dict(out, _ARCH, config, _SOURCE, unknown)
+
+
+_SCALE_FILE = re.compile(r"(?:^|/)latest_net_G(\d+)\.pth$")
+_SINGLE_FILE = re.compile(r"(?:^|/)latest_net_G_\d+\.pth$")
+
+
+def merge_files(files: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """{archive member name: its state dict} -> one merged dict: ``latest_net_G<s>.pth`` ->
+    ``netG<s>.*``, ``label2city_single/latest_net_G_<size>.pth`` -> ``netG_i.*``."""
+    scales: dict[int, Mapping[str, torch.Tensor]] = {}
+    out: dict[str, torch.Tensor] = {}
+    for name, sd in files.items():
+        if m := _SCALE_FILE.search(name):
+            scales[int(m.group(1))] = sd
+        elif _SINGLE_FILE.search(name):
+            out.update({FIRST_FRAME_PREFIX + k: v for k, v in as_state_dict(sd, name).items()})
+        else:
+            raise WeightsError(f"{_SOURCE}: {name} is neither latest_net_G<s>.pth nor a netG_i latest_net_G_<size>.pth")
+    if not scales:
+        raise WeightsError(f"{_SOURCE}: no latest_net_G<s>.pth among {', '.join(files)}")
+    out.update(merge_scales(scales))
+    return out
+
+
+def from_official_files(checkpoint: Mapping[str, Any], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Card converter for an archive with several members: {member: state dict} (every scale's
+    ``latest_net_G<s>.pth`` and optionally ``netG_i``) -> imgsynth ``vid2vid`` state dict."""
+    return from_official(merge_files(checkpoint), config)
 
 
 def first_frame_config(checkpoint: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -284,7 +284,7 @@ def _pick(images: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
 
 @register_model(
     "fs_vid2vid",
-    task="translate",
+    task="translate-video",
     tiny={"num_filters": 4, "max_num_filters": 16, "num_downsamples": 2, "num_hyper_layers": 2,
           "embed_num_downsamples": 2, "flow_num_filters": 4, "flow_max_num_filters": 16, "flow_num_downsamples": 2,
           "flow_num_res_blocks": 1, "warp_embed_num_filters": 4, "warp_embed_num_downsamples": 2,

@@ -86,7 +86,7 @@ def push_frame(prev: torch.Tensor | None, now: torch.Tensor, n_frames: int) -> t
 
 @register_model(
     "imaginaire_vid2vid",
-    task="translate",
+    task="translate-video",
     tiny={"label_channels": 4, "num_layers": 3, "num_downsamples_img": 1, "num_filters": 4, "max_num_filters": 16,
           "embed_num_filters": 4, "embed_num_downsamples": 2, "flow_num_filters": 4, "flow_max_num_filters": 16,
           "flow_num_downsamples": 2, "flow_num_res_blocks": 1, "warp_embed_num_filters": 4,
