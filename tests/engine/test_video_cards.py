@@ -242,3 +242,21 @@ def test_imaginaire_checkpoint_end_to_end(cards_dir, tmp_path, copy_card, card_i
         out = [t for t in gen(*[rec[f"{case}/in/{n}"] for n in spec["inputs"]]) if t is not None]
     for got, key in zip(out, spec["outputs"]):
         _close(got, rec[f"{case}/out/{key}"])
+
+
+@pytest.mark.parametrize("source, pattern", [
+    ({"members": ["a.pth"], "filename": "x.pth"}, "archive filename"),
+    ({"members": ["a.pth"], "member": "a.pth"}, "no 'member'"),
+    ({"members": []}, "non-empty"),
+    ({"members": ["a.pth", "a.pth"]}, "distinct"),
+    ({"members": ["../a.pth"]}, "relative path"),
+])
+def test_members_schema(source, pattern):
+    from imgsynth.engine.cards import parse_card
+    from imgsynth.errors import CardError
+
+    src = {"kind": "url", "url": "https://example.org/m.zip", "filename": "m.zip", "format": "pth",
+           "converter": "vid2vid:from_official_files", **source}
+    with pytest.raises(CardError, match=pattern):
+        parse_card({"id": "v", "arch": "vid2vid", "task": "translate-video", "title": "t", "license": "x",
+                    "source": src})
