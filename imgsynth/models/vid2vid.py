@@ -31,12 +31,14 @@ paper (Eq. 4) over ``n_scales`` spatial scales; one call makes one frame t::
   (N, 2, H, W) pixels (backward flow from frame t to the warped previous frame); ``weight``
   (N, 1, H, W) in [0, 1] (the soft occlusion mask: 1 = hallucinated, 0 = warped); ``raw``
   (N, 3, H, W) in [-1, 1] (hallucinated frame, ``img_raw``); ``scales``: a :class:`ScaleOutput`
-  (image, flow, weight, raw) per scale, coarsest first (the last one is the finest = the above). ``flow``/``weight`` are None with ``flow=False``.
+  (image, flow, weight, raw) per scale, coarsest first (the last one is the finest = the above).
+  ``flow``/``weight`` are None with ``flow=False``.
 - First frames (the official ``generate_first_frame``): frames 0 .. n_frames - 2 come from a
   single-image generator ``netG_i`` (``--use_single_G``), ``gen.first_frame`` when the config
   names one (:class:`imgsynth.models.pix2pixhd.GlobalGenerator` or ``LocalEnhancer`` with
   ``label_nc=35, use_instance=False, norm="instance_tracked"``), fed ``one_hot(label)``
-  *without* the edge channel; or zeros (``--no_first_img``: then the first
+  *without* the edge channel (the official cards ship it as a card of its own, named by the video
+  card's ``io.first_frame_model``); or zeros (``--no_first_img``: then the first
   call passes ``use_raw_only=True``); or real frames (``--use_real_img``). The official test.py
   writes frames n_frames - 1 onwards only.
 - Normalisation: the official test.py never calls ``.eval()``, so BatchNorm (and the tracked
