@@ -37,17 +37,23 @@ from torch import nn
 from imgsynth.errors import ConfigError
 from imgsynth.models.registry import register_model
 
-NORMS = ("batch", "instance")
+NORMS = ("batch", "instance", "instance_tracked")
 PADDING_TYPES = {"reflect": "reflect", "replicate": "replicate", "zero": "zeros"}
 """Official ``padding_type`` -> ``nn.Conv2d`` ``padding_mode``."""
 
 
 def make_norm(norm: str, channels: int) -> nn.Module:
-    """The official normalisation layers: BatchNorm (affine, running stats) or parameter-free InstanceNorm."""
+    """The official normalisation layers: BatchNorm (affine, running stats) or parameter-free InstanceNorm.
+
+    ``"instance_tracked"`` is NVIDIA/vid2vid's ``--norm instance``: InstanceNorm2d(affine=False,
+    track_running_stats=True), per-sample statistics in train mode, running statistics in eval mode.
+    """
     if norm == "batch":
         return nn.BatchNorm2d(channels)
     if norm == "instance":
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if norm == "instance_tracked":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=True)
     raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
 
 
