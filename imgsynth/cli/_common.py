@@ -71,7 +71,7 @@ def error_line(message: str) -> None:
 
 # Choices checked at parse time, before torch is imported (tests keep them equal to the library's).
 PRECISIONS = ("fp32", "fp16", "bf16")
-INPAINT_STRATEGIES = ("auto", "pad", "resize", "crops")
+INPAINT_STRATEGIES = ("auto", "pad", "resize", "crops", "sharp")
 INPAINT_ENSEMBLES = (1, 2, 4, 8)
 INPUT_KINDS = ("label", "image", "edges", "gray", "clusters")
 NOISE_MODES = ("const", "random", "none")
