@@ -54,12 +54,12 @@ CROP_BATCH = 8
 # ``sharp``: a crop is scaled down only as far as its thickest hole needs: until no hole pixel lies
 # more than this many (network-resolution) pixels from the known region, about the half-width of the
 # thick training strokes; never further down than ``crops`` scales it, never up.
-SHARP_REACH = 32.0
+SHARP_REACH = 48.0
 # ``sharp``: a crop goes through the network at no more than this many pixels (scaled down further
 # when larger), which bounds the memory of a 12-megapixel photo with a long hole.
 SHARP_MAX_PIXELS = 1_000_000
 # ``sharp``: contrast of the photo's own detail copied into the hole (1 = the sources' contrast).
-SHARP_GAIN = 1.0
+SHARP_GAIN = 0.75
 
 Box = tuple[int, int, int, int]
 """A crop as ``(y0, x0, y1, x1)``, ends exclusive."""
