@@ -762,7 +762,7 @@ class Trainer:
             self.augment.p = self.ada.p  # type: ignore[union-attr]
         if self.augment is not None:
             logs["ada_p"] = logs.get("ada_p", 0) + torch.tensor(self.augment.p)
-            if self.ada is not None:
+            if self.ada is not None and self.ada.steps >= self.ada.interval:  # r_t exists after the first adjustment
                 logs["ada_rt"] = logs.get("ada_rt", 0) + torch.tensor(self.ada.last_rt)
 
     # ------------------------------------------------------------ outputs
