@@ -849,6 +849,8 @@ class Trainer:
             return
         self.val_history.append(record)
         self._emit("val", losses={k: v for k, v in record.items() if k != "step"})
+        if self.info.is_main:
+            save_loss_curve(self.val_history, self.out_dir / "validation.png")
         if self._tb is not None:
             for k, v in record.items():
                 if k != "step":
