@@ -30,7 +30,8 @@ class RunConfig:
 
     ``val_every``: how often paired and inpainting families are validated on held-out data
     (``data.val_items`` / ``data.val_path``); 0 validates at every checkpoint. The best
-    checkpoint by validation PSNR is kept in ``best/`` beside ``checkpoints/``. Sampling families on
+    checkpoint by validation PSNR is kept in ``best/`` beside ``checkpoints/``, the curve in
+    ``validation.png``. Sampling families on
     ``fashion-mnist`` log instead the Fréchet distance of ``fid_samples`` samples to as many
     test images (:mod:`imgsynth.training.fid`; 0 turns it off), keeping the best (lowest) in
     ``best/``, when the project's feature extractor is cached (``benchmarks/fid_fashion.py``).

@@ -770,7 +770,7 @@ class Trainer:
             self.augment.p = self.ada.p  # type: ignore[union-attr]
         if self.augment is not None:
             logs["ada_p"] = logs.get("ada_p", 0) + torch.tensor(self.augment.p)
-            if self.ada is not None:
+            if self.ada is not None and self.ada.steps >= self.ada.interval:  # r_t exists after the first adjustment
                 logs["ada_rt"] = logs.get("ada_rt", 0) + torch.tensor(self.ada.last_rt)
 
     # ------------------------------------------------------------ outputs
@@ -857,6 +857,8 @@ class Trainer:
             return
         self.val_history.append(record)
         self._emit("val", losses={k: v for k, v in record.items() if k != "step"})
+        if self.info.is_main:
+            save_loss_curve(self.val_history, self.out_dir / "validation.png")
         if self._tb is not None:
             for k, v in record.items():
                 if k != "step":

@@ -283,6 +283,7 @@ def test_validation_on_held_out_items_keeps_the_best_checkpoint(tmp_path, final_
     history = state["validation"]["history"]
     best = max(history, key=lambda r: r["val_psnr"])
     assert state["validation"]["best"] == best
+    assert (tmp_path / "run" / "validation.png").is_file()  # the validation curve beside losses.png
     (kept,) = list_checkpoints(tmp_path / "run" / "best")
     assert kept[0] == best["step"] == [e[1] for e in events if e[0] == "best"][-1]
     assert len(result.history) and all(0 < r["val_psnr"] < 60 and 0 <= r["val_l1"] <= 1 for r in history)
