@@ -407,8 +407,9 @@ class Pix2PixFamily(_VGGLoss, Family):
     def io(self, cfg: TrainConfig, generator_config: dict[str, Any], channels: int) -> dict[str, Any]:
         io = super().io(cfg, generator_config, channels)
         # derived-input sources record their kind so that translate applies the same conversion
-        io["input"] = cfg.data.source if cfg.data.source in ("edges", "gray", "clusters") else "image"
-        if cfg.data.source == "clusters":
+        derived = cfg.data.derive if cfg.data.source == "clips" else cfg.data.source
+        io["input"] = derived if derived in ("edges", "gray", "clusters") else "image"
+        if derived == "clusters":
             from imgsynth.pipelines.translate import CLUSTERS
 
             io["clusters"] = CLUSTERS
@@ -1285,3 +1286,7 @@ class PConvFamily(Family):
 
     def io(self, cfg: TrainConfig, generator_config: dict[str, Any], channels: int) -> dict[str, Any]:
         return {"normalization": "imagenet", "resolution": cfg.data.resolution, "image_channels": channels}
+
+
+# families in their own modules register themselves on import
+from imgsynth.training import family_vid2vid as _family_vid2vid  # noqa: E402,F401
