@@ -16,6 +16,7 @@ from imgsynth.cli import models as models_cmd
 from imgsynth.cli import sample as sample_cmd
 from imgsynth.cli import train as train_cmd
 from imgsynth.cli import translate as translate_cmd
+from imgsynth.cli import translate_video as translate_video_cmd
 
 app = typer.Typer(
     name="imgsynth",
@@ -52,6 +53,7 @@ def main(
 app.command("sample", help=sample_cmd.SAMPLE_HELP)(sample_cmd.sample)
 app.command("interpolate", help=sample_cmd.INTERP_HELP)(sample_cmd.interpolate)
 app.command("translate", help=translate_cmd.HELP)(translate_cmd.translate)
+app.command("translate-video", help=translate_video_cmd.HELP)(translate_video_cmd.translate_video)
 app.command("inpaint", help=inpaint_cmd.HELP)(inpaint_cmd.inpaint)
 app.command("train", help=train_cmd.HELP)(train_cmd.train)
 models_cmd.app.command("export", help=train_cmd.EXPORT_HELP)(train_cmd.models_export)

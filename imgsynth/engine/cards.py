@@ -26,7 +26,7 @@ else:  # pragma: no cover
 
 from imgsynth.errors import CardError, UnknownModelError
 
-TASKS = ("sample", "translate", "inpaint")
+TASKS = ("sample", "translate", "inpaint", "translate-video")
 SOURCE_KINDS = ("none", "bundled", "hub", "url")
 FORMATS = ("safetensors", "pth", "pkl")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")

@@ -16,7 +16,7 @@ import numpy as np
 
 from imgsynth.engine import io
 from imgsynth.engine.runner import ItemResult, Report, run_batched, shard
-from imgsynth.errors import InputError
+from imgsynth.errors import InputError, UsageError
 
 INSTANCE_SUFFIX = "_instance"
 
@@ -147,11 +147,20 @@ def run_translate(request: TranslateRequest, progress: Callable[[int, int, str],
     from imgsynth.engine.loading import load_model
     from imgsynth.pipelines.translate import Translator
 
+    from imgsynth.engine.video_io import is_video_file
+
     items = shard(io.expand_inputs(request.inputs, exclude_suffix=None))
+    # a video file is a clip, not an image: point to the command that translates clips
+    items = [io.InputItem(i.path, i.stem, f"a video file; translate clips with `imgsynth translate-video {i.path}`")
+             if not i.error and not i.is_stdin and is_video_file(i.path) else i for i in items]
     device = select_device(request.device)
     dtype = select_dtype(request.precision, device)
     loaded = load_model("translate", model=request.model, weights=request.weights, revision=request.revision,
                         offline=request.offline, device=device, dtype=dtype)
+    from imgsynth.pipelines.video import is_video_model
+
+    if is_video_model(loaded.model):
+        raise UsageError(f"model {loaded.model_id!r} is a video model; translate clips with `imgsynth translate-video`")
     cfg_io = dict(loaded.io)
     if request.label_offset is not None:
         cfg_io["label_offset"] = request.label_offset
