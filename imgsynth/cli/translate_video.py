@@ -18,7 +18,7 @@ VIDEO_PANEL = "Video"
 
 HELP = """Translate a clip frame by frame or with a video model (vid2vid): frames, an MP4 or a GIF out.
 
-INPUT is a folder of frames (natural order: f2 before f10), a glob in quotes, or a video file. Video models (vid2vid) make each frame from the previous ones; image models (pix2pix, pix2pixHD, SPADE, ...) run frame by frame (--mode per-frame). Frames are written as they are made: Ctrl-C and run again to resume. MP4 output is H.264 / yuv420p (plays in browsers) and needs pip install 'imgsynth\[video]'.
+INPUT is a folder of frames (natural order: f2 before f10), a glob in quotes, or a video file. Video models (vid2vid) make each frame from the previous ones; image models (pix2pix, pix2pixHD, SPADE, ...) run frame by frame (--mode per-frame). Frames are written as they are made: Ctrl-C and run again to resume. MP4 output is H.264 / yuv420p (plays in browsers) and needs pip install 'imgsynth\\[video]'.
 
 [bold]Examples:[/bold]
 
