@@ -217,7 +217,9 @@ class Vid2VidFamily(Family):
             io["clusters"] = CLUSTERS
         opts = self.options(cfg)
         io["align_corners"] = bool(opts["align_corners"])
-        io["normalization"] = "running"  # trained here: eval() uses the running statistics
+        # instance norm trained on per-clip statistics: test with each frame's own statistics (as in
+        # training); batch norm: eval() with the running statistics
+        io["normalization"] = "frame" if generator_config.get("norm") == "instance_tracked" else "running"
         if opts["first_frame_model"]:
             io["first_frame"] = "single"
             io["first_frame_model"] = opts["first_frame_model"]
