@@ -79,14 +79,24 @@ def _check_recorded_config(path: Path, recorded: dict[str, Any], config: dict[st
         )
 
 
-def convert_file(path: Path, fmt: str, converter: str | None, config: dict, target: Path) -> Path:
-    """Convert ``path`` with ``converter`` and write ``target`` (safetensors) atomically."""
+def convert_file(
+    path: Path, fmt: str, converter: str | None, config: dict, target: Path, *, members: dict[str, Path] | None = None
+) -> Path:
+    """Convert ``path`` with ``converter`` and write ``target`` (safetensors) atomically.
+
+    ``members`` ({archive member name: extracted file}) is for a card made of several files: the
+    converter then receives ``{member name: checkpoint}``.
+    """
     from safetensors.torch import save_file
 
     if converter is None:
         raise WeightsError(f"{path}: format {fmt!r} needs a converter on its card")
     fn = get_converter(converter)
-    if fmt == "pkl":
+    if members is not None:
+        if fmt == "pkl":
+            raise WeightsError(f"{path}: several-file cards hold pth files, not pickles")
+        checkpoint = {name: read_official(file, fmt) for name, file in members.items()}
+    elif fmt == "pkl":
         recorded, checkpoint = read_network_pickle(path)
         _check_recorded_config(path, recorded, config)
     else:
@@ -97,7 +107,8 @@ def convert_file(path: Path, fmt: str, converter: str | None, config: dict, targ
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
     os.close(fd)
     try:
-        save_file(state, tmp, metadata={"converted_from": path.name, "converter": converter})
+        source = ",".join(members) if members is not None else path.name
+        save_file(state, tmp, metadata={"converted_from": source, "converter": converter})
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

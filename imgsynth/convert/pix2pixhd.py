@@ -92,7 +92,7 @@ def _modules(arch: str, cfg: dict[str, Any]) -> tuple[dict[str, str], set[str]]:
                 _block_modules(convs, norms, f"{back}.{j}", f"{dst}blocks.{j}")
             if n == n_local:
                 convs[f"{back}.{m + 4}"] = dst + "head"
-    if cfg["norm"] == "batch":
+    if cfg["norm"] in ("batch", "instance_tracked"):  # layers with running statistics (vid2vid netG_i)
         return {**convs, **norms}, set()
     return convs, set(norms)
 

@@ -45,6 +45,8 @@ from imgsynth.errors import WeightsError
 
 _SOURCE = "vid2vid checkpoint"
 _ARCH = "vid2vid"
+FIRST_FRAME_PREFIX = "netG_i."
+"""Prefix of the first-frame generator's keys in a merged checkpoint (the ``Vid2VidModelG`` attribute)."""
 
 
 def merge_scales(per_scale: Mapping[int, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -63,6 +65,8 @@ def split_scales(checkpoint: Mapping[str, Any]) -> dict[int, dict[str, torch.Ten
     scales: dict[int, dict[str, torch.Tensor]] = {}
     plain: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
+        if k.startswith(FIRST_FRAME_PREFIX):
+            continue
         m = pat.match(k)
         if m:
             scales.setdefault(int(m.group(1)), {})[m.group(2)] = v
@@ -134,6 +138,9 @@ def infer_config(
         cfg["n_blocks_local"] = len(_blocks(scales[1], "model_up_img"))
     if cfg["fg"]:
         cfg["fg_labels"] = list(fg_labels) if fg_labels is not None else [26]
+    first = {k[len(FIRST_FRAME_PREFIX):]: v for k, v in checkpoint.items() if k.startswith(FIRST_FRAME_PREFIX)}
+    if first:
+        cfg["first_frame_arch"], cfg["first_frame_config"] = first_frame_config(first)
     if enc_blocks != cfg["n_blocks"] - cfg["n_blocks"] // 2:
         raise WeightsError(f"{_SOURCE}: {enc_blocks} encoder / {dec_blocks} decoder blocks is not an official split")
     return cfg
@@ -217,4 +224,65 @@ def from_official(checkpoint: Mapping[str, Any], config: dict[str, Any]) -> dict
         mapped, bad, _ = remap(sd, _scale_modules(s, config))
         out.update(mapped)
         unknown += [f"netG{s}.{k}" for k in bad]
+    first = {k[len(FIRST_FRAME_PREFIX):]: v for k, v in checkpoint.items() if k.startswith(FIRST_FRAME_PREFIX)}
+    if first:
+        if not config.get("first_frame_arch"):
+            raise WeightsError(f"{_SOURCE}: holds a first-frame generator (netG_i) but the config names none")
+        sub = from_official_first_frame(first, config.get("first_frame_config") or {})
+        out.update({f"first_frame.{k}": v for k, v in sub.items()})
     return check_state_dict(out, _ARCH, config, _SOURCE, unknown)
+
+
+_SCALE_FILE = re.compile(r"(?:^|/)latest_net_G(\d+)\.pth$")
+_SINGLE_FILE = re.compile(r"(?:^|/)latest_net_G_\d+\.pth$")
+
+
+def merge_files(files: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """{archive member name: its state dict} -> one merged dict: ``latest_net_G<s>.pth`` ->
+    ``netG<s>.*``, ``label2city_single/latest_net_G_<size>.pth`` -> ``netG_i.*``."""
+    scales: dict[int, Mapping[str, torch.Tensor]] = {}
+    out: dict[str, torch.Tensor] = {}
+    for name, sd in files.items():
+        if m := _SCALE_FILE.search(name):
+            scales[int(m.group(1))] = sd
+        elif _SINGLE_FILE.search(name):
+            out.update({FIRST_FRAME_PREFIX + k: v for k, v in as_state_dict(sd, name).items()})
+        else:
+            raise WeightsError(f"{_SOURCE}: {name} is neither latest_net_G<s>.pth nor a netG_i latest_net_G_<size>.pth")
+    if not scales:
+        raise WeightsError(f"{_SOURCE}: no latest_net_G<s>.pth among {', '.join(files)}")
+    out.update(merge_scales(scales))
+    return out
+
+
+def from_official_files(checkpoint: Mapping[str, Any], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Card converter for an archive with several members: {member: state dict} (every scale's
+    ``latest_net_G<s>.pth`` and optionally ``netG_i``) -> imgsynth ``vid2vid`` state dict."""
+    return from_official(merge_files(checkpoint), config)
+
+
+def first_frame_config(checkpoint: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(arch, config) of the first-frame generator ``netG_i`` (``label2city_single/latest_net_G_*.pth``).
+
+    ``netG_i`` is a pix2pixHD ``GlobalGenerator`` (1024: ngf 64, 4 downsamplings) or
+    ``LocalEnhancer`` (2048: ngf 32) fed ``one_hot(label)`` without the edge channel, with
+    ``--norm instance`` = InstanceNorm with tracked running statistics (the keys are in the file).
+    """
+    from imgsynth.convert import pix2pixhd
+
+    arch = pix2pixhd.infer_arch(checkpoint)
+    cfg = pix2pixhd.infer_config(checkpoint, use_instance=False)
+    if any(k.endswith(".running_mean") for k in checkpoint):
+        cfg["norm"] = "instance_tracked"
+    return arch, cfg
+
+
+def from_official_first_frame(checkpoint: Mapping[str, Any], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``netG_i`` state dict -> imgsynth ``pix2pixhd_global`` / ``pix2pixhd_local`` state dict
+    (strict: the official ``load_single_G`` loads it with ``load_state_dict`` strict too)."""
+    from imgsynth.convert import pix2pixhd
+
+    sd, dropped = pix2pixhd.convert_nvidia(checkpoint, config)
+    if dropped:
+        raise WeightsError(f"netG_i checkpoint: keys the generator does not have: {', '.join(dropped[:5])}")
+    return sd

@@ -4,7 +4,9 @@ A card says what a weight set is (architecture, task, constructor config, input/
 licence, paper) and where its file comes from (bundled in ``weights/``, a Hugging Face Hub file
 pinned to a revision, or an official download URL), with the sha256 we expect. An official URL may
 be an archive (``.tar.gz``, ``.tgz``, ``.tar``, ``.zip``) holding several releases; ``member`` then
-names the one file of the card inside it (``member_sha256`` pins that file). Classical methods
+names the one file of the card inside it (``member_sha256`` pins that file), or ``members`` names
+several (a model released as one file per part, such as vid2vid's one file per spatial scale; the
+converter then receives ``{member: checkpoint}``). Classical methods
 without weights (OpenCV Telea/NS, PatchMatch) have cards too, with ``source.kind = "none"``, so
 that ``--model`` has one namespace. This module does not import torch.
 """
@@ -41,6 +43,7 @@ REQUIRED_TOP = ("id", "arch", "task", "title", "license", "source")
 SOURCE_KEYS = {
     "kind": str, "path": str, "repo_id": str, "filename": str, "revision": str, "url": str,
     "sha256": str, "format": str, "converter": str, "size": int, "member": str, "member_sha256": str,
+    "members": list,
 }
 REQUIRED_SOURCE = {
     "none": (),
@@ -68,6 +71,7 @@ class Source:
     size: int | None = None
     member: str | None = None
     member_sha256: str | None = None
+    members: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,20 @@ def parse_card(data: dict[str, Any], where: str = "<card>", path: Path | None = 
             raise CardError(f"{where} [source]: {e}") from None
     elif "member_sha256" in src:
         raise CardError(f"{where} [source]: 'member_sha256' needs a 'member'")
+    if "members" in src:
+        members = src["members"]
+        if "member" in src or kind != "url" or not src["filename"].lower().endswith(ARCHIVE_SUFFIXES):
+            raise CardError(
+                f"{where} [source]: 'members' needs kind = \"url\", an archive filename and no 'member'"
+            )
+        if not members or not all(isinstance(m, str) for m in members) or len(set(members)) != len(members):
+            raise CardError(f"{where} [source]: 'members' must be a non-empty list of distinct member names")
+        try:
+            for m in members:
+                check_member_name(m)
+        except CardError as e:
+            raise CardError(f"{where} [source]: {e}") from None
+        src["members"] = tuple(members)
     fmt = src.setdefault("format", "safetensors")
     if fmt not in FORMATS:
         raise CardError(f"{where} [source]: format must be one of {', '.join(FORMATS)}")

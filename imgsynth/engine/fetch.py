@@ -208,6 +208,8 @@ def fetch_file(card: Card, *, revision: str | None = None, offline: bool = False
         raise WeightsError(f"model {card.id!r} has no weights to fetch")
     if s.member is not None:
         return _fetch_member(card, offline)
+    if s.members is not None:
+        return _fetch_members(card, offline)
     if s.kind == "bundled":
         path = weights_dir() / s.path
         if not path.exists():
@@ -229,6 +231,23 @@ def _fetch_member(card: Card, offline: bool) -> Path:
         extract_member(archive, card.source.member, target)
     _check_sha256(card, target, card.source.member_sha256)
     return target
+
+
+def members_paths(card: Card) -> list[Path]:
+    """Where a multi-member URL card's ``members`` are extracted in the cache (beside the archive)."""
+    return [_members_dir(card) / Path(*check_member_name(m).split("/")) for m in card.source.members]
+
+
+def _fetch_members(card: Card, offline: bool) -> Path:
+    """Extract every member of a multi-member card (once); returns the members folder."""
+    targets = members_paths(card)
+    if not all(t.exists() for t in targets):
+        archive = _url_download(card, offline)
+        verify_sha256(card, archive)
+        for member, target in zip(card.source.members, targets):
+            if not target.exists():
+                extract_member(archive, member, target)
+    return _members_dir(card)
 
 
 def _archive_kind(path: Path) -> str | None:
@@ -351,8 +370,13 @@ def install_from_file(card: Card, path: Path) -> tuple[Path, bool]:
                 f"{path} is a web page, not the weights (Google Drive's confirmation page?); "
                 f"download {s.url} again in a browser and confirm the download"
             )
-    kind = _archive_kind(path) if s.member is not None else None
-    is_archive = kind == "tar" or (kind == "zip" and _zip_has(path, s.member))
+    kind = _archive_kind(path) if (s.member is not None or s.members is not None) else None
+    is_archive = kind == "tar" or (kind == "zip" and all(_zip_has(path, m) for m in (s.members or [s.member])))
+    if s.members is not None and not is_archive:
+        raise UsageError(
+            f"model {card.id!r} is made of {len(s.members)} files inside {s.filename}: --from-file needs that "
+            f"archive ({', '.join(s.members)})"
+        )
     if s.member is not None and not is_archive:
         target, want = member_path(card), s.member_sha256
     else:
@@ -372,7 +396,11 @@ def install_from_file(card: Card, path: Path) -> tuple[Path, bool]:
             # members extracted from an older copy of the archive (for any card sharing it) are
             # stale; extracting from the user's file first proves the archive holds the member
             shutil.rmtree(_members_dir(card), ignore_errors=True)
-            extract_member(path, s.member, member_path(card))
+            if s.members is not None:
+                for member, target_i in zip(s.members, members_paths(card)):
+                    extract_member(path, member, target_i)
+            else:
+                extract_member(path, s.member, member_path(card))
         _copy_into(path, target)
     return fetch_file(card, offline=True), want is not None
 
@@ -407,6 +435,9 @@ def resolve_weights(card: Card, *, revision: str | None = None, offline: bool = 
     pinned = card.source.member_sha256 if card.source.member is not None else card.source.sha256
     if pinned:
         digest = pinned
+    elif card.source.members is not None:  # unpinned: key the conversion on the members' identities
+        ident = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in members_paths(card))
+        digest = hashlib.sha256(ident.encode()).hexdigest()
     else:  # unpinned: key the conversion on the file's identity instead of re-hashing it each run
         st = path.stat()
         digest = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
@@ -414,7 +445,11 @@ def resolve_weights(card: Card, *, revision: str | None = None, offline: bool = 
     if not converted.exists():
         from imgsynth.convert.official import convert_file
 
-        convert_file(path, card.source.format, card.source.converter, card.config, converted)
+        if card.source.members is not None:
+            files = dict(zip(card.source.members, members_paths(card)))
+            convert_file(path, card.source.format, card.source.converter, card.config, converted, members=files)
+        else:
+            convert_file(path, card.source.format, card.source.converter, card.config, converted)
     return converted
 
 
@@ -430,5 +465,7 @@ def cache_state(card: Card) -> str:
         present = snap.exists()
     else:
         # an archive member is extracted offline on first use, so a cached archive is enough
-        present = url_path(card).exists() or (s.member is not None and member_path(card).exists())
+        present = url_path(card).exists() or (s.member is not None and member_path(card).exists()) or (
+            s.members is not None and all(p.exists() for p in members_paths(card))
+        )
     return "cached" if present else "not cached"

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from imgsynth.errors import ConfigError, UnknownModelError
 
-TASKS = ("sample", "translate", "inpaint", "layer")
+TASKS = ("sample", "translate", "inpaint", "layer", "translate-video")
 
 
 @dataclass(frozen=True)

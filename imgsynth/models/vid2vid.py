@@ -33,9 +33,10 @@ paper (Eq. 4) over ``n_scales`` spatial scales; one call makes one frame t::
   (N, 3, H, W) in [-1, 1] (hallucinated frame, ``img_raw``); ``scales``: a :class:`ScaleOutput`
   (image, flow, weight, raw) per scale, coarsest first (the last one is the finest = the above). ``flow``/``weight`` are None with ``flow=False``.
 - First frames (the official ``generate_first_frame``): frames 0 .. n_frames - 2 come from a
-  single-image generator ``netG_i`` (``--use_single_G``): :class:`imgsynth.models.pix2pixhd.GlobalGenerator`
-  or ``LocalEnhancer`` with ``label_nc=35, use_instance=False, norm="instance_tracked"``, fed
-  ``one_hot(label)`` *without* the edge channel; or zeros (``--no_first_img``: then the first
+  single-image generator ``netG_i`` (``--use_single_G``), ``gen.first_frame`` when the config
+  names one (:class:`imgsynth.models.pix2pixhd.GlobalGenerator` or ``LocalEnhancer`` with
+  ``label_nc=35, use_instance=False, norm="instance_tracked"``), fed ``one_hot(label)``
+  *without* the edge channel; or zeros (``--no_first_img``: then the first
   call passes ``use_raw_only=True``); or real frames (``--use_real_img``). The official test.py
   writes frames n_frames - 1 onwards only.
 - Normalisation: the official test.py never calls ``.eval()``, so BatchNorm (and the tracked
@@ -82,7 +83,7 @@ from imgsynth.errors import ConfigError
 from imgsynth.layers.label_maps import instance_edges, one_hot
 from imgsynth.layers.warp import downsample_avg, flow_warp
 from imgsynth.models.cyclegan import ConvBlock, ResnetBlock, fast_conv2d
-from imgsynth.models.registry import register_model
+from imgsynth.models.registry import build_model, register_model
 
 VID2VID_NORMS = ("batch", "instance_tracked")
 """``--norm batch`` (default) and ``--norm instance`` (InstanceNorm with tracked running statistics)."""
@@ -238,7 +239,7 @@ class CompositeScale(nn.Module):
 
 @register_model(
     "vid2vid",
-    task="translate",
+    task="translate-video",
     tiny={"label_nc": 4, "ngf": 4, "n_downsample": 1, "n_blocks": 2, "n_blocks_local": 1, "n_scales": 2,
           "fg": True, "fg_labels": [2]},
 )
@@ -263,6 +264,11 @@ class Vid2VidGenerator(nn.Module):
         fg: the foreground branch (``--fg``, released on).
         fg_labels: label ids forming the foreground mask (Cityscapes ``[26]`` = car).
         flow: the flow / weight heads (official ``not --no_flow``).
+        first_frame_arch, first_frame_config: the single-image generator ``netG_i`` for the first
+            n_frames - 1 frames (``--use_single_G``), e.g. ``"pix2pixhd_global"`` with
+            ``{"label_nc": 35, "use_instance": False, "ngf": 64, "n_downsample_global": 4,
+            "norm": "instance_tracked"}`` (label2city 1024); held as ``self.first_frame`` (None
+            without it). Call it on ``one_hot(label)`` without the edge channel.
     """
 
     def __init__(
@@ -281,6 +287,8 @@ class Vid2VidGenerator(nn.Module):
         fg: bool = False,
         fg_labels: Sequence[int] = (26,),
         flow: bool = True,
+        first_frame_arch: str | None = None,
+        first_frame_config: dict | None = None,
     ) -> None:
         super().__init__()
         if norm not in VID2VID_NORMS:
@@ -319,6 +327,9 @@ class Vid2VidGenerator(nn.Module):
             scales.append(CompositeScale(in_nc, prev_nc, output_nc, ngf_s, fg=fg, ngf_fg=ngf_fg, flow=flow,
                                          norm=norm, **cfg))
         self.scales = nn.ModuleList(scales)
+        self.first_frame: nn.Module | None = None
+        if first_frame_arch is not None:
+            self.first_frame = build_model(first_frame_arch, first_frame_config or {})
 
     # --- inputs ------------------------------------------------------------------------------
 
