@@ -105,7 +105,9 @@ def run_translate_video(request: VideoRequest, progress: Callable[[int, int, str
     from imgsynth.engine.loading import load_model
     from imgsynth.engine.translate import INSTANCE_SUFFIX, PrepareTranslate
     from imgsynth.pipelines.translate import TranslateInput, Translator
-    from imgsynth.pipelines.video import PerFrame, Vid2VidStream, is_video_model
+    from imgsynth.pipelines.video import (
+        ImaginaireStream, PerFrame, Vid2VidStream, is_few_shot, is_imaginaire, is_video_model,
+    )
 
     t0 = time.perf_counter()
     if request.mode not in MODES:
@@ -148,6 +150,14 @@ def run_translate_video(request: VideoRequest, progress: Callable[[int, int, str
     elif mode == "per-frame":
         runner = PerFrame(Translator(loaded.model, cfg_io, request.input_kind, device, dtype))
         kind = runner.translator.kind
+    elif is_few_shot(loaded.model):
+        raise UsageError(f"model {loaded.model_id!r} is few-shot vid2vid: it needs reference images of the subject, "
+                         "which translate-video does not take yet")
+    elif is_imaginaire(loaded.model):
+        if request.first_frame or request.first_frames or request.first_frame_model:
+            raise UsageError(f"model {loaded.model_id!r} makes its first frame itself: no --first-frame options")
+        runner = ImaginaireStream(loaded.model, cfg_io, request.input_kind, device, dtype)
+        kind = runner.kind
     else:
         policy = request.first_frame or cfg_io.get("first_frame") or "zeros"
         single, single_id, real = None, None, None

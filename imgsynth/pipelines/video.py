@@ -7,6 +7,11 @@ does not grow with the clip.
 * :class:`PerFrame` runs any image translation model (pix2pix, pix2pixHD, SPADE, ...) on each
   frame independently (``translate-video --mode per-frame``): the baseline every video model is
   compared with, and useful in itself.
+* :class:`ImaginaireStream` runs imaginaire's vid2vid generator
+  (:mod:`imgsynth.models.imaginaire_vid2vid`), which makes every frame itself, the first one
+  included (no first-frame policy): frame t from the one-hot label of frame t and the labels and
+  frames of the previous ``num_frames - 1`` frames (as the official inference loop; the previous
+  frames are the 8-bit frames written, so a resumed run continues exactly).
 * :class:`Vid2VidStream` runs :class:`imgsynth.models.vid2vid.Vid2VidGenerator`: frame t from the
   inputs of frames t-n+1..t and the n-1 frames it generated before (n = ``model.n_frames``). The
   first n-1 frames follow a *first-frame policy*, the three the official code offers:
@@ -45,9 +50,19 @@ from imgsynth.pipelines.translate import TranslateInput, Translator
 FIRST_FRAME_POLICIES = ("single", "zeros", "real")
 
 
+def is_imaginaire(model: Any) -> bool:
+    """True for imaginaire's vid2vid generator (one network for every frame, its own window API)."""
+    return hasattr(model, "label_embedding") and hasattr(model, "num_frames") and not hasattr(model, "few_shot_k")
+
+
+def is_few_shot(model: Any) -> bool:
+    """True for few-shot vid2vid (it needs reference images of the subject)."""
+    return hasattr(model, "few_shot_k")
+
+
 def is_video_model(model: Any) -> bool:
     """True for a sequential video generator (it has a past-frame window)."""
-    return hasattr(model, "n_frames") and hasattr(model, "update_history")
+    return (hasattr(model, "n_frames") and hasattr(model, "update_history")) or is_imaginaire(model) or is_few_shot(model)
 
 
 @dataclass
@@ -197,4 +212,72 @@ class Vid2VidStream:
             self.history = None  # built from the first frames once they are all there
         self.outputs.append(img)
         self.t += 1
+        return img, how
+
+
+@dataclass
+class ImaginaireStream:
+    """imaginaire's vid2vid generator over a stream of label maps; see the module docstring."""
+
+    model: Any
+    io: dict[str, Any] = field(default_factory=dict)
+    kind: str | None = None
+    device: Any = None
+    dtype: Any = None
+
+    def __post_init__(self) -> None:
+        if (self.kind or self.io.get("input", "label")) != "label":
+            raise UsageError("imaginaire vid2vid takes label maps (--input-kind label)")
+        self.kind = "label"
+        p = next(self.model.parameters())
+        self.device, self.dtype = self.device or p.device, self.dtype or p.dtype
+        self.model.eval()
+        self.n = int(self.model.num_frames)
+        self.window = self.n - 1
+        self.multiple = 2 ** int(self.model.num_layers)
+        self.labels: deque[torch.Tensor] = deque(maxlen=self.n - 1)
+        self.outputs: deque[np.ndarray] = deque(maxlen=self.n - 1)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"mode": "video", "first_frame": "network", "window": self.n,
+                "first_frame_note": "the network makes the first frame from its label alone (imaginaire)"}
+
+    def _encode(self, item: TranslateInput) -> tuple[torch.Tensor, tuple[int, int], str]:
+        from imgsynth.layers.label_maps import one_hot
+
+        n = int(self.model.label_channels)
+        label = item.label.astype(np.int64) + int(self.io.get("label_offset", 0))
+        bad = (label < 0) | (label >= n)
+        if bad.any():
+            vals = sorted(set(np.unique(item.label[bad]).tolist()))[:5]
+            raise InputError(f"{item.name}: label value(s) {vals} out of range for a model with {n} labels "
+                             f"(0..{n - 1}); check --label-offset or the dataset")
+        h, w = label.shape
+        k = self.multiple
+        ph, pw = (-h) % k, (-w) % k
+        how = "pad" if ph or pw else "none"
+        if how == "pad":
+            label = np.pad(label, ((0, ph), (0, pw)), mode="edge")
+        x = one_hot(torch.from_numpy(label)[None], n)
+        return x.to(self.device, self.dtype), (h, w), how
+
+    def prime(self, items: Sequence[TranslateInput], frames: Sequence[np.ndarray], start: int) -> None:
+        """Resume at frame ``start`` from the inputs and written outputs of the frames before it."""
+        for item in items[-(self.n - 1):]:
+            self.labels.append(self._encode(item)[0])
+        for f in frames[-(self.n - 1):]:
+            self.outputs.append(f)
+
+    @torch.inference_mode()
+    def step(self, item: TranslateInput) -> tuple[np.ndarray, str]:
+        x, (h, w), how = self._encode(item)
+        shape = tuple(x.shape[-2:])
+        prev_l = prev_i = None
+        if self.outputs:
+            prev_l = torch.stack(list(self.labels), 1)
+            prev_i = torch.stack([_to_tensor(_pad_to(f, *shape), self.device, self.dtype)[0] for f in self.outputs])[None]
+        out = self.model(x, prev_l, prev_i)
+        img = _to_uint8(out.image, h, w)
+        self.labels.append(x)
+        self.outputs.append(img)
         return img, how

@@ -151,3 +151,27 @@ def test_errors_and_interrupt(video_models, tmp_path, monkeypatch):
                               str(tmp_path / "i.mp4"), "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["metadata"]["resumed_at_frame"] == 2
     assert not (tmp_path / ".i.mp4.frames").exists()
+
+
+def test_imaginaire_label_clip_resumes_exactly(make_export, tmp_path):
+    video = make_export("imaginaire_vid2vid", task="translate-video")
+    lab = tmp_path / "labels"
+    lab.mkdir()
+    rs = np.random.RandomState(0)
+    for i in range(5):
+        Image.fromarray(rs.randint(0, 4, (12, 20)).astype(np.uint8), "L").save(lab / f"s_{i}_labelIds.png")
+    full, part = tmp_path / "full", tmp_path / "part"
+    res = runner.invoke(app, ["translate-video", str(lab), "--weights", str(video), "-o", str(full), "--json"])
+    assert res.exit_code == 0, res.stderr
+    meta = json.loads(res.stdout)["metadata"]
+    assert meta["mode"] == "video" and meta["first_frame"] == "network" and meta["size_handling"] == ["pad"]
+    assert pngs(full)[0].shape == (12, 20, 3)
+    assert runner.invoke(app, ["translate-video", str(lab), "--weights", str(video), "-o", str(part),
+                               "--max-frames", "3"]).exit_code == 0
+    assert runner.invoke(app, ["translate-video", str(lab), "--weights", str(video), "-o", str(part)]).exit_code == 0
+    assert all(np.array_equal(a, b) for a, b in zip(pngs(full), pngs(part))) and len(pngs(part)) == 5
+    res = runner.invoke(app, ["translate-video", str(lab), "--weights", str(video), "--first-frame", "zeros"])
+    assert res.exit_code == 2 and "first frame itself" in res.stderr
+    Image.fromarray(np.full((12, 20), 9, np.uint8), "L").save(lab / "s_5_labelIds.png")
+    res = runner.invoke(app, ["translate-video", str(lab), "--weights", str(video), "-o", str(full)])
+    assert res.exit_code == 1 and "label value(s) [9] out of range" in res.stderr
