@@ -175,3 +175,22 @@ def test_imaginaire_label_clip_resumes_exactly(make_export, tmp_path):
     Image.fromarray(np.full((12, 20), 9, np.uint8), "L").save(lab / "s_5_labelIds.png")
     res = runner.invoke(app, ["translate-video", str(lab), "--weights", str(video), "-o", str(full)])
     assert res.exit_code == 1 and "label value(s) [9] out of range" in res.stderr
+
+
+def test_two_scale_label_model_with_instances_zeros_policy(make_export, tmp_path):
+    """The registry's tiny vid2vid (2 scales, foreground branch, instance edges) on label maps."""
+    video = make_export("vid2vid", task="translate-video")
+    lab = tmp_path / "seq"
+    lab.mkdir()
+    rs = np.random.RandomState(0)
+    for i in range(4):
+        Image.fromarray(rs.randint(0, 4, (10, 14)).astype(np.uint8), "L").save(lab / f"c_{i}_gtFine_labelIds.png")
+        Image.fromarray(rs.randint(0, 3, (10, 14)).astype(np.uint8), "L").save(lab / f"c_{i}_gtFine_instanceIds.png")
+    res = runner.invoke(app, ["translate-video", str(lab), "--weights", str(video), "--first-frame", "zeros",
+                              "-o", str(tmp_path / "o"), "--json"])
+    assert res.exit_code == 0, res.stderr
+    meta = json.loads(res.stdout)["metadata"]
+    assert meta["first_frame"] == "zeros" and meta["frames"] == 4  # instance maps are not frames
+    assert pngs(tmp_path / "o")[3].shape == (10, 14, 3)
+    res = runner.invoke(app, ["translate-video", str(lab), "--weights", str(video), "-o", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.stderr  # no first-frame model in the card: zeros
