@@ -3,7 +3,7 @@
 
 Runs the bundled video default and its own per-frame generator on examples/video/shapes/ through
 ``imgsynth translate-video`` (``--mode per-frame`` for the baseline), then tiles the clips with the
-conditioning input (each frame's 8-colour k-means poster) and the real frames, enlarged 3x (nearest).
+conditioning input (each frame's 8-colour k-means poster) and the real frames, enlarged 2x (nearest).
 
     python examples/video/compare.py [--model vid2vid-clips-64] [--out examples/video/shapes_compare.gif]
 """
@@ -52,7 +52,7 @@ def main() -> None:
     tiles = []
     for t in range(len(real)):
         row = np.concatenate([cond[t], outs["per-frame"][t], outs["video"][t], real[t]], 1)
-        tiles.append(np.kron(row, np.ones((3, 3, 1), np.uint8)))
+        tiles.append(np.kron(row, np.ones((2, 2, 1), np.uint8)))
     write_gif(iter(tiles), Path(args.out), fps=args.fps)
     print(f"{len(tiles)} frames -> {args.out}")
 
