@@ -22,9 +22,9 @@ INPUT is a folder of frames (natural order: f2 before f10), a glob in quotes, or
 
 [bold]Examples:[/bold]
 
-  imgsynth translate-video examples/video/clip/ -o out.mp4   [dim]# the bundled default[/dim]
+  imgsynth translate-video examples/video/shapes/ -o out.mp4   [dim]# the bundled default[/dim]
 
-  imgsynth translate-video examples/video/clip/ --mode per-frame -o baseline.gif
+  imgsynth translate-video examples/video/shapes/ --mode per-frame -o baseline.gif
 
   imgsynth translate-video 'seq/*_labelIds.png' --model M --first-frame zeros -o frames/
 
