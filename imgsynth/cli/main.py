@@ -17,6 +17,7 @@ from imgsynth.cli import sample as sample_cmd
 from imgsynth.cli import serve as serve_cmd
 from imgsynth.cli import train as train_cmd
 from imgsynth.cli import translate as translate_cmd
+from imgsynth.cli import translate_video as translate_video_cmd
 
 app = typer.Typer(
     name="imgsynth",
@@ -53,6 +54,7 @@ def main(
 app.command("sample", help=sample_cmd.SAMPLE_HELP)(sample_cmd.sample)
 app.command("interpolate", help=sample_cmd.INTERP_HELP)(sample_cmd.interpolate)
 app.command("translate", help=translate_cmd.HELP)(translate_cmd.translate)
+app.command("translate-video", help=translate_video_cmd.HELP)(translate_video_cmd.translate_video)
 app.command("inpaint", help=inpaint_cmd.HELP)(inpaint_cmd.inpaint)
 app.add_typer(train_cmd.app, name="train")  # `train RECIPE` runs it, `train new` writes one
 app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)

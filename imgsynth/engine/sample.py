@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +11,7 @@ import numpy as np
 
 from imgsynth.engine import io
 from imgsynth.engine.runner import ItemResult, Report, finished, run_batched, shard
-from imgsynth.errors import InputError, OutputError, UsageError
+from imgsynth.errors import InputError, UsageError
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -174,36 +172,14 @@ def load_latents(paths: Sequence[Path], z_dim: int) -> "Any":
     return torch.cat(keys)
 
 
-def _write_video(frames: np.ndarray, path: Path, fps: float) -> None:
-    ext = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=ext)
-    os.close(fd)
-    try:
-        if ext == ".gif":
-            from PIL import Image
+def _write_video(frames: np.ndarray, path: Path, fps: float) -> dict[str, Any]:
+    """A GIF (Pillow) or an H.264 yuv420p MP4 (imageio-ffmpeg's FFmpeg), written atomically."""
+    from imgsynth.engine.video_io import write_gif, write_mp4
 
-            imgs = [Image.fromarray(_image(f)) for f in frames]
-            imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:],
-                         duration=max(1, round(1000 / fps)), loop=0, optimize=False, disposal=1)
-        else:
-            import cv2
-
-            h, w = frames.shape[1:3]
-            if h % 2 or w % 2:
-                raise OutputError(f"{path}: MP4 needs even width and height, frames are {w}x{h}; write a .gif or frames")
-            writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-            if not writer.isOpened():
-                raise OutputError(f"{path}: OpenCV cannot write MP4 here (no mp4v encoder); write a .gif or frames")
-            for f in frames:
-                rgb = np.repeat(f, 3, axis=2) if f.shape[2] == 1 else f
-                writer.write(np.ascontiguousarray(rgb[..., ::-1]))
-            writer.release()
-        os.chmod(tmp, io.file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    frames = (_image(f) for f in frames)
+    if path.suffix.lower() == ".gif":
+        return write_gif(frames, path, fps)
+    return write_mp4(frames, path, fps)
 
 
 def run_interpolate(request: InterpolateRequest, progress: ProgressFn | None = None) -> Report:
@@ -260,8 +236,8 @@ def run_interpolate(request: InterpolateRequest, progress: ProgressFn | None = N
         plan.write(out.stem, _image(make_grid(frames_np, rows, cols)), meta)
         report.results.append(ItemResult("grid", "ok", output=str(out), metadata=meta))
     elif ext in (".gif", ".mp4"):
-        _write_video(frames_np, out, request.fps)
-        report.results.append(ItemResult(out.name, "ok", output=str(out), metadata={**meta, "fps": request.fps}))
+        info = _write_video(frames_np, out, request.fps)
+        report.results.append(ItemResult(out.name, "ok", output=str(out), metadata={**meta, **info, "fps": request.fps}))
     else:
         plan = io.plan_output(str(out), n_results=n, default="frames", force_dir=True, overwrite=True)
         for i, f in enumerate(frames_np):

@@ -17,7 +17,7 @@ import numpy as np
 
 from imgsynth.engine import io
 from imgsynth.engine.runner import ItemResult, Report, finished, run_batched, shard
-from imgsynth.errors import InputError
+from imgsynth.errors import InputError, UsageError
 
 INSTANCE_SUFFIX = "_instance"
 
@@ -155,8 +155,12 @@ def run_translate(request: TranslateRequest, progress: Callable[[int, int, str],
             return finished([i.path for i in items], done, started)
     from imgsynth.engine.device import select_device, select_dtype
     from imgsynth.engine.loading import load_model
+    from imgsynth.engine.video_io import is_video_file
     from imgsynth.pipelines.translate import Translator
 
+    # a video file is a clip, not an image: point to the command that translates clips
+    items = [io.InputItem(i.path, i.stem, f"a video file; translate clips with `imgsynth translate-video {i.path}`")
+             if not i.error and not i.is_stdin and is_video_file(i.path) else i for i in items]
     device = select_device(request.device)
     dtype = select_dtype(request.precision, device)
     from imgsynth.engine.onnx import check_runtime, wrap
@@ -164,6 +168,10 @@ def run_translate(request: TranslateRequest, progress: Callable[[int, int, str],
     check_runtime(request.runtime, device, dtype)
     loaded = load_model("translate", model=request.model, weights=request.weights, revision=request.revision,
                         offline=request.offline, device=device, dtype=dtype)
+    from imgsynth.pipelines.video import is_video_model
+
+    if is_video_model(loaded.model):
+        raise UsageError(f"model {loaded.model_id!r} is a video model; translate clips with `imgsynth translate-video`")
     wrap(loaded, request.runtime, device, request.weights)
     cfg_io = dict(loaded.io)
     if request.label_offset is not None:

@@ -56,6 +56,8 @@ def model_kind(model: Any) -> str:
 
 def size_multiple(model: Any) -> int:
     """The multiple that input sides must have for ``model`` (1 when any size works)."""
+    if hasattr(model, "n_downsample") and hasattr(model, "n_scales"):  # vid2vid
+        return 2 ** (int(model.n_downsample) + int(model.n_scales) - 1)
     if hasattr(model, "num_downs"):
         return 2 ** int(model.num_downs)
     if hasattr(model, "n_downsample_global"):

@@ -64,7 +64,9 @@ class DataConfig:
     maps, 11 labels; ``item_size`` > 0 scales the 28x28 items to that side first), ``edges`` or
     ``gray`` or ``clusters`` (a folder of photos; the input of each crop is derived from it: Canny
     edges, luminance or an 8-colour k-means poster, as ``imgsynth translate --input-kind
-    edges|gray|clusters`` does). With
+    edges|gray|clusters`` does), or ``clips`` (synthetic moving-shape clips of ``frames`` frames
+    cut from a folder of photos, with exact flow, inputs derived by ``derive``; see
+    :mod:`imgsynth.training.clips`). With
     ``label_nc`` > 0 the paired inputs are label maps of that many classes (ids in the first
     channel, resized nearest), with instance maps from ``path_inst`` when given.
     ``channels`` 0 takes the channel count from the data (and refuses a mix); 1 or 3 converts
@@ -80,7 +82,7 @@ class DataConfig:
     """
 
     source: Literal["folder", "paired", "masked", "fashion-mnist", "fashion-mnist-labels", "mosaics", "edges",
-                    "gray", "clusters"] = "folder"
+                    "gray", "clusters", "clips"] = "folder"
     path: str = ""
     path_b: str = ""
     path_inst: str = ""
@@ -100,6 +102,8 @@ class DataConfig:
     val_path: str = ""
     val_path_b: str = ""
     val_items: int = 0
+    frames: int = 8
+    derive: Literal["clusters", "edges", "gray"] = "clusters"
 
 
 @dataclass

@@ -631,6 +631,15 @@ def data_fingerprint(dataset: Any) -> dict[str, Any]:
     return {"items": len(dataset), "digest": h.hexdigest() if paths else ""}
 
 
+def _clips(cfg: DataConfig, seed: int = 0) -> Dataset:
+    from imgsynth.training.clips import SyntheticClips
+
+    return SyntheticClips(cfg, seed)
+
+
+SOURCES["clips"] = _clips
+
+
 def build_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     """The dataset named by ``cfg.source``."""
     if cfg.source not in ("fashion-mnist", "fashion-mnist-labels", "mosaics") and not cfg.path:
@@ -650,6 +659,8 @@ def dataset_name(cfg: DataConfig) -> str:
         return f"Fashion-MNIST mosaics ({cfg.split}, {cfg.resolution}x{cfg.resolution})"
     if cfg.source == "paired":
         return f"{Path(cfg.path).name} -> {Path(cfg.path_b).name}"
+    if cfg.source == "clips":
+        return f"synthetic clips over {Path(cfg.path).name} ({cfg.frames} frames, {cfg.derive} -> frames)"
     if cfg.source in ("edges", "gray", "clusters"):
         what = {"edges": "Canny edges", "gray": "grayscale", "clusters": "8-colour clusters"}[cfg.source]
         return f"{Path(cfg.path).name} ({what} -> photo)"

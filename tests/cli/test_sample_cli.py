@@ -81,6 +81,10 @@ def test_interpolate_gif_mp4_frames_grid(make_export, tmp_path):
     assert res.exit_code == 0, res.stderr
     cap = cv2.VideoCapture(str(tmp_path / "w.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 32
+    # browser-playable: H.264 in yuv420p, not MPEG-4 Part 2
+    from imgsynth.engine.video_io import stream_info
+
+    assert stream_info(tmp_path / "w.mp4") == {"codec": "h264", "pix_fmt": "yuv420p"}
     res = runner.invoke(app, ["interpolate", "--weights", d, "--seeds", "1,2", "--steps", "2", "-o", str(tmp_path / "fr")])
     assert sorted(p.name for p in (tmp_path / "fr").iterdir()) == ["frame0000.png", "frame0001.png", "frame0002.png"]
     res = runner.invoke(app, ["interpolate", "--weights", d, "--seeds", "1,2,3", "--steps", "3", "--grid",

@@ -13,7 +13,7 @@ networks), ``pix2pix`` (Isola et al. 2017, paired translation with a U-Net and a
 ``pix2pixhd`` (Wang et al. 2018) and ``spade`` (Park et al. 2019) for label maps, ``panoptic``
 (Dundar et al. 2020) for panoptic maps, ``progan`` (Karras et al. 2018, progressive growing),
 ``pconv`` (Liu et al. 2018, inpainting with partial convolutions, reconstruction losses and
-optionally an SN-PatchGAN term).
+optionally an SN-PatchGAN term), ``vid2vid`` (Wang et al. 2018, video from clips with known flow).
 
 A new family is a module here whose class carries ``@register_family("name")``, plus its name in
 :data:`FAMILY_MODULES`; modules are imported when their family is first asked for.
@@ -33,7 +33,7 @@ __all__ = ["FAMILY_MODULES", "Family", "get_family", "list_families", "register_
 FAMILY_MODULES: dict[str, str] = {
     name: f"imgsynth.training.families.{name}"
     for name in ("dcgan", "gan", "panoptic", "pconv", "pix2pix", "pix2pixhd", "progan", "spade",
-                 "stylegan", "stylegan2")
+                 "stylegan", "stylegan2", "vid2vid")
 }
 
 _FAMILIES: dict[str, Callable[[], Family]] = {}

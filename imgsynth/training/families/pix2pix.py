@@ -82,8 +82,9 @@ class Pix2PixFamily(VGGLoss, Family):
     def io(self, cfg: TrainConfig, generator_config: dict[str, Any], channels: int) -> dict[str, Any]:
         io = super().io(cfg, generator_config, channels)
         # derived-input sources record their kind so that translate applies the same conversion
-        io["input"] = cfg.data.source if cfg.data.source in ("edges", "gray", "clusters") else "image"
-        if cfg.data.source == "clusters":
+        derived = cfg.data.derive if cfg.data.source == "clips" else cfg.data.source
+        io["input"] = derived if derived in ("edges", "gray", "clusters") else "image"
+        if derived == "clusters":
             from imgsynth.pipelines.translate import CLUSTERS
 
             io["clusters"] = CLUSTERS
