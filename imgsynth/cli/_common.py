@@ -189,14 +189,19 @@ def progress_bar(quiet: bool, label: str) -> Iterator[Callable[[int, int, str], 
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    # shown from the start, so the wait for imports and the model load is visible too; then one
+    # step per finished item (the runner reports after every batch, one item by default)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=stderr_console(), transient=True) as prog:
-        task = prog.add_task(label, total=None)
+        task = prog.add_task(f"{label}: loading the model", total=None)
 
         def update(done: int, total: int, message: str) -> None:
-            prog.update(task, completed=done, total=total)
+            name = f" {one_line(os.path.basename(message))}" if message else ""
+            prog.update(task, completed=done, total=total, description=f"{label}{name[:40]}")
 
         yield update
 
