@@ -190,8 +190,10 @@ def load_card(path: Path) -> Card:
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise CardError(f"{path}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise CardError(f"{path}: cannot read the card ({e.strerror or e})") from None
     card = parse_card(data, where=str(path), path=path)
     if card.id != path.stem:
         raise CardError(f"{path}: id {card.id!r} must equal the file name {path.stem!r}")
