@@ -497,7 +497,8 @@ def plan_output(
 
 
 def mask_files(mask: str | None) -> list[str]:
-    """The files a ``--mask FILE|DIR`` option may read (protected from being written over)."""
+    """The files a ``--mask FILE|DIR`` (or ``--instance FILE|DIR``) option may read: protected from
+    being written over like the inputs."""
     if not mask or mask == STDIN:
         return []
     try:
