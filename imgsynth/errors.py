@@ -28,7 +28,9 @@ class OutputError(ImgsynthError):
 
 
 class UnknownModelError(ImgsynthError):
-    """A model or card id that does not exist."""
+    """A model or card id that does not exist: a usage error (exit code 2), like any unknown name."""
+
+    exit_code = 2
 
 
 class CardError(ImgsynthError):

@@ -81,13 +81,13 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 def check_choice(option: str, value: Any, choices: tuple) -> None:
     """A usage error (exit 2) unless ``value`` is None or one of ``choices``."""
     if value is not None and value not in choices:
-        raise UsageError(f"{option} {one_line(repr(value))}: use one of {', '.join(map(str, choices))}")
+        raise UsageError(f"unknown {option} {one_line(repr(value))}; use one of {', '.join(map(str, choices))}")
 
 
 def check_run_options(device: str | None, precision: str | None) -> None:
     """``--device`` and ``--precision`` spelled right (availability is checked when torch is up)."""
     if device is not None and not _DEVICE.match(device.strip().lower()):
-        raise UsageError(f"--device {one_line(repr(device))}: use auto, cpu, cuda, cuda:N or mps")
+        raise UsageError(f"unknown device {one_line(repr(device))}; use auto, cpu, cuda, cuda:N or mps")
     check_choice("--precision", precision, PRECISIONS)
 
 
@@ -168,10 +168,13 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def click_exceptions() -> tuple[type, ...]:
-    """Click's own exceptions (usage errors and exits), which Click turns into messages itself."""
-    import click
+    """Click's own exceptions (usage errors and exits), which Click turns into messages itself.
 
-    return (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+    Taken from Typer (which may carry its own copy of Click), so they are the ones it raises.
+    """
+    bad = typer.BadParameter.__mro__
+    click_exception = next(c for c in bad if c.__name__ == "ClickException")
+    return (click_exception, typer.Exit, typer.Abort)
 
 
 def _silence_stdout() -> None:
@@ -189,14 +192,19 @@ def progress_bar(quiet: bool, label: str) -> Iterator[Callable[[int, int, str], 
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    # shown from the start, so the wait for imports and the model load is visible too; then one
+    # step per finished item (the runner reports after every batch, one item by default)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=stderr_console(), transient=True) as prog:
-        task = prog.add_task(label, total=None)
+        task = prog.add_task(f"{label}: loading the model", total=None)
 
         def update(done: int, total: int, message: str) -> None:
-            prog.update(task, completed=done, total=total)
+            name = f" {one_line(os.path.basename(message))}" if message else ""
+            prog.update(task, completed=done, total=total, description=f"{label}{name[:40]}")
 
         yield update
 

@@ -14,6 +14,7 @@ from imgsynth.cli.options import (
     BatchSizeOpt, DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt,
     PrecisionOpt, QuietOpt, RevisionOpt, RuntimeOpt, SeedOpt, WeightsOpt, WorkersOpt,
 )
+from imgsynth.errors import UsageError
 
 MASK_PANEL = "Mask"
 
@@ -87,7 +88,8 @@ def inpaint(
 ) -> None:
     output = resolve_output(inputs, output, as_json=json)
     check_choice("--strategy", strategy, INPAINT_STRATEGIES)
-    check_choice("--ensemble", ensemble, INPAINT_ENSEMBLES)
+    if ensemble is not None and ensemble not in INPAINT_ENSEMBLES:
+        raise UsageError(f"--ensemble must be one of {', '.join(map(str, INPAINT_ENSEMBLES))}, got {ensemble}")
     check_run_options(device, precision)
     check_model("inpaint", model, weights)
     from imgsynth.engine.device import prepare_threads

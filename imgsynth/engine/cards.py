@@ -208,8 +208,10 @@ def load_card(path: Path) -> Card:
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise CardError(f"{path}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise CardError(f"{path}: cannot read the card ({e.strerror or e})") from None
     card = parse_card(data, where=str(path), path=path)
     if card.id != path.stem:
         raise CardError(f"{path}: id {card.id!r} must equal the file name {path.stem!r}")
@@ -225,10 +227,30 @@ def weights_dir() -> Path:
 
 
 def load_cards(directory: Path | None = None) -> dict[str, Card]:
-    """All cards of ``directory`` (default :func:`weights_dir`), checked as a set."""
+    """All cards of ``directory`` (default :func:`weights_dir`), checked as a set.
+
+    Parsed once per process while no card file changes (a command asks several times).
+    """
     directory = directory or weights_dir()
+    paths = sorted(directory.glob("*.toml"))
+    try:
+        stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+    except OSError:
+        stamp = None
+    if stamp is not None and _CACHE.get(str(directory), (None,))[0] == stamp:
+        return dict(_CACHE[str(directory)][1])
+    cards = _load_cards(paths)
+    if stamp is not None:
+        _CACHE[str(directory)] = (stamp, dict(cards))
+    return cards
+
+
+_CACHE: dict[str, tuple[tuple, dict[str, Card]]] = {}
+
+
+def _load_cards(paths: list[Path]) -> dict[str, Card]:
     cards: dict[str, Card] = {}
-    for path in sorted(directory.glob("*.toml")):
+    for path in paths:
         card = load_card(path)
         cards[card.id] = card
     defaults: dict[str, str] = {}

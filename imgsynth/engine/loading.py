@@ -67,7 +67,8 @@ def build_from_state(arch: str, config: dict[str, Any], state: dict[str, Any], w
         model = build_model(arch, config)
     except ImgsynthError as e:
         raise type(e)(f"{config_where or where}: {e}") from None
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as e:
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError,
+            RuntimeError) as e:
         # a constructor refusing a value (wrong type, out of range) of a user-supplied config
         raise ConfigError(
             f"{config_where or where}: 'config' does not build architecture {arch!r} ({type(e).__name__}: {e})"
@@ -140,7 +141,7 @@ def load_model(
         path = resolve_weights(card, revision=revision, offline=offline)
         state = load_state_file(path)
         net = build_from_state(card.arch, dict(card.config), state, f"model {card.id!r} ({path.name})",
-                               config_where=f"card {card.id!r} ([config] of weights/{card.id}.toml)")
+                               config_where=f"card {card.id!r} ([config] of {card.path or card.id + '.toml'})")
         loaded = Loaded(net, card.arch, task, card.id, dict(card.config), dict(card.io),
                         revision or card.source.revision, card)
     net = loaded.model.eval()

@@ -181,8 +181,9 @@ def run_translate(request: TranslateRequest, progress: Callable[[int, int, str],
     style = io.decode_image(request.style.read_bytes(), str(request.style)).rgb if request.style else None
     if style is not None and not getattr(loaded.model, "use_vae", False):
         raise InputError(f"{request.style}: --style needs a model with a style encoder (SPADE with use_vae)")
+    side_files = io.mask_files(request.instance) + [str(p) for p in (request.style, request.segments) if p]
     plan = io.plan_output(request.output, n_results=len(items), default="out", inputs=items,
-                          overwrite=request.overwrite, stdout=stdout)
+                          overwrite=request.overwrite, stdout=stdout, protect=side_files)
     # instance maps beside their label maps are not inputs of their own
     inst_like = [i for i in items if i.stem.endswith(INSTANCE_SUFFIX) or "instanceIds" in i.stem]
     if translator.kind == "label" and len(items) > len(inst_like):

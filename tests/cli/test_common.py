@@ -136,3 +136,25 @@ def test_closed_stdout_is_quiet(tmp_path):
     proc = subprocess.run(f"{sys.executable} -m imgsynth models list | head -1", shell=True, capture_output=True,
                           env=env, timeout=60)
     assert proc.stdout.decode().startswith("id\t") and b"Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("old,new,key", [
+    ("ngf = 32", 'ngf = "wide"', "'config'"),
+    ("ngf = 32", "ngf = -3", "'config'"),
+    ('task = "sample"', "task = 7", "'task'"),
+    ("default = true", 'default = "yes"', "'default'"),
+    ('kind = "bundled"', 'kind = "ftp"', "kind"),
+])
+def test_bad_card_fields_are_one_line_naming_card_and_key(tmp_path, monkeypatch, old, new, key):
+    import shutil
+
+    for name in ("dcgan-fashion-mnist.toml", "dcgan-fashion-mnist.safetensors"):
+        shutil.copy(ROOT / "weights" / name, tmp_path / name)
+    card = tmp_path / "dcgan-fashion-mnist.toml"
+    card.write_text(card.read_text().replace(old, new, 1))
+    monkeypatch.setenv("IMGSYNTH_WEIGHTS_DIR", str(tmp_path))
+    res = runner.invoke(app, ["sample", "--seeds", "1", "-o", str(tmp_path / "o.png")])
+    assert res.exit_code in (1, 2), res.stderr
+    assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "dcgan-fashion-mnist.toml" in res.stderr and key in res.stderr
+    assert "internal error" not in res.stderr

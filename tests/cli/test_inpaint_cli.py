@@ -159,7 +159,7 @@ def test_missing_input_and_mask(tmp_path):
 
 def test_unknown_model_suggests(tmp_path):
     res = run(photo(tmp_path / "p.png"), "--mask", mask(tmp_path / "m.png"), "--model", "teleaa")
-    assert res.exit_code == 1 and "did you mean 'telea'" in res.stderr
+    assert res.exit_code == 2 and "did you mean 'telea'" in res.stderr
 
 
 @pytest.mark.parametrize("args,pattern", [

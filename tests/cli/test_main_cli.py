@@ -52,7 +52,7 @@ def test_models_list_show_verify():
     res = runner.invoke(app, ["models", "show", "telea"])
     assert json.loads(res.stdout)["arch"] == "telea"
     res = runner.invoke(app, ["models", "show", "telee"])
-    assert res.exit_code == 1 and "did you mean 'telea'" in res.stderr
+    assert res.exit_code == 2 and "did you mean 'telea'" in res.stderr
     res = runner.invoke(app, ["models", "verify"])
     assert res.exit_code == 0, res.stdout + res.stderr
     res = runner.invoke(app, ["models", "list", "--task", "paint"])

@@ -124,3 +124,29 @@ def test_chain_inpaint_into_translate(tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     with Image.open(tmp_path / "x.png") as im:
         assert im.size == (32, 32)
+
+
+def test_progress_on_a_terminal_covers_the_model_load_and_each_item(tmp_path):
+    """stderr on a terminal: the bar appears before any item is done (the load) and counts items."""
+    for i in range(2):
+        _png(tmp_path / f"p{i}.png", i), _mask(tmp_path / f"p{i}_mask.png")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "imgsynth", "inpaint", str(tmp_path / "p0.png"),
+                             str(tmp_path / "p1.png"), "--model", "patchmatch", "-o", str(tmp_path / "out")],
+                            stdout=subprocess.DEVNULL, stderr=slave, cwd=ROOT, env={**_env(), "TERM": "xterm"})
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=120)
+    os.close(master)
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "inpaint: loading the model" in text
+    assert "2/2" in text or "1/2" in text
