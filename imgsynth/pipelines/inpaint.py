@@ -57,7 +57,7 @@ CROP_BATCH = 8
 SHARP_REACH = 48.0
 # ``sharp``: a crop goes through the network at no more than this many pixels (scaled down further
 # when larger), which bounds the memory of a 12-megapixel photo with a long hole.
-SHARP_MAX_PIXELS = 1_000_000
+SHARP_MAX_PIXELS = 600_000
 # ``sharp``: contrast of the photo's own detail copied into the hole (1 = the sources' contrast).
 SHARP_GAIN = 0.75
 
