@@ -23,7 +23,7 @@ from imgsynth.models import build_model
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "data"
 
 
-def manifest_options(name: str) -> dict[str, Any]:
+def manifest_options(name: str) -> dict[str, Any]:  # for the rollout tests
     """``options`` of a conformance model (from the folder check.py was given, else ../shared)."""
     data = Path(os.environ.get("CONFORMANCE_DATA") or DATA)
     with open(data / f"{name}.manifest.json") as f:
@@ -75,11 +75,11 @@ class NonNoneOutputs(nn.Module):
         return tuple(t for t in self.gen(*args) if t is not None)
 
 
-def vid2vid_generator(name: str, state_dict: dict) -> nn.Module:
-    """The imgsynth ``vid2vid`` generator for a conformance model's official weights."""
-    opts = manifest_options(name)
-    cfg = vid2vid_convert.infer_config(state_dict, use_instance=opts.get("use_instance", True),
-                                       fg_labels=opts.get("fg_labels"))
+def vid2vid_generator(state_dict: dict, options: dict) -> nn.Module:
+    """The imgsynth ``vid2vid`` generator for official weights; ``options`` are the manifest's
+    (what the weights cannot tell: instance maps in the input, the foreground labels)."""
+    cfg = vid2vid_convert.infer_config(state_dict, use_instance=options.get("use_instance", True),
+                                       fg_labels=options.get("fg_labels"))
     gen = build_model("vid2vid", cfg)
     gen.load_state_dict(vid2vid_convert.from_official(state_dict, cfg), strict=True)
     return gen
@@ -93,46 +93,53 @@ def first_frame_generator(state_dict: dict) -> nn.Module:
     return gen
 
 
-def imaginaire_generator(name: str, state_dict: dict) -> nn.Module:
-    """The imgsynth ``imaginaire_vid2vid`` generator for a conformance model's weights."""
-    gen_opts = manifest_options(name)["gen"]
-    cfg = imaginaire_convert.infer_vid2vid_config(state_dict, flow_multiplier=gen_opts["flow"]["flow_output_multiplier"])
+def imaginaire_generator(state_dict: dict, options: dict) -> nn.Module:
+    """The imgsynth ``imaginaire_vid2vid`` generator; ``options`` is the manifest's imaginaire config."""
+    cfg = imaginaire_convert.infer_vid2vid_config(
+        state_dict, flow_multiplier=options["gen"]["flow"]["flow_output_multiplier"])
     gen = build_model("imaginaire_vid2vid", cfg)
     gen.load_state_dict(imaginaire_convert.from_vid2vid(state_dict, cfg), strict=True)
     return gen
 
 
-def fs_generator(name: str, state_dict: dict) -> nn.Module:
-    """The imgsynth ``fs_vid2vid`` generator for a conformance model's weights."""
-    opts = manifest_options(name)
+def fs_generator(state_dict: dict, options: dict) -> nn.Module:
+    """The imgsynth ``fs_vid2vid`` generator; ``options`` is the manifest's imaginaire config."""
     cfg = imaginaire_convert.infer_fs_config(state_dict,
-                                             flow_multiplier=opts["gen"]["flow"]["flow_output_multiplier"],
-                                             few_shot_k=opts["data"]["initial_few_shot_K"])
+                                             flow_multiplier=options["gen"]["flow"]["flow_output_multiplier"],
+                                             few_shot_k=options["data"]["initial_few_shot_K"])
     gen = build_model("fs_vid2vid", cfg)
     gen.load_state_dict(imaginaire_convert.from_fs_vid2vid(state_dict, cfg), strict=True)
     return gen
 
 
-def _vid2vid(name: str) -> Callable[[dict], nn.Module]:
-    def load(sd: dict) -> nn.Module:
-        gen = vid2vid_generator(name, sd)
-        return OfficialTwoScaleCall(gen) if gen.n_scales == 2 else OfficialCompositeCall(gen)
-
-    return load
+def _is_first_frame(state_dict: dict) -> bool:
+    """netG_i is a flat pix2pixHD ``model.<i>.*`` Sequential; composite generators have named parts."""
+    return not any(k.startswith(("model_down_seg", "netG0.")) for k in state_dict)
 
 
-def _wrapped(builder: Callable[[str, dict], nn.Module], name: str) -> Callable[[dict], nn.Module]:
-    return lambda sd: NonNoneOutputs(builder(name, sd))
+def _build_vid2vid(state_dict: dict, man: dict) -> nn.Module:
+    if _is_first_frame(state_dict):
+        return first_frame_generator(state_dict)
+    gen = vid2vid_generator(state_dict, man.get("options", {}))
+    return OfficialTwoScaleCall(gen) if gen.n_scales == 2 else OfficialCompositeCall(gen)
 
 
-LOADERS: dict[str, Callable[[dict], nn.Module]] = {
-    # Stored configs: ngf 16, 2 downsamplings, 4 blocks, 6 labels + edge x 3 frames, 64x128
-    # (local2: + a second scale at ngf 8); imaginaire: widths / 4, 64x128 (fs: 64x64).
-    "vid2vid_composite_fg": _vid2vid("vid2vid_composite_fg"),
-    "vid2vid_composite_instance": _vid2vid("vid2vid_composite_instance"),
-    "vid2vid_composite_local2": _vid2vid("vid2vid_composite_local2"),
-    "vid2vid_single_G": first_frame_generator,
-    "imaginaire_vid2vid": _wrapped(imaginaire_generator, "imaginaire_vid2vid"),
-    "imaginaire_fs_vid2vid": _wrapped(fs_generator, "imaginaire_fs_vid2vid"),
-    "imaginaire_fs_vid2vid_k2": _wrapped(fs_generator, "imaginaire_fs_vid2vid_k2"),
+def _detect(state_dict: dict) -> str | None:
+    keys = list(state_dict)
+    if any(k.startswith("weight_generator.") for k in keys):
+        return "imaginaire_fs_vid2vid"
+    if any(k.startswith(("model_down_seg", "netG0.")) for k in keys):
+        return "vid2vid"
+    if any(".layers.norm.mlps." in k for k in keys) and any(k.startswith("flow_network_temp.") for k in keys):
+        return "imaginaire_vid2vid"
+    return None
+
+
+# Builders by manifest family (adapter.py): the stored configs are reduced (ngf 16, 2 downsamplings,
+# 4 blocks, 6 labels + edge x 3 frames at 64x128; imaginaire widths / 4), built from their weights.
+BUILDERS: dict[str, Callable[[dict, dict], nn.Module]] = {
+    "vid2vid": _build_vid2vid,
+    "imaginaire_vid2vid": lambda sd, man: NonNoneOutputs(imaginaire_generator(sd, man.get("options", {}))),
+    "imaginaire_fs_vid2vid": lambda sd, man: NonNoneOutputs(fs_generator(sd, man.get("options", {}))),
 }
+DETECT = _detect

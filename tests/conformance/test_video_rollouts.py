@@ -23,7 +23,7 @@ import os
 import pytest
 import torch
 
-from cases_video import DATA, first_frame_generator, fs_generator, imaginaire_generator, vid2vid_generator
+from cases_video import DATA, first_frame_generator, fs_generator, imaginaire_generator, manifest_options, vid2vid_generator
 from imgsynth.layers.label_maps import one_hot
 from imgsynth.models.imaginaire_vid2vid import push_frame
 
@@ -74,7 +74,7 @@ def _mode(module: torch.nn.Module, mode: str) -> None:
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_vid2vid_no_first_img(mode: str) -> None:
     weights, io = _load("vid2vid_composite_fg")
-    gen = vid2vid_generator("vid2vid_composite_fg", weights)
+    gen = vid2vid_generator(weights, manifest_options("vid2vid_composite_fg"))
     _mode(gen, mode)
     for t, err in enumerate(_rollout_no_first_img(gen, io, mode)):
         assert err <= ATOL, f"frame {t + gen.n_frames - 1}: max|err| {err:.3e} > {ATOL:.1e}"
@@ -82,7 +82,7 @@ def test_vid2vid_no_first_img(mode: str) -> None:
 
 def test_rollout_tolerance_discriminates() -> None:
     weights, io = _load("vid2vid_composite_fg")
-    gen = vid2vid_generator("vid2vid_composite_fg", weights).eval()
+    gen = vid2vid_generator(weights, manifest_options("vid2vid_composite_fg")).eval()
     errors = _rollout_no_first_img(gen, io, "eval", align_corners=True)
     assert max(errors[1:]) > 10 * ATOL, errors
 
@@ -91,7 +91,7 @@ def test_rollout_tolerance_discriminates() -> None:
 def test_vid2vid_two_scales_single_G(mode: str) -> None:
     weights, io = _load("vid2vid_composite_local2")
     single_weights, _ = _load("vid2vid_single_G")
-    gen = vid2vid_generator("vid2vid_composite_local2", weights)
+    gen = vid2vid_generator(weights, manifest_options("vid2vid_composite_local2"))
     first = first_frame_generator(single_weights)
     _mode(gen, mode)
     _mode(first, mode)
@@ -112,7 +112,7 @@ def test_vid2vid_two_scales_single_G(mode: str) -> None:
 
 def test_imaginaire_vid2vid_rollout() -> None:
     weights, io = _load("imaginaire_vid2vid")
-    gen = imaginaire_generator("imaginaire_vid2vid", weights).eval()
+    gen = imaginaire_generator(weights, manifest_options("imaginaire_vid2vid")).eval()
     labels, frames = io["rollout_eval/aux/label_one_hot"], io["rollout_eval/aux/frames"]
     _assert_close(one_hot(io["rollout_eval/aux/label"], gen.label_channels), labels, "one-hot labels")
     prev_labels = prev_images = None
@@ -129,7 +129,7 @@ def test_imaginaire_vid2vid_rollout() -> None:
 @pytest.mark.parametrize("name", ["imaginaire_fs_vid2vid", "imaginaire_fs_vid2vid_k2"])
 def test_fs_vid2vid_rollout(name: str) -> None:
     weights, io = _load(name)
-    gen = fs_generator(name, weights).eval()
+    gen = fs_generator(weights, manifest_options(name)).eval()
     key = "rollout_eval/aux"
     labels, frames = io[f"{key}/label"], io[f"{key}/frames"]
     ref_labels, ref_images = io[f"{key}/ref_labels"][None], io[f"{key}/ref_images"][None]
