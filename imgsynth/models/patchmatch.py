@@ -824,12 +824,16 @@ def patchmatch_inpaint(
             f"image {h}x{w} is smaller than one {patch_size}x{patch_size} patch; "
             "use a smaller patch_size"
         )
+    # crops arrive as strided views; the kernels are compiled for contiguous arrays
+    image = np.ascontiguousarray(image)
     kernels = _load_numba() if backend in ("auto", "numba") else None
     if backend == "numba" and kernels is None:
         raise InpaintInputError("backend='numba' needs numba: pip install 'imgsynth[fast]'")
     ops: Any = _NumbaOps(kernels) if kernels is not None else _NumpyOps(seed)
     if guide is not None and guide.dtype != np.uint8:
         guide = np.clip(np.rint(guide.astype(np.float32)), 0, 255).astype(np.uint8)
+    elif guide is not None:
+        guide = np.ascontiguousarray(guide)
 
     levels = [_Level(image, hole, guide)]
     count = _num_levels(hole, patch_size) + 1 if pyramid_levels is None else pyramid_levels
