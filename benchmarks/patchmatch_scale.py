@@ -6,7 +6,7 @@
 Every (photo, size, mask, backend) runs in a fresh Python process, so its peak RSS (ru_maxrss)
 is that of one inpainting call plus the interpreter and imports, and its time includes no warm-up
 from earlier runs (numba's kernels come from the on-disk cache; a first-ever run compiles them,
-reported separately as ``compile``). Beside each time: OpenCV Telea on the same photo and mask in
+timed once before the runs). Beside each time: OpenCV Telea on the same photo and mask in
 the same child process (a same-run baseline), and the texture ratio inside the hole (variance of
 the Laplacian of the fill over that of the real photo; a smear is near 0).
 
@@ -48,10 +48,12 @@ def progress(f):
         print(f"  {args['photo'].split('/')[-1]} {args['size']} {args['mask']}: {100 * f:5.1f} % after {now:.0f} s",
               file=sys.stderr, flush=True)
 t0 = time.perf_counter()
+c0 = time.process_time()
 out = patchmatch_inpaint(image, hole, seed=args["seed"], backend=args["backend"], progress=progress)
 seconds = time.perf_counter() - t0
+cpu = time.process_time() - c0
 print(json.dumps({
-    "h": image.shape[0], "w": image.shape[1], "hole": float(hole.mean()), "seconds": seconds,
+    "h": image.shape[0], "w": image.shape[1], "hole": float(hole.mean()), "seconds": seconds, "cpu_seconds": cpu,
     "telea_seconds": t_telea, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "rss_before_mb": rss_before / 1024,
     "texture": texture_ratio(out, image, hole), "texture_telea": texture_ratio(telea, image, hole),
@@ -155,11 +157,13 @@ def main() -> None:
         pp = Path(p)
         photos += sorted(str(f) for f in pp.iterdir() if f.suffix.lower() in (".jpg", ".png")) if pp.is_dir() else [p]
     print(f"machine: {machine()}", flush=True)
-    # compile (or load) the numba kernels once, timed, so that every run below reads the cache
+    # compile (or load) the serial and parallel numba kernels once, timed, so every run reads the cache
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import numpy as np;"
                     "from imgsynth.models.patchmatch import patchmatch_inpaint as f;"
-                    "m=np.zeros((32,32),bool); m[10:20,10:20]=True; f(np.zeros((32,32,3),np.uint8), m)", str(ROOT)],
+                    "m=np.zeros((32,32),bool); m[10:20,10:20]=True; f(np.zeros((32,32,3),np.uint8), m);"
+                    "m=np.zeros((400,400),bool); m[50:350,50:350]=True; f(np.zeros((400,400,3),np.uint8), m)",
+                    str(ROOT)],
                    check=True)
     print(f"kernels ready (compile or cache load + import) in {time.perf_counter() - t0:.1f} s", flush=True)
     rows = []
@@ -185,7 +189,7 @@ def main() -> None:
                     print(json.dumps(rec), flush=True)
     if a.out is not None:
         lines = [f"\nMachine: {machine()} (at the end of the run).\n",
-                 "| photo | size | mask | hole % | backend | PatchMatch s | Telea s | peak RSS MB | "
+                 "| photo | size | mask | hole % | backend | PatchMatch s (CPU s) | Telea s | peak RSS MB | "
                  "texture PM / Telea | PSNR box PM / Telea | load 1 min |",
                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
@@ -196,7 +200,7 @@ def main() -> None:
                 continue
             lines.append(
                 f"| {name} | {r['w']}x{r['h']} | {r['mask']} | {100 * r['hole']:.1f} | {r['backend']} | "
-                f"{r['seconds']:.1f} | {r['telea_seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
+                f"{r['seconds']:.1f} ({r['cpu_seconds']:.1f}) | {r['telea_seconds']:.2f} | {r['peak_rss_mb']:.0f} | "
                 f"{r['texture']:.2f} / {r['texture_telea']:.2f} | {r['psnr']:.1f} / {r['psnr_telea']:.1f} | "
                 f"{r['load1']:.2f} |")
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -203,10 +203,10 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
     # Where the runner's count stands, so that a slow classical fill (PatchMatch on a 12-MP photo
     # takes minutes) can report its own progress as a fraction of the current photo.
     counts = {"done": 0, "total": len(items)}
-    runner_progress = progress
-    if progress is not None:
-        def runner_progress(done: int, total: int, message: str) -> None:
-            counts.update(done=done, total=total)
+
+    def runner_progress(done: int, total: int, message: str) -> None:
+        counts.update(done=done, total=total)
+        if progress is not None:
             progress(done, total, message)
 
     def process(batch: list[_Prepared]) -> list[Any]:
@@ -239,7 +239,8 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
         workers = 0  # decoding dominates a classical fill; worker processes would only add start-up
     prepare = PrepareInpaint(request.mask, request.invert_mask, request.resize_mask, request.dilate, shared)
     return run_batched(items, prepare=prepare, process=process, write=write, name_of=lambda i: i.path,
-                       skip=skip, batch_size=request.batch_size, workers=workers, progress=runner_progress)
+                       skip=skip, batch_size=request.batch_size, workers=workers,
+                       progress=runner_progress if progress is not None else None)
 
 
 __all__ = ["Failed", "InpaintRequest", "run_inpaint"]

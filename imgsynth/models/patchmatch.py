@@ -38,14 +38,18 @@ Deviations from the original:
 - The patch distance weighs known pixels 1 and hole pixels 0.1 (pixels outside the image 0), so the
   known surroundings steer the search rather than a smooth early fill. With a guide, hole pixels
   are compared with ``(1 - g) * estimate + g * guide`` and weigh ``0.1 + 0.9 g``.
-- The pyramid is halved until no hole pixel lies more than two patch widths from the known region;
-  thin holes are filled at full resolution only. Coarser levels run more EM steps
+- The pyramid is halved until no hole pixel lies more than half a patch from the known region
+  (while the coarse image keeps complete source patches). Coarser levels run more EM steps
   (``em_steps + 2 * level``): they are cheap and fix the layout.
 - Voting weights are Wexler's similarity term ``exp(-d / (2 sigma^2))`` with ``sigma^2`` the 75th
   percentile of the per-value patch distances, times the fraction of the patch inside the image,
   times Wexler's spatial confidence ``1.3^-distance`` to the known region taken at the patch centre
   (not averaged over the patch); it is applied relative to the voted pixel's own confidence,
   which the per-pixel normalisation cancels, so deep holes never underflow.
+- At full resolution each hole pixel takes the value of the heaviest patch covering it (the mode
+  of the votes) instead of their weighted mean: the mean of 49 overlapping, slightly misaligned
+  patches blurs the texture (on four 1024-px photos the Laplacian-variance ratio of the fill rose from
+  0.07-0.28 to 0.15-0.60, PSNR within 0.4 dB). Coarser levels keep the mean.
 - Level images are uint8 (the 2x2 known-pixel average rounded), at most 0.5 grey levels off.
 """
 
@@ -53,6 +57,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -74,7 +79,8 @@ _FILLED_WEIGHT = 0.1
 _FINE_WINDOW = 4
 # Rows per band of the parallel search (fixed, so results do not depend on the thread count).
 _BAND_ROWS = 16
-_SHARP_FINAL = "fine"
+# One caller at a time in numba's thread pool; a concurrent caller runs the serial kernels.
+_PARALLEL_LOCK = threading.Lock()
 # Levels with at least this many targets run the parallel kernels, smaller ones the serial twins.
 _PARALLEL_ABOVE = 50_000
 # Targets per vectorised step of the NumPy backend (bounds its temporaries to a few MB).
@@ -170,7 +176,8 @@ def _k_random_init(src_ok, nnf, rows, r, seed):  # pragma: no cover - compiled
                 break
 
 
-def _k_search_band(img, idmap, tval, wpix, src_ok, ty, tx, nnf, dist, r, start, stop, step, radius, seed):  # pragma: no cover
+def _k_search_band(img, idmap, tval, wpix, src_ok, ty, tx, nnf, dist, r, start, stop, step, radius,
+                   seed):  # pragma: no cover - compiled
     """One PatchMatch sweep over targets [start, stop) in scan order (``step`` 1) or reverse scan
     order (-1): propagation from the neighbour above / left (below / right), then random search
     u_i = v0 + w alpha^i R_i (Barnes et al. Sec. 3.2)."""
@@ -207,7 +214,8 @@ def _k_search_band(img, idmap, tval, wpix, src_ok, ty, tx, nnf, dist, r, start, 
         k += step
 
 
-def _k_search(img, idmap, tval, wpix, src_ok, ty, tx, nnf, dist, r, iterations, radius, seed, bands):  # pragma: no cover
+def _k_search(img, idmap, tval, wpix, src_ok, ty, tx, nnf, dist, r, iterations, radius, seed,
+              bands):  # pragma: no cover - compiled
     """``iterations`` PatchMatch sweeps, alternating direction. The targets are cut into bands of
     rows (``bands``: start indices); even bands run in parallel, then odd ones, so no band reads a
     neighbour's field while another thread writes it: the result is that of a fixed sequential
@@ -321,6 +329,11 @@ def _load_numba() -> dict[str, Any] | None:
     except ImportError:
         return None
     _numba_cache_dir(numba)
+    if not os.environ.get("NUMBA_THREADING_LAYER"):
+        # numba's own thread pool: on a loaded machine OpenMP's barrier waits made the parallel
+        # kernels 2-3x slower in wall time than this, for the same CPU time. It must not be
+        # entered from two threads at once, hence _PARALLEL_LOCK.
+        numba.config.THREADING_LAYER = "workqueue"
     module = globals()
     module["prange"] = numba.prange
     for name in _HELPERS:
@@ -395,9 +408,9 @@ def _hole_depth(hole: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
 
 
 def _num_levels(hole: np.ndarray, patch_size: int) -> int:
-    """How many times to halve: until no hole pixel is more than two patch widths from the known
-    region (thin holes are best filled at full resolution, where the nearby context is sharp),
-    while the coarse image keeps complete source patches."""
+    """How many times to halve: until no hole pixel is more than half a patch from the known
+    region, while the coarse image keeps complete source patches. A single full-resolution level
+    with a smooth start converges slowly even on thin holes; one coarse level fixes that."""
     import cv2
 
     r = patch_size // 2
@@ -646,28 +659,34 @@ class _NumbaOps:
     def __init__(self, kernels: dict[str, Any]) -> None:
         self.kernels = kernels
 
-    def _k(self, s: _Solver, name: str) -> Any:
-        return self.kernels[name if s.size >= _PARALLEL_ABOVE else name + "_serial"]
+    def _call(self, s: _Solver, name: str, *args: Any) -> None:
+        if s.size >= _PARALLEL_ABOVE and _PARALLEL_LOCK.acquire(blocking=False):
+            try:
+                self.kernels[name](*args)
+            finally:
+                _PARALLEL_LOCK.release()
+            return
+        self.kernels[name + "_serial"](*args)  # small level, or another thread holds the pool
 
     def all_dist(self, s: _Solver, tval: np.ndarray) -> None:
-        self._k(s, "all_dist")(s.img, s.idmap, tval, s.wpix, s.ty, s.tx, s.nnf, s.dist, s.r)
+        self._call(s, "all_dist", s.img, s.idmap, tval, s.wpix, s.ty, s.tx, s.nnf, s.dist, s.r)
 
     def random_init(self, s: _Solver, rows: np.ndarray, seed: int) -> None:
-        self._k(s, "random_init")(s.src_ok, s.nnf, rows.astype(np.int64), s.r, seed)
+        self._call(s, "random_init", s.src_ok, s.nnf, rows.astype(np.int64), s.r, seed)
 
     def search(self, s: _Solver, tval: np.ndarray, iterations: int, radius: int, seed: int) -> None:
         bands = np.searchsorted(s.ty, np.arange(0, s.h + _BAND_ROWS, _BAND_ROWS)).astype(np.int64)
-        self._k(s, "search")(s.img, s.idmap, tval, s.wpix, s.src_ok, s.ty, s.tx, s.nnf, s.dist, s.r,
-                             iterations, radius, seed, bands)
+        self._call(s, "search", s.img, s.idmap, tval, s.wpix, s.src_ok, s.ty, s.tx, s.nnf, s.dist, s.r,
+                   iterations, radius, seed, bands)
 
     def vote(self, s: _Solver, weight: np.ndarray, sharp: bool = False) -> None:
-        self._k(s, "vote")(s.img, s.idmap, np.flatnonzero(s.hole), s.ty, s.tx, s.nnf, weight, s.r, sharp,
-                           s.estimate)
+        self._call(s, "vote", s.img, s.idmap, np.flatnonzero(s.hole), s.ty, s.tx, s.nnf, weight, s.r, sharp,
+                   s.estimate)
 
     def patch_weight(self, s: _Solver) -> tuple[np.ndarray, np.ndarray]:
         wsum = np.zeros(s.size, np.float32)
         inside = np.zeros(s.size, np.float32)
-        self._k(s, "patch_weight")(s.idmap, s.wpix, s.ty, s.tx, s.r, wsum, inside)
+        self._call(s, "patch_weight", s.idmap, s.wpix, s.ty, s.tx, s.r, wsum, inside)
         return wsum, inside
 
 
@@ -805,12 +824,16 @@ def patchmatch_inpaint(
             f"image {h}x{w} is smaller than one {patch_size}x{patch_size} patch; "
             "use a smaller patch_size"
         )
+    # crops arrive as strided views; the kernels are compiled for contiguous arrays
+    image = np.ascontiguousarray(image)
     kernels = _load_numba() if backend in ("auto", "numba") else None
     if backend == "numba" and kernels is None:
         raise InpaintInputError("backend='numba' needs numba: pip install 'imgsynth[fast]'")
     ops: Any = _NumbaOps(kernels) if kernels is not None else _NumpyOps(seed)
     if guide is not None and guide.dtype != np.uint8:
         guide = np.clip(np.rint(guide.astype(np.float32)), 0, 255).astype(np.uint8)
+    elif guide is not None:
+        guide = np.ascontiguousarray(guide)
 
     levels = [_Level(image, hole, guide)]
     count = _num_levels(hole, patch_size) + 1 if pyramid_levels is None else pyramid_levels
@@ -864,7 +887,7 @@ def patchmatch_inpaint(
             tval = solver.target_values(g)
             ops.all_dist(solver, tval)
             ops.search(solver, tval, iterations, radius, level_seed * 100 + step + 1)
-            _vote(ops, solver, wsum, inside, sharp=(_SHARP_FINAL == "final" and index == 0 and step == rounds[index] - 1) or (_SHARP_FINAL == "fine" and index == 0) or _SHARP_FINAL == "all")
+            _vote(ops, solver, wsum, inside, sharp=index == 0)
             done += int(level.hole.sum())
             if progress is not None:
                 progress(min(done / work, 1.0))
