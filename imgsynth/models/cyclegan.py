@@ -103,7 +103,7 @@ def _transposed_weight(conv: nn.ConvTranspose2d) -> torch.Tensor:
     """
     w = conv.weight
     mat = w.reshape(w.shape[0], -1).t()
-    if not CACHE_TRANSPOSED or torch.is_grad_enabled():
+    if not CACHE_TRANSPOSED or torch.is_grad_enabled() or torch.compiler.is_exporting():
         return mat
     key = (w._version, w.data_ptr(), w.dtype, w.device, torch.is_inference_mode_enabled())
     hit = conv.__dict__.get("_gemm_t_cache")
