@@ -82,7 +82,21 @@ def count_flops(fn: Callable[[], Any]) -> int:
     """Executed FLOPs of one call of ``fn``, as ``torch.utils.flop_counter`` counts them (2 per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    class _Global:
+        """Count every op under "Global" only: the per-module tracker's autograd hooks fail on
+        parameters used through views under inference mode (StyleGAN2's constant input)."""
+
+        parents = {"Global"}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _Global()
+    with counter:
         fn()
     return int(counter.get_total_flops())
 
