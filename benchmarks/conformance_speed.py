@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "conformance" / "data"
 OFFICIAL_LABEL = "official s (manifest, AVX-512 machine)"
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does, before torch is imported
 if str(ROOT) not in sys.path:  # run as a script: this checkout's imgsynth, not an installed one
     sys.path.insert(0, str(ROOT))
 
