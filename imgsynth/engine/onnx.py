@@ -255,6 +255,10 @@ class OrtGenerator:
         self._fingerprint: str | None = None
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # like OMP_WAIT_POLICY=PASSIVE for torch: spinning worker threads steal the CPU from
+        # everything else between calls on small machines
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
         self._opts = opts

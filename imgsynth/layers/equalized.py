@@ -127,7 +127,7 @@ class _EqualizedBase(nn.Module):
         ``channels_last`` caches a conv weight in that memory format, so that channels-last
         inputs do not convert it on every call.
         """
-        if self.training or torch.is_grad_enabled():
+        if self.training or torch.is_grad_enabled() or torch.compiler.is_exporting():  # export: no storage
             return self._prepare()
         w, b = self.module.weight, self.module.bias
         key = (

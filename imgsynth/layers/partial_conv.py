@@ -90,7 +90,12 @@ def mask_ratio(
         ``(ratio, update)``, both shaped like ``mask_sum``; ratio already includes the update
         factor, as in NVIDIA's code.
     """
-    if variant == "nvidia":
+    if variant == "nvidia" and torch.compiler.is_exporting():
+        # the ONNX export drops the + 1e-8 (window_size * reciprocal(S)), so S == 0 gives inf * 0 = NaN;
+        # divide by 1 there instead: ratio is zeroed by the update anyway
+        update = mask_sum.clamp(0, 1)
+        ratio = (window_size / torch.where(mask_sum > 0, mask_sum, torch.ones_like(mask_sum))) * update
+    elif variant == "nvidia":
         update = mask_sum.clamp(0, 1)
         ratio = (window_size / (mask_sum + EPS)) * update
     elif variant == "naoto":

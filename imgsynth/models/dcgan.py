@@ -67,7 +67,7 @@ def _gemm_weight(conv: nn.ConvTranspose2d, cache: bool) -> Tensor:
     """
     w = conv.weight
     mat = w.reshape(w.shape[0], -1).t()
-    if not cache:
+    if not cache or torch.compiler.is_exporting():  # a traced graph has no storage to key on
         return mat
     key = (w._version, w.data_ptr(), w.dtype, w.device, torch.is_inference_mode_enabled())
     hit = conv.__dict__.get("_gemm_cache")
