@@ -58,10 +58,14 @@ def _skip_reason(cmd: str) -> str | None:
         return "publishes to the Hugging Face Hub (network and a token)"
     if argv[:3] == ["imgsynth", "models", "export"]:
         return "needs a training run's checkpoints"
+    if argv[:2] == ["imgsynth", "serve"]:
+        return "serves until Ctrl-C (tests/serve start it on a free port and drive it in a browser)"
     from imgsynth.engine.cards import get_card
 
     for flag in ("--model", "-m"):
         if flag in argv:
+            if argv[argv.index(flag) + 1].isupper():
+                return f"{argv[argv.index(flag) + 1]} stands for a model id"
             card = get_card(argv[argv.index(flag) + 1])
             if card.has_weights and card.source.kind != "bundled":
                 return f"downloads the weights of {card.id}"
@@ -102,7 +106,7 @@ def workdir(tmp_path, make_export, monkeypatch):
     for i in range(2):
         _photo(d / "photos" / f"p{i}.png", seed=i), _hole(d / "masks" / f"p{i}.png")
     dcgan = make_export("dcgan")
-    for target in ("runs/dcgan/export", "export", "runs/dcgan-fashion-mnist/export"):
+    for target in ("runs/dcgan/export", "export", "runs/dcgan-fashion-mnist/export", "runs/my/export"):
         shutil.copytree(dcgan, d / target)
     shutil.copytree(make_export("spade"), d / "runs/spade/export")
     for sub in ("labels", "instances"):
@@ -110,6 +114,14 @@ def workdir(tmp_path, make_export, monkeypatch):
     labels = np.random.default_rng(0).integers(0, 5, (32, 32), dtype=np.uint8)
     Image.fromarray(labels).save(d / "labels" / "a.png")
     Image.fromarray((labels > 2).astype(np.uint8)).save(d / "instances" / "a.png")
+    import cv2
+
+    video = cv2.VideoWriter(str(d / "walk.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, (32, 32))
+    for i in range(4):
+        frame = np.zeros((32, 32, 3), np.uint8)
+        frame[8:24, 4 + 2 * i:20 + 2 * i] = 200  # a block moving right
+        video.write(frame)
+    video.release()
     monkeypatch.chdir(d)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return d
