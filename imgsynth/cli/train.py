@@ -41,7 +41,8 @@ GROUP_HELP = """Train on your own images: write a recipe with `train new`, run i
 
   imgsynth train my.toml --export runs/my/export
 
-  imgsynth sample --weights runs/my/export --seeds 0-15 --grid 4x4 -o grid.png
+  imgsynth sample --weights runs/my/export --seeds 0-15 --grid 4x4 \\
+      -o grid.png
 
 [bold]Families[/bold] (data they train on; a recipe for each):
 
@@ -57,11 +58,13 @@ GROUP_HELP = """Train on your own images: write a recipe with `train new`, run i
 
   pix2pixhd, spade: label maps (ids in the first channel) -> photos
 
-    imgsynth train new spade --data labels/ --target photos/ --size 128 -o spade.toml
+    imgsynth train new spade --data labels/ --target photos/ \\
+        --size 128 -o spade.toml
 
   panoptic: Fashion-MNIST mosaics with panoptic maps
 
-    imgsynth train new panoptic --data /usr/share/datasets/fashion-mnist -o pan.toml
+    imgsynth train new panoptic --data /usr/share/datasets/fashion-mnist \\
+        -o pan.toml
 
   pconv: inpainting on a folder of photos (holes drawn during training)
 
@@ -69,17 +72,21 @@ GROUP_HELP = """Train on your own images: write a recipe with `train new`, run i
 
 [bold]Data sources[/bold] (data.source in a recipe, chosen from what --data holds): folder (--data DIR), paired (--data DIR --target DIR), masked (pconv), edges / gray / clusters (pix2pix --derive), and from the Fashion-MNIST IDX folder (apt-get install dataset-fashion-mnist) fashion-mnist, fashion-mnist-labels (spade, pix2pixhd), mosaics (panoptic):
 
-  imgsynth train new dcgan --data /usr/share/datasets/fashion-mnist -o fm.toml
+  imgsynth train new dcgan --data /usr/share/datasets/fashion-mnist \\
+      -o fm.toml
 
-  imgsynth train new spade --data /usr/share/datasets/fashion-mnist -o fm-labels.toml
+  imgsynth train new spade --data /usr/share/datasets/fashion-mnist \\
+      -o fm-labels.toml
 
   imgsynth train new pix2pix --data photos/ --derive gray -o colourise.toml
 
 [bold]Runs:[/bold]
 
-  imgsynth train my.toml --resume --set run.steps=8000   [dim]# continue, train longer[/dim]
+  imgsynth train my.toml --resume \\
+      --set run.steps=8000   [dim]# continue, train longer[/dim]
 
-  imgsynth train my.toml --set augment.ada=on   [dim]# adaptive augmentation for few images[/dim]
+  imgsynth train my.toml \\
+      --set augment.ada=on   [dim]# adaptive augmentation for few images[/dim]
 """
 
 NEW_HELP = """Write a complete, commented recipe for your data: source, size, fit, networks, losses, steps.
@@ -90,9 +97,11 @@ The run, its export and the model card carry your run name (--name, else the rec
 
   imgsynth train new dcgan --data photos/ -o my.toml
 
-  imgsynth train new pix2pix --data sketches/ --target photos/ --size 256 -o sketch2photo.toml
+  imgsynth train new pix2pix --data sketches/ --target photos/ \\
+      --size 256 -o sketch2photo.toml
 
-  imgsynth train new stylegan2 --data /usr/share/datasets/fashion-mnist -o fm.toml
+  imgsynth train new stylegan2 --data /usr/share/datasets/fashion-mnist \\
+      -o fm.toml
 """
 
 EXPORT_HELP = """Export a training checkpoint (or a run folder's newest) as a --weights folder.

@@ -22,13 +22,17 @@ INPUT is a folder of frames (natural order: f2 before f10), a glob in quotes, or
 
 [bold]Examples:[/bold]
 
-  imgsynth translate-video examples/video/shapes/ -o out.mp4   [dim]# the bundled default[/dim]
+  imgsynth translate-video examples/video/shapes/ \\
+      -o out.mp4  [dim]# bundled default[/dim]
 
-  imgsynth translate-video examples/video/shapes/ --mode per-frame -o baseline.gif
+  imgsynth translate-video examples/video/shapes/ --mode per-frame \\
+      -o baseline.gif
 
-  imgsynth translate-video 'seq/*_labelIds.png' --model M --first-frame zeros -o frames/
+  imgsynth translate-video 'seq/*_labelIds.png' --model M \\
+      --first-frame zeros -o frames/
 
-  imgsynth translate-video walk.mp4 --model pix2pix-edges-photos -o edges2photo.mp4
+  imgsynth translate-video walk.mp4 --model pix2pix-edges-photos \\
+      -o edges2photo.mp4
 """
 
 

@@ -77,8 +77,9 @@ def run_sample(request: SampleRequest, progress: ProgressFn | None = None, stdou
     if request.grid and request.grid[0] * request.grid[1] < len(seeds):
         raise UsageError(f"{len(seeds)} seeds do not fit a {request.grid[0]}x{request.grid[1]} grid")
     name = lambda s: f"seed{s:04d}"  # noqa: E731
-    if not request.grid:
-        # a rerun of a finished folder: skip before torch or a model is loaded
+    if not request.grid and request.output != io.STDIN and Path(request.output or "out").is_dir():
+        # a rerun of a finished folder: skip before torch or a model is loaded (a folder that does
+        # not exist yet holds nothing finished, and is not created before the request is checked)
         plan = io.plan_output(request.output, n_results=len(shard(seeds)), default="out",
                               overwrite=request.overwrite, stdout=stdout)
         done = plan.all_done([name(s) for s in shard(seeds)])

@@ -123,6 +123,10 @@ def workdir(tmp_path, make_export, monkeypatch):
         video.write(frame)
     video.release()
     monkeypatch.chdir(d)
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: import it first, so that the variable
+    # set here for these examples does not leave the Hub offline for the tests that run after them
+    import huggingface_hub.constants  # noqa: F401
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return d
 

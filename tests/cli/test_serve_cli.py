@@ -128,7 +128,7 @@ def test_another_address_warns(monkeypatch):
 @needs_extra
 def test_models_it_cannot_offer_are_one_line_errors():
     res = runner.invoke(app, ["serve", "--port", "0", "-m", "telee"])
-    assert res.exit_code == 1 and "did you mean 'telea'" in res.stderr and "Traceback" not in res.stderr
+    assert res.exit_code == 2 and "did you mean 'telea'" in res.stderr and "Traceback" not in res.stderr
     res = runner.invoke(app, ["serve", "--port", "0", "-m", "spade-cityscapes"])
     assert res.exit_code == 1 and "imgsynth models download spade-cityscapes" in res.stderr
     res = runner.invoke(app, ["serve", "--port", "0", "-m", "stylegan2-fashion-mnist"])
