@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-SHARED = HERE.parents[2].parent / "shared" / "conformance"
+SHARED = HERE.parents[1].parent / "shared" / "conformance"  # ../shared beside the repository
 
 Builder = Callable[[dict, dict], Any]
 
