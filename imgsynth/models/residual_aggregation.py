@@ -112,7 +112,7 @@ def _match(low: np.ndarray, hole: np.ndarray, ii: np.ndarray, c: int, reach: int
     import cv2
 
     cy, cx = np.clip(gy0 + c, 0, h - 1), np.clip(gx0 + c, 0, w - 1)
-    means = cv2_resize_area(cv2.GaussianBlur(low, (0, 0), DESCRIPTOR_BLUR * c), c)
+    means = _cell_means(cv2.GaussianBlur(low, (0, 0), DESCRIPTOR_BLUR * c), c)
     mh, mw = means.shape[:2]
     my, mx = np.clip(cy * mh // h, 0, mh - 1), np.clip(cx * mw // w, 0, mw - 1)
     padded = np.pad(means, ((1, 1), (1, 1), (0, 0)), mode="edge")
@@ -197,7 +197,7 @@ def _cohere(feats: np.ndarray, sources: np.ndarray, tj: np.ndarray, ti: np.ndarr
     return oy, ox
 
 
-def cv2_resize_area(img: np.ndarray, c: int) -> np.ndarray:
+def _cell_means(img: np.ndarray, c: int) -> np.ndarray:
     """Means of c x c cells (area resampling)."""
     import cv2
 

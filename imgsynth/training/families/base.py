@@ -204,6 +204,11 @@ class Family:
         return G(*self.generator_inputs(G, batch, generator)), self.real(batch)
 
     # ------------------------------------------------------------ grids and exports
+    def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
+        """Dataset items for the grids of data-driven families: item ``seed % len`` with its
+        epoch-0 augmentation, so a seed shows the same item at every checkpoint."""
+        return [dataset[(s % len(dataset), 0)] for s in seeds]
+
     def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
         """Fixed inputs for sample grids: one latent per seed, each from its own CPU generator.
 

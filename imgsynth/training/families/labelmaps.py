@@ -84,14 +84,8 @@ class LabelMapFamily(VGGLoss, Family):
         return torch.cat([self._encode(batch).to(images.dtype), images], 1)
 
     def extra_g_losses(self, cfg: TrainConfig, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
-        terms = self.vgg_losses(fake, batch["b"])
         # neither paper has an L1 term; off unless loss.l1 > 0
-        if cfg.loss.l1 > 0:
-            terms["l1"] = cfg.loss.l1 * (fake.float() - batch["b"].float()).abs().mean()
-        return terms
-
-    def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
-        return [dataset[(s % len(dataset), 0)] for s in seeds]
+        return self.paired_losses(cfg, fake, batch["b"])
 
     def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
         items = self._fixed_items(seeds, dataset)

@@ -316,9 +316,6 @@ class PConvFamily(Family):
         return _from_imagenet(mask * x + (1 - mask) * out), batch["image"].float()
 
     # ------------------------------------------------------------ grids and exports
-    def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
-        return [dataset[(s % len(dataset), 0)] for s in seeds]
-
     def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
         """The first dataset items (epoch 0) with their seeded holes, one per seed."""
         items = self._fixed_items(seeds, dataset)

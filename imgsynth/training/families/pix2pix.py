@@ -54,13 +54,7 @@ class Pix2PixFamily(VGGLoss, Family):
         return torch.cat([batch["a"].to(images.dtype), images], 1)
 
     def extra_g_losses(self, cfg: TrainConfig, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
-        terms = self.vgg_losses(fake, batch["b"])
-        if cfg.loss.l1 > 0:
-            terms["l1"] = cfg.loss.l1 * (fake.float() - batch["b"].float()).abs().mean()
-        return terms
-
-    def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
-        return [dataset[(s % len(dataset), 0)] for s in seeds]
+        return self.paired_losses(cfg, fake, batch["b"])
 
     def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
         """The inputs of the first dataset items (epoch-0 augmentation), one per seed."""

@@ -48,6 +48,13 @@ class VGGLoss:
                 raise ConfigError(f"model.options.vgg_weights: {str(exc).splitlines()[0]}") from None
         return config
 
+    def paired_losses(self, cfg: TrainConfig, fake: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """:meth:`vgg_losses` plus ``loss.l1`` times the L1 distance to the target (when > 0)."""
+        terms = self.vgg_losses(fake, target)
+        if cfg.loss.l1 > 0:
+            terms["l1"] = cfg.loss.l1 * (fake.float() - target.float()).abs().mean()
+        return terms
+
     def vgg_losses(self, fake: Tensor, target: Tensor) -> dict[str, Tensor]:
         """``{"vgg": lambda * L_VGG}``, or nothing when the term is off."""
         if self._vgg_net is None:

@@ -184,9 +184,6 @@ class Vid2VidFamily(Family):
         return terms
 
     # ------------------------------------------------------------ grids and exports
-    def _fixed_items(self, seeds: list[int], dataset: Any) -> list[dict[str, Tensor]]:
-        return [dataset[(s % len(dataset), 0)] for s in seeds]
-
     def grid_inputs(self, G: nn.Module, seeds: list[int], dataset: Any) -> tuple:
         """The first clips of the dataset (epoch 0), one per seed, at the current clip length."""
         self._g_frames = int(G.n_frames)
