@@ -50,3 +50,9 @@ JsonOpt = Annotated[bool, typer.Option(
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.",
                                         rich_help_panel=OUT_PANEL)]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.", rich_help_panel=OUT_PANEL)]
+
+# translate and translate-video: how label maps are read
+IN_PANEL = "Conditioning input"
+PaletteOpt = Annotated[Optional[str], typer.Option(
+    "--palette", help="Decode colour-coded label maps with a dataset palette: cityscapes, ade20k, "
+    "coco_stuff, fashion_mnist.", rich_help_panel=IN_PANEL)]

@@ -13,10 +13,9 @@ from imgsynth.cli._common import (
 )
 from imgsynth.cli.options import (
     DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
-    QuietOpt, RevisionOpt, RuntimeOpt, SeedOpt, WeightsOpt, WorkersOpt,
+    IN_PANEL, PaletteOpt, QuietOpt, RevisionOpt, RuntimeOpt, SeedOpt, WeightsOpt, WorkersOpt,
 )
 
-IN_PANEL = "Conditioning input"
 
 HELP = """Translate label, instance or panoptic maps, edges or photos into images: pix2pix, pix2pixHD, SPADE, panoptic.
 
@@ -48,9 +47,7 @@ def translate(
     instance: Annotated[Optional[str], typer.Option(
         "--instance", help="Instance map file or folder (paired by stem). Default: *_instanceIds.png or "
         "<stem>_instance.png beside each label map.", rich_help_panel=IN_PANEL)] = None,
-    palette: Annotated[Optional[str], typer.Option(
-        "--palette", help="Decode colour-coded label maps with a dataset palette: cityscapes, ade20k, "
-        "coco_stuff, fashion_mnist.", rich_help_panel=IN_PANEL)] = None,
+    palette: PaletteOpt = None,
     label_offset: Annotated[Optional[int], typer.Option(
         "--label-offset", help="Added to every label first (ADE20K's loader uses -1).", rich_help_panel=IN_PANEL)] = None,
     style: Annotated[Optional[Path], typer.Option(

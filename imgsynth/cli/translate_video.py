@@ -10,10 +10,9 @@ import typer
 from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
 from imgsynth.cli.options import (
     DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RevisionOpt,
-    SeedOpt, WeightsOpt,
+    IN_PANEL, PaletteOpt, SeedOpt, WeightsOpt,
 )
 
-IN_PANEL = "Conditioning input"
 VIDEO_PANEL = "Video"
 
 HELP = """Translate a clip frame by frame or with a video model (vid2vid): frames, an MP4 or a GIF out.
@@ -64,9 +63,7 @@ def translate_video(
     instance: Annotated[Optional[str], typer.Option(
         "--instance", help="Folder of instance maps (paired by stem). Default: *_instanceIds.png or "
         "<stem>_instance.png beside each label map.", rich_help_panel=IN_PANEL)] = None,
-    palette: Annotated[Optional[str], typer.Option(
-        "--palette", help="Decode colour-coded label maps with a dataset palette: cityscapes, ade20k, "
-        "coco_stuff, fashion_mnist.", rich_help_panel=IN_PANEL)] = None,
+    palette: PaletteOpt = None,
     label_offset: Annotated[Optional[int], typer.Option(
         "--label-offset", help="Added to every label first.", rich_help_panel=IN_PANEL)] = None,
     output: Annotated[Optional[str], typer.Option(
