@@ -742,8 +742,10 @@ def _check(image: np.ndarray, hole: np.ndarray, guide: np.ndarray | None, patch_
         raise InpaintInputError(f"guide shape {guide.shape} does not match the image's {image.shape}")
     if patch_size < 3 or patch_size % 2 == 0:
         raise InpaintInputError(f"patch_size must be an odd integer >= 3, got {patch_size}")
-    if iterations < 1 or em_steps < 1:
-        raise InpaintInputError("iterations and em_steps must be >= 1")
+    if iterations < 1 or em_steps < 0:
+        raise InpaintInputError("iterations must be >= 1 and em_steps >= 0")
+    if em_steps == 0 and pyramid_levels == 1:
+        raise InpaintInputError("em_steps=0 needs a coarser level to take the field from (pyramid_levels >= 2)")
     if pyramid_levels is not None and pyramid_levels < 1:
         raise InpaintInputError(f"pyramid_levels must be >= 1, got {pyramid_levels}")
     if not 0.0 <= guide_weight <= 1.0:
@@ -787,7 +789,9 @@ def patchmatch_inpaint(
         patch_size: odd patch side in pixels (>= 3).
         iterations: PatchMatch iterations (propagation + random search) per EM step.
         em_steps: search/vote rounds at full resolution; the level halved ``k`` times runs
-            ``em_steps + 2 * k`` (coarse rounds are cheap and settle the layout).
+            ``em_steps + 2 * k`` (coarse rounds are cheap and settle the layout). 0: no search
+            at full resolution, the field of the level below is upsampled and voted once (about
+            four times faster; the patches copied are still full-resolution ones).
         pyramid_levels: number of levels including the full resolution; None picks it from the
             hole thickness and image size.
         guide_weight: ``g`` at the coarsest level, in [0, 1] (1: match the guide alone inside
@@ -879,11 +883,14 @@ def patchmatch_inpaint(
         else:
             _upsample(solver, prev_solver, ops, level_seed)
             # Vote once with the upsampled field so the first search sees sharp content
-            # rather than the blocky upsampled colours.
+            # rather than the blocky upsampled colours (with no search rounds at the full
+            # resolution, this vote is the result: the mode, as the last round's would be).
             ops.all_dist(solver, solver.target_values(g))
-            _vote(ops, solver, wsum, inside)
+            _vote(ops, solver, wsum, inside, sharp=index == 0 and rounds[index] == 0)
             radius = min(radius_fine, max(solver.h, solver.w))
-        for step in range(rounds[index]):
+        # a level that starts afresh searches at least once (em_steps=0 at the finest level
+        # relies on a coarser field, which a hole too big for the coarser levels does not have)
+        for step in range(rounds[index] if prev_solver is not None else max(rounds[index], 1)):
             tval = solver.target_values(g)
             ops.all_dist(solver, tval)
             ops.search(solver, tval, iterations, radius, level_seed * 100 + step + 1)

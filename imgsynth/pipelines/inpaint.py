@@ -12,9 +12,10 @@ Strategies (how an image meets the method, :class:`Inpainter`): ``pad`` and ``re
 network on the whole image; ``crops`` runs any method on squares around the holes only
 (:func:`crop_boxes`), which keeps a 256-pixel network at the scale it was trained at and its cost
 independent of the photo's size; ``sharp`` runs a network on those crops scaled down only as far
-as the thickest hole needs, then adds the photo's own full-resolution detail to the fill
-(contextual residual aggregation, ``models.residual_aggregation``); ``auto`` picks ``pad`` or
-``sharp`` from the image size.
+as the thickest hole needs, then gives the fill the photo's own full-resolution texture: a
+PatchMatch guided by the network's fill (Yang et al. 2017; ``models.patchmatch``) or, without
+numba, contextual residual aggregation (Yi et al. 2020; ``models.residual_aggregation``);
+``auto`` picks ``pad`` or ``sharp`` from the image size.
 """
 
 from __future__ import annotations
@@ -58,8 +59,20 @@ SHARP_REACH = 48.0
 # ``sharp``: a crop goes through the network at no more than this many pixels (scaled down further
 # when larger), which bounds the memory of a 12-megapixel photo with a long hole.
 SHARP_MAX_PIXELS = 600_000
-# ``sharp``: contrast of the photo's own detail copied into the hole (1 = the sources' contrast).
+# ``sharp``: contrast of the photo's own detail copied into the hole (1 = the sources' contrast)
+# by the ``residual`` texture stage.
 SHARP_GAIN = 0.75
+# ``sharp``: how the full-resolution texture is made. ``patchmatch``: a PatchMatch whose search
+# inside the hole matches the network's upsampled fill (Yang et al. 2017), run on the crop's
+# quarter- and half-resolution levels, its field then voted once at full resolution (the mode),
+# so the hole gets whole full-resolution patches of the photo laid out as the network says.
+# ``residual``: contextual residual aggregation (Yi et al. 2020), the network's fill low-passed
+# plus the photo's detail copied cell by cell. ``auto``: ``patchmatch`` when numba is installed
+# (the numpy backend is several times slower), else ``residual``. Measured on 17 held-out photos
+# at 2048 px: benchmarks/results/inpaint_photos.md.
+SHARP_TEXTURES = ("auto", "patchmatch", "residual")
+SHARP_PATCHMATCH = {"patch_size": 5, "iterations": 2, "em_steps": 0, "pyramid_levels": 3,
+                    "guide_weight": 1.0, "guide_decay": 0.5}
 
 Box = tuple[int, int, int, int]
 """A crop as ``(y0, x0, y1, x1)``, ends exclusive."""
@@ -166,10 +179,14 @@ class Inpainter:
       the multiple), the fill scaled back and pasted into the holes of that crop.
     - ``sharp``: the crops of ``crops``, each scaled down only until no hole pixel is more than
       ``reach`` network pixels from the known region (and to at most ``SHARP_MAX_PIXELS``), never
-      further than ``crops`` would; the fill is upsampled, low-passed, and the photo's own
-      high-frequency residual is copied into the hole from the known patches that match it best
-      (:func:`~imgsynth.models.residual_aggregation.aggregate_residuals`, ``gain`` its contrast).
-      Runs ``sharp_ensemble`` views (default: ``ensemble``).
+      further than ``crops`` would; the fill is upsampled and the photo's own full-resolution
+      texture laid into the hole by ``texture`` (``SHARP_TEXTURES``): ``patchmatch``, a
+      PatchMatch guided by the upsampled fill (:func:`~imgsynth.models.patchmatch.patchmatch_inpaint`
+      with ``SHARP_PATCHMATCH``), or ``residual``, the fill low-passed plus the detail of the
+      known patches that match it best
+      (:func:`~imgsynth.models.residual_aggregation.aggregate_residuals`, ``gain`` its contrast);
+      ``auto``: ``patchmatch`` when numba is installed. Runs ``sharp_ensemble`` views (default:
+      ``ensemble``).
     - ``auto`` (default): ``pad`` for images whose longer side is at most ``AUTO_CROPS_ABOVE`` x
       ``resolution``, ``sharp`` beyond.
 
@@ -196,6 +213,7 @@ class Inpainter:
     ensemble: int = 1
     reach: float = SHARP_REACH
     gain: float = SHARP_GAIN
+    texture: str = "auto"
     sharp_ensemble: int | None = None
     device: torch.device | None = None
     dtype: torch.dtype | None = None
@@ -206,6 +224,8 @@ class Inpainter:
             raise UsageError(f"unknown inpainting method {self.method!r}; use {', '.join(CLASSICAL)} or a network")
         if self.strategy not in STRATEGIES:
             raise UsageError(f"unknown --strategy {self.strategy!r}; use {', '.join(STRATEGIES)}")
+        if self.texture not in SHARP_TEXTURES:
+            raise UsageError(f"unknown sharp texture stage {self.texture!r}; use {', '.join(SHARP_TEXTURES)}")
         if not isinstance(self.method, str) and self.normalization not in ("imagenet", "tanh"):
             raise UsageError(f"unknown normalization {self.normalization!r} on the card (imagenet or tanh)")
         for n in (self.ensemble, self.sharp_ensemble):
@@ -219,6 +239,14 @@ class Inpainter:
         if self.strategy_for(size) == "sharp" and self.sharp_ensemble is not None:
             return self.sharp_ensemble
         return self.ensemble
+
+    def texture_for(self) -> str:
+        """The ``sharp`` texture stage this inpainter runs: ``texture`` with ``auto`` resolved."""
+        if self.texture != "auto":
+            return self.texture
+        from imgsynth.models.patchmatch import numba_available
+
+        return "patchmatch" if numba_available() else "residual"
 
     def strategy_for(self, size: tuple[int, int]) -> str:
         """The strategy an image of ``size`` (H, W) runs with: ``auto`` resolved; ``full`` for a
@@ -333,18 +361,26 @@ class Inpainter:
                     if yi.shape[-2:] != (y1 - y0, x1 - x0):
                         yi = F.interpolate(yi[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0]
                     if self.strategy_for(images[i].shape[:2]) == "sharp":
-                        from imgsynth.models.residual_aggregation import aggregate_residuals, cell_for_scale
-
                         coarse = (yi.clamp(0, 1) * 255.0).permute(1, 2, 0).numpy()
-                        fills[i][y0:y1, x0:x1] = aggregate_residuals(
-                            images[i][y0:y1, x0:x1], holes[i][y0:y1, x0:x1], coarse, cell=cell_for_scale(scale),
-                            gain=self.gain, seed=self.seed)
+                        fills[i][y0:y1, x0:x1] = self._texture(
+                            images[i][y0:y1, x0:x1], holes[i][y0:y1, x0:x1], coarse, scale)
                     else:
                         fills[i][y0:y1, x0:x1] = _to_uint8(yi)
                     done += 1
                     if self.progress is not None:
                         self.progress(done / total)
         return fills
+
+    def _texture(self, image: np.ndarray, hole: np.ndarray, coarse: np.ndarray, scale: float) -> np.ndarray:
+        """The ``sharp`` stage on one crop: ``coarse`` (the network's fill at full size, float in
+        [0, 255]) given the photo's full-resolution texture."""
+        if self.texture_for() == "patchmatch":
+            from imgsynth.models.patchmatch import patchmatch_inpaint
+
+            return patchmatch_inpaint(image, hole, coarse, seed=self.seed, **SHARP_PATCHMATCH)
+        from imgsynth.models.residual_aggregation import aggregate_residuals, cell_for_scale
+
+        return aggregate_residuals(image, hole, coarse, cell=cell_for_scale(scale), gain=self.gain, seed=self.seed)
 
     def _crop_scale(self, hole: np.ndarray, sharp: bool) -> float:
         """How far a crop with ``hole`` is scaled down for the network: to the resolution

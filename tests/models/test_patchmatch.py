@@ -144,12 +144,13 @@ def test_no_complete_known_patch_is_rejected():
         (np.zeros((16, 16), np.uint8), np.zeros((16, 16), bool), {}),
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 15), bool), {}),
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"patch_size": 6}),
-        (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"em_steps": 0}),
+        (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"em_steps": -1}),
+        (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"em_steps": 0, "pyramid_levels": 1}),
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"guide": np.zeros((16, 15, 3))}),
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"guide_weight": 1.5}),
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"backend": "cuda"}),
     ],
-    ids=["float-image", "gray-2d", "mask-shape", "even-patch", "zero-em", "guide-shape", "guide-weight",
+    ids=["float-image", "gray-2d", "mask-shape", "even-patch", "negative-em", "zero-em-one-level", "guide-shape", "guide-weight",
          "backend"],
 )
 def test_bad_inputs_raise_typed_value_errors(image, hole, kwargs):
@@ -237,6 +238,36 @@ def test_guide_sets_the_layout_and_the_photo_the_texture(backend):
     # without the guide both halves of the hole come out alike (the left/right split)
     plain = patchmatch_inpaint(image, hole, backend=backend)
     assert np.abs(plain[top].mean(0) - plain[bottom].mean(0)).max() < 30
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_full_resolution_search_still_copies_full_resolution_patches(backend):
+    """em_steps=0: the field found on the coarser levels is upsampled and voted once at full
+    resolution: the periodic tile comes back nearly exact and the noisy one keeps its grain,
+    which a fill made at half resolution and upsampled would lose."""
+    image = _tile(96, 96)
+    hole = _hole(image.shape[:2], slice(30, 62), slice(28, 60))
+    out = patchmatch_inpaint(image, hole, backend=backend, em_steps=0, pyramid_levels=2, seed=2)
+    assert _mae(out, image, hole) < 4.0
+    np.testing.assert_array_equal(out[~hole], image[~hole])
+    noisy = _noisy_periodic(96, 96)
+    out = patchmatch_inpaint(noisy, hole, backend=backend, em_steps=0, pyramid_levels=3)
+    ring = cv2.dilate(hole.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool) & ~hole
+    assert _laplacian_variance(out, hole) / _laplacian_variance(noisy, ring) >= 0.6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_full_resolution_search_falls_back_when_no_coarser_field_exists(backend):
+    """A hole too wide for the coarser level to hold a complete known patch: the full-resolution
+    level starts afresh and must search (as em_steps=1 does), not return its initial guess."""
+    image = _noisy_periodic(40, 40)
+    hole = np.zeros((40, 40), bool)
+    hole[:, 9:31] = True  # at half resolution no 7x7 window is free of the hole
+    out = patchmatch_inpaint(image, hole, backend=backend, em_steps=0, pyramid_levels=2, seed=1)
+    searched = patchmatch_inpaint(image, hole, backend=backend, em_steps=1, pyramid_levels=2, seed=1)
+    np.testing.assert_array_equal(out, searched)
+    ring = cv2.dilate(hole.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~hole
+    assert _laplacian_variance(out, hole) / _laplacian_variance(image, ring) >= 0.4  # patches, not a smear
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

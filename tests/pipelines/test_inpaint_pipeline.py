@@ -296,6 +296,44 @@ def test_sharp_fill_carries_the_photos_detail():
     assert _lap_var(sharp, inner) > 0.4 * truth  # the photo's own grain, copied in
 
 
+def test_sharp_texture_stages_both_carry_the_detail_on_the_networks_layout():
+    net = _tiny_pconv()
+    img = _textured_photo(700, 900, seed=3)
+    hole = np.zeros((700, 900), bool)
+    hole[250:420, 300:520] = True
+    inner = cv2.erode(hole.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    outs = {t: Inpainter(net, strategy="sharp", resolution=256, texture=t)([img], [hole])[0]
+            for t in ("patchmatch", "residual")}
+    for out in outs.values():
+        assert np.array_equal(out[~hole], img[~hole])
+        assert _lap_var(out, inner) > 0.4 * _lap_var(img, inner)
+    # the layout (low frequencies) comes from the (untrained, so unlike the photo) network's
+    # fill in both: the two agree far better than either agrees with the photo
+    low = lambda a: cv2.GaussianBlur(a.astype(np.float32), (0, 0), 8)[inner]  # noqa: E731
+    between = np.abs(low(outs["patchmatch"]) - low(outs["residual"])).mean()
+    assert between < 0.5 * np.abs(low(outs["residual"]) - low(img)).mean(), between
+
+
+def test_sharp_texture_auto_follows_numba(monkeypatch):
+    import imgsynth.models.patchmatch as pm
+
+    net = _tiny_pconv()
+    monkeypatch.setattr(pm, "numba_available", lambda: True)
+    assert Inpainter(net).texture_for() == "patchmatch"
+    monkeypatch.setattr(pm, "numba_available", lambda: False)
+    assert Inpainter(net).texture_for() == "residual"
+    assert Inpainter(net, texture="patchmatch").texture_for() == "patchmatch"
+    with pytest.raises(UsageError, match="texture"):
+        Inpainter(net, texture="grain")
+    # auto resolves to the stage it names: the same output
+    img = _textured_photo(600, 640)
+    hole = np.zeros((600, 640), bool)
+    hole[200:300, 250:380] = True
+    a = Inpainter(net, strategy="sharp", resolution=256)([img], [hole])[0]
+    b = Inpainter(net, strategy="sharp", resolution=256, texture="residual")([img], [hole])[0]
+    assert np.array_equal(a, b)
+
+
 def test_sharp_runs_its_own_ensemble_size():
     net = _tiny_pconv()
     inp = Inpainter(net, ensemble=4, sharp_ensemble=1, resolution=256)
