@@ -11,16 +11,75 @@ from typing import Annotated
 import typer
 
 from imgsynth import __version__
-from imgsynth.cli import inpaint as inpaint_cmd
-from imgsynth.cli import models as models_cmd
-from imgsynth.cli import sample as sample_cmd
-from imgsynth.cli import serve as serve_cmd
-from imgsynth.cli import train as train_cmd
-from imgsynth.cli import translate as translate_cmd
-from imgsynth.cli import translate_video as translate_video_cmd
+from imgsynth.cli import _lazy
+from imgsynth.cli._lazy import LazyGroup
+
+_lazy.install()  # typer.rich_utils without rich.markdown / rich.traceback, which imgsynth never uses
+
+
+def _sample(app: typer.Typer) -> None:
+    from imgsynth.cli import sample as sample_cmd
+
+    app.command("sample", help=sample_cmd.SAMPLE_HELP)(sample_cmd.sample)
+
+
+def _interpolate(app: typer.Typer) -> None:
+    from imgsynth.cli import sample as sample_cmd
+
+    app.command("interpolate", help=sample_cmd.INTERP_HELP)(sample_cmd.interpolate)
+
+
+def _translate(app: typer.Typer) -> None:
+    from imgsynth.cli import translate as translate_cmd
+
+    app.command("translate", help=translate_cmd.HELP)(translate_cmd.translate)
+
+
+def _translate_video(app: typer.Typer) -> None:
+    from imgsynth.cli import translate_video as translate_video_cmd
+
+    app.command("translate-video", help=translate_video_cmd.HELP)(translate_video_cmd.translate_video)
+
+
+def _inpaint(app: typer.Typer) -> None:
+    from imgsynth.cli import inpaint as inpaint_cmd
+
+    app.command("inpaint", help=inpaint_cmd.HELP)(inpaint_cmd.inpaint)
+
+
+def _serve(app: typer.Typer) -> None:
+    from imgsynth.cli import serve as serve_cmd
+
+    app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
+
+
+def _train(app: typer.Typer) -> None:
+    from imgsynth.cli import train as train_cmd
+
+    app.add_typer(train_cmd.app, name="train")  # `train RECIPE` runs it, `train new` writes one
+
+
+def _models(app: typer.Typer) -> None:
+    from imgsynth.cli import models as models_cmd
+    from imgsynth.cli import train as train_cmd
+
+    if not any(c.name == "export" for c in models_cmd.app.registered_commands):
+        models_cmd.app.command("export", help=train_cmd.EXPORT_HELP)(train_cmd.models_export)
+        models_cmd.app.command("push", help=train_cmd.PUSH_HELP)(train_cmd.models_push)
+    app.add_typer(models_cmd.app, name="models")
+
+
+class _Commands(LazyGroup):
+    """Each command's module is imported, and its options built, only when that command runs or shows help."""
+
+    registrars = {"sample": _sample, "interpolate": _interpolate, "translate": _translate,
+                  "translate-video": _translate_video, "inpaint": _inpaint, "serve": _serve, "train": _train,
+                  "models": _models}
+
 
 app = typer.Typer(
     name="imgsynth",
+    cls=_Commands,
     help="Deep-learning image synthesis and editing: sample GANs, translate label maps, inpaint photos, train.",
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="rich",
@@ -49,18 +108,6 @@ def main(
 
       imgsynth models list --task inpaint
     """
-
-
-app.command("sample", help=sample_cmd.SAMPLE_HELP)(sample_cmd.sample)
-app.command("interpolate", help=sample_cmd.INTERP_HELP)(sample_cmd.interpolate)
-app.command("translate", help=translate_cmd.HELP)(translate_cmd.translate)
-app.command("translate-video", help=translate_video_cmd.HELP)(translate_video_cmd.translate_video)
-app.command("inpaint", help=inpaint_cmd.HELP)(inpaint_cmd.inpaint)
-app.add_typer(train_cmd.app, name="train")  # `train RECIPE` runs it, `train new` writes one
-app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
-models_cmd.app.command("export", help=train_cmd.EXPORT_HELP)(train_cmd.models_export)
-models_cmd.app.command("push", help=train_cmd.PUSH_HELP)(train_cmd.models_push)
-app.add_typer(models_cmd.app, name="models")
 
 
 def run() -> None:
