@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from imgsynth.engine import io
-from imgsynth.engine.runner import Failed, ItemResult, Report, finished, run_batched, shard
+from imgsynth.engine.runner import Failed, ItemResult, Report, finished, run_batched, shard, unusable
 from imgsynth.errors import InputError
 
 MASK_SUFFIX = "_mask"
@@ -165,6 +165,9 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
     done = None if any(i.is_stdin or i.error for i in items) else plan.all_done([i.stem for i in items])
     if done is not None:  # a rerun of a finished folder: skip before torch or a model is loaded
         return finished([i.path for i in items], done, started)
+    failed = unusable(items, started)
+    if failed is not None:  # no input to work on (e.g. a misspelt name): say so before loading anything
+        return failed
     from imgsynth.engine.device import select_device, select_dtype
     from imgsynth.engine.loading import load_model
 

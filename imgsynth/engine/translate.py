@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from imgsynth.engine import io
-from imgsynth.engine.runner import ItemResult, Report, finished, run_batched, shard
+from imgsynth.engine.runner import ItemResult, Report, finished, run_batched, shard, unusable
 from imgsynth.errors import ImgsynthError, InputError, UsageError
 
 INSTANCE_SUFFIX = "_instance"
@@ -192,6 +192,9 @@ def run_translate(request: TranslateRequest, progress: Callable[[int, int, str],
             done = early.all_done([i.stem for i in todo])
             if done is not None:  # a rerun of a finished folder: skip before torch or a model is loaded
                 return finished([i.path for i in todo], done, started)
+    failed = unusable(items, started)
+    if failed is not None:  # no input to work on (e.g. a misspelt name): say so before loading anything
+        return failed
     from imgsynth.engine.device import select_device, select_dtype
     from imgsynth.engine.loading import load_model
     from imgsynth.engine.video_io import is_video_file

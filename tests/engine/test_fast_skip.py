@@ -77,3 +77,11 @@ def test_finished_label_folder_with_instance_maps_is_skipped_without_torch(tmp_p
     (tmp_path / "tr" / "c1_labelIds.png").unlink()
     code, err = _run(args, tmp_path)
     assert code == 0 and "1 written, 1 skipped" in err, err
+
+
+def test_missing_inputs_are_reported_without_torch(tmp_path):
+    """A misspelt name fails at once: nothing to load when no input can be used."""
+    for args in (["inpaint", "nope.png", "-o", "o/"], ["translate", "nope.png", "-o", "o/"],
+                 ["translate-video", "nope.mp4", "-o", "o/"]):
+        code, err = _run(args, tmp_path)
+        assert code == 1 and "error: nope." in err and err.rstrip().endswith("NO-TORCH"), err
