@@ -6,51 +6,26 @@ Heavy imports (torch, cv2, the engine) happen inside command bodies, so ``imgsyn
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated
 
 import typer
 
 from imgsynth import __version__
 from imgsynth.cli import _lazy
-from imgsynth.cli._lazy import LazyGroup
+from imgsynth.cli._lazy import LazyGroup, Registrar
 
 _lazy.install()  # typer.rich_utils without rich.markdown / rich.traceback, which imgsynth never uses
 
 
-def _sample(app: typer.Typer) -> None:
-    from imgsynth.cli import sample as sample_cmd
+def _command(name: str, module: str, function: str, help_name: str) -> Registrar:
+    """Registers ``imgsynth.cli.<module>.<function>`` as command ``name`` with the module's ``<help_name>``."""
 
-    app.command("sample", help=sample_cmd.SAMPLE_HELP)(sample_cmd.sample)
+    def register(app: typer.Typer) -> None:
+        mod = importlib.import_module(f"imgsynth.cli.{module}")
+        app.command(name, help=getattr(mod, help_name))(getattr(mod, function))
 
-
-def _interpolate(app: typer.Typer) -> None:
-    from imgsynth.cli import sample as sample_cmd
-
-    app.command("interpolate", help=sample_cmd.INTERP_HELP)(sample_cmd.interpolate)
-
-
-def _translate(app: typer.Typer) -> None:
-    from imgsynth.cli import translate as translate_cmd
-
-    app.command("translate", help=translate_cmd.HELP)(translate_cmd.translate)
-
-
-def _translate_video(app: typer.Typer) -> None:
-    from imgsynth.cli import translate_video as translate_video_cmd
-
-    app.command("translate-video", help=translate_video_cmd.HELP)(translate_video_cmd.translate_video)
-
-
-def _inpaint(app: typer.Typer) -> None:
-    from imgsynth.cli import inpaint as inpaint_cmd
-
-    app.command("inpaint", help=inpaint_cmd.HELP)(inpaint_cmd.inpaint)
-
-
-def _serve(app: typer.Typer) -> None:
-    from imgsynth.cli import serve as serve_cmd
-
-    app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
+    return register
 
 
 def _train(app: typer.Typer) -> None:
@@ -70,11 +45,19 @@ def _models(app: typer.Typer) -> None:
 
 
 class _Commands(LazyGroup):
-    """Each command's module is imported, and its options built, only when that command runs or shows help."""
+    """Each command's options are built only when it runs or shows its help (the top-level help
+    imports the command modules for their help texts alone)."""
 
-    registrars = {"sample": _sample, "interpolate": _interpolate, "translate": _translate,
-                  "translate-video": _translate_video, "inpaint": _inpaint, "serve": _serve, "train": _train,
-                  "models": _models}
+    registrars = {
+        "sample": _command("sample", "sample", "sample", "SAMPLE_HELP"),
+        "interpolate": _command("interpolate", "sample", "interpolate", "INTERP_HELP"),
+        "translate": _command("translate", "translate", "translate", "HELP"),
+        "translate-video": _command("translate-video", "translate_video", "translate_video", "HELP"),
+        "inpaint": _command("inpaint", "inpaint", "inpaint", "HELP"),
+        "serve": _command("serve", "serve", "serve", "HELP"),
+        "train": _train,
+        "models": _models,
+    }
 
 
 app = typer.Typer(
