@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import typing
 import warnings
 from typing import Any
@@ -162,17 +163,25 @@ class Family:
     option_defaults: dict[str, Any] = {}
 
     def options(self, cfg: TrainConfig) -> dict[str, Any]:
-        """``[model.options]`` over the family's defaults; unknown keys or other types are refused."""
+        """``[model.options]`` over the family's defaults; unknown keys, other types and negative or
+        non-finite numbers (every numeric option is a weight, a count or a probability) are refused."""
         out = dict(self.option_defaults)
         for key, value in cfg.model.options.items():
             if key not in out:
                 known = ", ".join(sorted(out)) or "none"
-                raise ConfigError(f"model.options.{key}: the {self.name!r} family has no such option (known: {known})")
+                close = difflib.get_close_matches(key, list(out), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {known}"
+                raise ConfigError(f"model.options.{key}: the {self.name!r} family has no such option ({hint})")
             default = out[key]
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if type(value) is not type(default):
                 raise ConfigError(f"model.options.{key} must be {type(default).__name__}, got {value!r}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not math.isfinite(value):
+                    raise ConfigError(f"model.options.{key} must be a finite number, got {value!r}")
+                if value < 0:
+                    raise ConfigError(f"model.options.{key} must not be negative, got {value!r}")
             out[key] = value
         return out
 

@@ -48,3 +48,16 @@ def test_network_arguments_are_checked_before_the_data(tmp_path, tiny):
     with pytest.raises(ConfigError, match=r"^model.generator.ngf must be int, got 'wide'$"):
         train(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_family_options_refuse_negative_and_non_finite_numbers(tmp_path, tiny):
+    from imgsynth.training.families import get_family
+
+    family = get_family("stylegan2")
+    assert family.options(tiny(tmp_path, model={"options": {"pl_weight": 0}}))["pl_weight"] == 0.0
+    for value, message in [(-0.5, "must not be negative, got -0.5"), (float("nan"), "must be a finite number"),
+                           (float("inf"), "must be a finite number")]:
+        with pytest.raises(ConfigError, match=f"^model.options.style_mixing {message}"):
+            family.options(tiny(tmp_path, model={"options": {"style_mixing": value}}))
+    with pytest.raises(ConfigError, match=r"^model.options.pl_weigth: .* no such option \(did you mean 'pl_weight'\?\)$"):
+        family.options(tiny(tmp_path, model={"options": {"pl_weigth": 1.0}}))
