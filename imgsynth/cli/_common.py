@@ -91,9 +91,18 @@ def check_run_options(device: str | None, precision: str | None) -> None:
     check_choice("--precision", precision, PRECISIONS)
 
 
-def check_model(task: str, model: str | None, weights: Any = None) -> None:
-    """``--model`` names a card (or an architecture's default) of ``task``; ``--weights`` is an
-    export folder. Unknown names are usage errors (exit 2), found before any heavy import."""
+def check_palette(palette: str | None) -> None:
+    """``--palette`` names a known palette or a readable JSON file: an unknown name is an error even
+    where no colour map would need it."""
+    if palette is not None:
+        from imgsynth.pipelines.labels import load_palette
+
+        load_palette(palette)
+
+
+def check_model(task: str, model: str | None, weights: Any = None, also: tuple[str, ...] = ()) -> None:
+    """``--model`` names a card (or an architecture's default) of ``task`` (or of a task in ``also``);
+    ``--weights`` is an export folder. Unknown names are usage errors (exit 2), found before any heavy import."""
     if model is not None and weights is not None:
         raise UsageError("give either --model or --weights, not both")
     if model is not None:
@@ -104,8 +113,9 @@ def check_model(task: str, model: str | None, weights: Any = None) -> None:
             card = get_card(model)
         except UnknownModelError as e:
             raise UsageError(one_line(str(e))) from None
-        if card.task != task:
-            raise UsageError(f"model {card.id!r} is a {card.task!r} model; `imgsynth {task}` needs a {task!r} model")
+        if card.task not in (task, *also):
+            raise UsageError(f"model {card.id!r} is a {card.task!r} model; `imgsynth {task}` needs a "
+                             f"{' or '.join(repr(t) for t in (task, *also))} model")
     if weights is not None:
         from pathlib import Path
 

@@ -241,14 +241,18 @@ def train(
         if value is not None:
             overrides.append(f"{key}={jsonlib.dumps(value)}")
 
-    from imgsynth.training.config import load_recipe
+    from imgsynth.errors import ConfigError
+    from imgsynth.training.config import load_recipe, recipe_error
 
     cfg = load_recipe(recipe, overrides)
     from imgsynth.training.loop import train as run_training
 
     main = _is_rank0()
     with _Reporter(quiet or not main, json) as reporter:
-        result = run_training(cfg, resume=resume, progress=reporter)
+        try:
+            result = run_training(cfg, resume=resume, progress=reporter)
+        except ConfigError as exc:  # a recipe value the family or a network refuses: name the file
+            raise recipe_error(recipe, exc, overrides) from None
     if not main:
         return
     record: dict[str, Any] = {

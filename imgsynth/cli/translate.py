@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from imgsynth.cli._common import (
-    INPUT_KINDS, check_choice, check_model, check_run_options, emit_report, finish, handle_errors, progress_bar,
-    resolve_output,
+    INPUT_KINDS, check_choice, check_model, check_palette, check_run_options, emit_report, finish, handle_errors,
+    progress_bar, resolve_output,
 )
 from imgsynth.cli.options import (
     DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
@@ -76,10 +76,7 @@ def translate(
     check_choice("--input-kind", input_kind, INPUT_KINDS)
     check_run_options(device, precision)
     check_model("translate", model, weights)
-    if palette is not None:  # an unknown name is an error even where no colour map would need it
-        from imgsynth.pipelines.labels import load_palette
-
-        load_palette(palette)
+    check_palette(palette)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()

@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgsynth.cli._common import emit_report, finish, handle_errors, progress_bar
+from imgsynth.cli._common import (
+    INPUT_KINDS, check_choice, check_model, check_palette, check_run_options, emit_report, finish, handle_errors,
+    progress_bar,
+)
 from imgsynth.cli.options import (
     DebugOpt, DeviceOpt, JsonOpt, ModelOpt, OfflineOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RevisionOpt,
     IN_PANEL, PaletteOpt, SeedOpt, WeightsOpt,
@@ -81,6 +84,13 @@ def translate_video(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
+    # usage errors (exit 2) before any heavy import, as `translate` does
+    check_choice("--mode", mode, ("auto", "video", "per-frame"))
+    check_choice("--first-frame", first_frame, ("single", "zeros", "real"))
+    check_choice("--input-kind", input_kind, INPUT_KINDS)
+    check_run_options(device, precision)
+    check_model("translate-video", model, weights, also=("translate",))
+    check_palette(palette)
     from imgsynth.engine.device import prepare_threads
 
     prepare_threads()

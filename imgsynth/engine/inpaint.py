@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from imgsynth.engine import io
-from imgsynth.engine.runner import Failed, ItemResult, Report, finished, run_batched, shard
+from imgsynth.engine.runner import Failed, ItemResult, Report, finished, run_batched, shard, unusable
 from imgsynth.errors import InputError
 
 MASK_SUFFIX = "_mask"
@@ -136,6 +136,25 @@ def _concat(rgb: np.ndarray, hole: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.concatenate([rgb, mask_rgb, out], axis=1)
 
 
+def make_inpainter(loaded: Any, *, strategy: str = "auto", radius: int = 3, seed: int = 0, ensemble: int | None = None,
+                   device: Any = None, dtype: Any = None, progress: Callable[[float], None] | None = None) -> Any:
+    """The :class:`~imgsynth.pipelines.inpaint.Inpainter` that ``imgsynth inpaint`` runs for ``loaded``.
+
+    The card's (or export's) ``io`` gives the resolution, the normalization and the self-ensemble;
+    ``ensemble`` (``--ensemble``) overrides it. Photos filled at full resolution (``sharp``) run one
+    view unless ``ensemble`` asks: the detail transfer, not the ensemble, is what they need.
+    ``imgsynth serve`` builds its fills here too, with the defaults.
+    """
+    from imgsynth.pipelines.inpaint import Inpainter
+
+    views = ensemble if ensemble is not None else int(loaded.io.get("ensemble", 1))
+    return Inpainter(loaded.model, strategy=strategy, radius=radius, seed=seed,
+                     resolution=int(loaded.io.get("resolution", 256)),
+                     normalization=loaded.io.get("normalization", "imagenet"),
+                     ensemble=views if loaded.is_network else 1, device=device, dtype=dtype,
+                     sharp_ensemble=ensemble if ensemble is not None else 1, progress=progress)
+
+
 def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], None] | None = None,
                 stdout: Any = None) -> Report:
     """Run an inpainting request end to end and return the :class:`Report`."""
@@ -146,9 +165,11 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
     done = None if any(i.is_stdin or i.error for i in items) else plan.all_done([i.stem for i in items])
     if done is not None:  # a rerun of a finished folder: skip before torch or a model is loaded
         return finished([i.path for i in items], done, started)
+    failed = unusable(items, started)
+    if failed is not None:  # no input to work on (e.g. a misspelt name): say so before loading anything
+        return failed
     from imgsynth.engine.device import select_device, select_dtype
     from imgsynth.engine.loading import load_model
-    from imgsynth.pipelines.inpaint import Inpainter
 
     if request.mask is not None and request.mask != io.STDIN and not Path(request.mask).exists():
         raise InputError(f"{request.mask}: mask file not found")
@@ -174,14 +195,8 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
         from imgsynth.engine.onnx import wrap
 
         wrap(loaded, request.runtime, device, request.weights)
-    ensemble = request.ensemble if request.ensemble is not None else int(loaded.io.get("ensemble", 1))
-    inpainter = Inpainter(loaded.model, strategy=request.strategy, radius=request.radius, seed=request.seed,
-                          resolution=int(loaded.io.get("resolution", 256)),
-                          normalization=loaded.io.get("normalization", "imagenet"),
-                          ensemble=ensemble if loaded.is_network else 1, device=device, dtype=dtype,
-                          # photos filled at full resolution (``sharp``) run one view unless asked:
-                          # the detail transfer, not the ensemble, is what they need
-                          sharp_ensemble=request.ensemble if request.ensemble is not None else 1)
+    inpainter = make_inpainter(loaded, strategy=request.strategy, radius=request.radius, seed=request.seed,
+                               ensemble=request.ensemble, device=device, dtype=dtype)
     options: dict[str, Any] = {}
     if not loaded.is_network:
         options = {"radius": request.radius} if loaded.arch in ("telea", "ns") else {"seed": request.seed}

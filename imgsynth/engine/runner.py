@@ -81,6 +81,16 @@ def finished(names: Sequence[str], outputs: Sequence[str], started: float | None
     return report
 
 
+def unusable(items: Sequence[Any], started: float | None = None) -> Report | None:
+    """The report of a batch whose every input is already known to be unusable (not found, not a
+    file): nothing to load or compute. None when some input may work."""
+    if not items or not all(getattr(i, "error", None) for i in items):
+        return None
+    report = Report([ItemResult(i.path, "failed", error=f"{i.path}: {i.error}") for i in items])
+    report.seconds = time.perf_counter() - started if started is not None else 0.0
+    return report
+
+
 def shard(items: Sequence[Any]) -> list[Any]:
     """This rank's share of ``items`` when launched by torchrun, else all of them."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -16,8 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from imgsynth.engine import io
-from imgsynth.engine.runner import ItemResult, Report, finished, run_batched, shard
-from imgsynth.errors import InputError, UsageError
+from imgsynth.engine.runner import ItemResult, Report, finished, run_batched, shard, unusable
+from imgsynth.errors import ImgsynthError, InputError, UsageError
 
 INSTANCE_SUFFIX = "_instance"
 
@@ -66,6 +66,40 @@ def _instance_path(item: io.InputItem, instance: str | None) -> Path | None:
             if cand.exists():
                 return cand
     return None
+
+
+def _is_instance_map(item: io.InputItem) -> bool:
+    return item.stem.endswith(INSTANCE_SUFFIX) or "instanceIds" in item.stem
+
+
+def _known_kind(request: TranslateRequest) -> str | None:
+    """The input kind as far as the card (or the export's config.json) tells without loading the model.
+
+    The model takes label maps when its ``label_nc`` > 0; the kind is ``--input-kind``, else
+    ``io.input``, else that. None when the card or export says neither, or when they disagree on
+    being a label map (the loaded model then decides, or refuses).
+    """
+    import json
+
+    try:
+        if request.weights is not None:
+            cfg = json.loads((Path(request.weights) / "config.json").read_text())
+            cfg_io, config = cfg.get("io") or {}, cfg.get("config") or {}
+        else:
+            from imgsynth.engine.cards import default_card, get_card, load_cards
+
+            cards = load_cards()
+            card = get_card(request.model, cards) if request.model else default_card("translate", cards)
+            cfg_io, config = card.io, card.config
+        declared = cfg_io.get("input")
+        natural = ("label" if int(config["label_nc"]) > 0 else "image") if "label_nc" in config else None
+    except (OSError, ValueError, TypeError, AttributeError, ImgsynthError):
+        return None
+    kind = request.input_kind or declared or natural
+    known = natural or declared
+    if not isinstance(kind, str) or not isinstance(known, str) or (kind == "label") != (known == "label"):
+        return None
+    return kind
 
 
 class PrepareTranslate:
@@ -147,12 +181,20 @@ def run_translate(request: TranslateRequest, progress: Callable[[int, int, str],
     """Run a translation request end to end."""
     started = time.perf_counter()
     items = shard(io.expand_inputs(request.inputs, exclude_suffix=None))
-    if not any(i.is_stdin or i.error or i.stem.endswith(INSTANCE_SUFFIX) or "instanceIds" in i.stem for i in items):
-        early = io.plan_output(request.output, n_results=len(items), default="out", inputs=items,
-                               overwrite=request.overwrite, stdout=stdout)
-        done = early.all_done([i.stem for i in items])
-        if done is not None:  # a rerun of a finished folder: skip before torch or a model is loaded
-            return finished([i.path for i in items], done, started)
+    if not any(i.is_stdin or i.error for i in items):
+        inst_like = [i for i in items if _is_instance_map(i)]
+        kind = _known_kind(request) if inst_like else None
+        if not inst_like or kind is not None:
+            todo = [i for i in items if i not in inst_like] if kind == "label" and len(items) > len(inst_like) \
+                else items
+            early = io.plan_output(request.output, n_results=len(todo), default="out", inputs=items,
+                                   overwrite=request.overwrite, stdout=stdout)
+            done = early.all_done([i.stem for i in todo])
+            if done is not None:  # a rerun of a finished folder: skip before torch or a model is loaded
+                return finished([i.path for i in todo], done, started)
+    failed = unusable(items, started)
+    if failed is not None:  # no input to work on (e.g. a misspelt name): say so before loading anything
+        return failed
     from imgsynth.engine.device import select_device, select_dtype
     from imgsynth.engine.loading import load_model
     from imgsynth.engine.video_io import is_video_file
@@ -185,7 +227,7 @@ def run_translate(request: TranslateRequest, progress: Callable[[int, int, str],
     plan = io.plan_output(request.output, n_results=len(items), default="out", inputs=items,
                           overwrite=request.overwrite, stdout=stdout, protect=side_files)
     # instance maps beside their label maps are not inputs of their own
-    inst_like = [i for i in items if i.stem.endswith(INSTANCE_SUFFIX) or "instanceIds" in i.stem]
+    inst_like = [i for i in items if _is_instance_map(i)]
     if translator.kind == "label" and len(items) > len(inst_like):
         items = [i for i in items if i not in inst_like]
     options = {"input_kind": translator.kind, "seed": request.seed}

@@ -101,6 +101,10 @@ def run_translate_video(request: VideoRequest, progress: Callable[[int, int, str
     """Translate one clip end to end; the report has one record, the clip."""
     import time
 
+    t0 = time.perf_counter()
+    if request.mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}")
+    source = video_io.open_frames(request.input)  # a missing input is reported before torch loads
     from imgsynth.engine.device import select_device, select_dtype
     from imgsynth.engine.loading import load_model
     from imgsynth.engine.translate import INSTANCE_SUFFIX, PrepareTranslate
@@ -109,10 +113,6 @@ def run_translate_video(request: VideoRequest, progress: Callable[[int, int, str
         ImaginaireStream, PerFrame, Vid2VidStream, is_few_shot, is_imaginaire, is_video_model,
     )
 
-    t0 = time.perf_counter()
-    if request.mode not in MODES:
-        raise UsageError(f"--mode must be one of {', '.join(MODES)}")
-    source = video_io.open_frames(request.input)
     device = select_device(request.device)
     dtype = select_dtype(request.precision, device)
     loaded = _load(request, device, dtype)

@@ -310,7 +310,8 @@ class Worker:
     # --- jobs (call inside reserve) -------------------------------------------------------------
     def inpaint(self, key: str, rgb: np.ndarray, hole: np.ndarray) -> Result:
         """Fill ``hole`` ((H, W) bool) of ``rgb`` ((H, W, 3) uint8) as ``imgsynth inpaint`` would."""
-        from imgsynth.pipelines.inpaint import Inpainter, check_hole
+        from imgsynth.engine.inpaint import make_inpainter
+        from imgsynth.pipelines.inpaint import check_hole
 
         m = self.model(key, "inpaint")
         if hole.shape != rgb.shape[:2]:
@@ -318,18 +319,14 @@ class Worker:
                              f"{rgb.shape[1]}x{rgb.shape[0]}")
         check_hole(hole, "the mask")
         loaded, device, dtype = self._loaded(m)
-        ensemble = int(loaded.io.get("ensemble", 1)) if loaded.is_network else 1
-        # the settings `imgsynth inpaint` uses without options (engine.inpaint.run_inpaint): the card's
-        # resolution, normalization and self-ensemble; photos filled at full resolution run one view
-        inpainter = Inpainter(loaded.model, resolution=int(loaded.io.get("resolution", 256)),
-                              normalization=loaded.io.get("normalization", "imagenet"), ensemble=ensemble,
-                              sharp_ensemble=1, device=device, dtype=dtype,
-                              progress=lambda f: self._stage("inpainting", max(0.0, min(1.0, float(f)))))
+        # what `imgsynth inpaint` runs without options
+        inpainter = make_inpainter(loaded, device=device, dtype=dtype,
+                                   progress=lambda f: self._stage("inpainting", max(0.0, min(1.0, float(f)))))
         self._stage("inpainting")
         out = inpainter([rgb], [hole])[0]
         meta = {**loaded.provenance(), "via": "imgsynth serve"}
-        if loaded.is_network and ensemble != 1:
-            meta["ensemble"] = ensemble
+        if loaded.is_network and inpainter.ensemble != 1:
+            meta["ensemble"] = inpainter.ensemble
         strategy = inpainter.strategy_for(hole.shape)
         if strategy != "full":
             meta["strategy"] = strategy

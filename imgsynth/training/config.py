@@ -11,8 +11,10 @@ This module does not import torch.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
+import math
 import re
 import tomllib
 import types
@@ -244,12 +246,21 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ConfigError:
                 continue
         raise bad
-    if origin is list:
+    if origin in (list, collections.abc.Sequence):
         if not isinstance(value, (list, tuple)):
             raise bad
         (item,) = typing.get_args(tp) or (Any,)
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise bad
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args or [Any] * len(value))))
+    if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise bad
         return dict(value)
@@ -269,7 +280,20 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
         raise bad
-    raise ConfigError(f"{key}: unsupported field type {tp!r}")
+    raise UnsupportedType(f"{key}: unsupported field type {tp!r}")
+
+
+class UnsupportedType(ConfigError):
+    """A field type :func:`check_value` cannot check (a programming error in a recipe dataclass)."""
+
+
+def check_value(value: Any, tp: Any, key: str) -> Any:
+    """``value`` as type ``tp`` (ints widen to floats, nothing else converts) or a ConfigError naming ``key``.
+
+    Handles bool, int, float, str, ``Literal``, unions, lists, sequences, tuples and dicts; other
+    types raise :class:`UnsupportedType`.
+    """
+    return _coerce(value, tp, key)
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -320,7 +344,23 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return from_dict(apply_overrides(data, overrides))
+    try:
+        return from_dict(apply_overrides(data, overrides))
+    except ConfigError as exc:
+        raise recipe_error(path, exc, overrides) from None
+
+
+def recipe_error(path: str | Path, exc: ConfigError, overrides: list[str] | tuple[str, ...] = ()) -> ConfigError:
+    """``exc`` as ``PATH: message``, saying so when the key it names was set by an override (``--set``)."""
+    message = str(exc)
+    if message.startswith(f"{path}: "):
+        return exc
+    for item in reversed(list(overrides)):
+        key = item.partition("=")[0].strip()
+        if key and re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message):
+            message += f" (set on the command line: {item})"
+            break
+    return type(exc)(f"{path}: {message}")
 
 
 # ---------------------------------------------------------------- overrides
@@ -371,11 +411,20 @@ def validate(cfg: TrainConfig) -> None:
         "data.batch_size": cfg.data.batch_size,
         "loss.d_steps": cfg.loss.d_steps,
         "loss.r1_every": cfg.loss.r1_every,
+        "data.frames": cfg.data.frames,
     }
+    for section in dataclasses.fields(cfg):
+        for f in dataclasses.fields(getattr(cfg, section.name)):
+            value = getattr(getattr(cfg, section.name), f.name)
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise ConfigError(f"{section.name}.{f.name} must be a finite number, got {value}")
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
     non_negative = {
+        "run.seed": cfg.run.seed,
+        "data.item_size": cfg.data.item_size,
         "run.keep_checkpoints": cfg.run.keep_checkpoints,
         "run.grid_samples": cfg.run.grid_samples,
         "data.workers": cfg.data.workers,
@@ -396,6 +445,8 @@ def validate(cfg: TrainConfig) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key} must not be negative, got {value}")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.run.device.strip().lower()):
+        raise ConfigError(f"run.device must be auto, cpu, cuda, cuda:N or mps, got {cfg.run.device!r}")
     if cfg.data.channels not in (0, 1, 3):
         raise ConfigError(f"data.channels must be 0 (from the data), 1 or 3, got {cfg.data.channels}")
     if cfg.data.load_size and cfg.data.load_size < cfg.data.resolution:

@@ -315,6 +315,9 @@ class Trainer:
         cfg, info = self.cfg, self.info
         self.device = resolve_device(cfg.run.device, info)
         self.precision = resolve_precision(cfg.run.precision, self.device)
+        # the recipe's family options and network arguments, before any data is read
+        self.family.options(cfg)
+        self.family.check_networks(cfg)
         self._setup_dist()
 
         train_data, val_data = split_validation(cfg.data, seed=cfg.run.seed)

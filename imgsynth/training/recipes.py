@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgsynth.errors import ConfigError, InputError
+from imgsynth.errors import ConfigError, InputError, UsageError
 
 #: families ``train new`` writes recipes for, with the data each takes
 FAMILY_DATA = {
@@ -262,8 +262,12 @@ def new_recipe(
     / ``pad`` (default: ``pad`` for Fashion-MNIST, ``crop`` otherwise); ``name``: the run name
     (default ``FAMILY-DATAFOLDER``), used for the run folder and the export.
     """
-    if family not in FAMILY_DATA:
-        raise ConfigError(f"unknown family {family!r}; known: {', '.join(FAMILY_DATA)}")
+    if family not in FAMILY_DATA:  # an unknown name: a usage error (exit 2)
+        import difflib
+
+        close = difflib.get_close_matches(family, list(FAMILY_DATA), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(FAMILY_DATA)}"
+        raise UsageError(f"unknown family {family!r}; {hint}")
     if fit is not None and fit not in ("crop", "resize", "pad"):
         raise ConfigError(f"--fit must be crop, resize or pad, got {fit!r}")
     if derive is not None and derive not in ("edges", "gray", "clusters"):

@@ -24,8 +24,10 @@ def commands() -> dict[str, object]:
 
     def walk(cmd: object, path: str) -> None:
         out[path] = cmd
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, f"{path} {name}")
+        if hasattr(cmd, "list_commands"):  # through the Click API: the top level builds its commands on demand
+            ctx = typer.Context(cmd, info_name=path.rsplit(" ", 1)[-1])
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), f"{path} {name}")
 
     walk(typer.main.get_command(app), "imgsynth")
     return out

@@ -113,7 +113,15 @@ def test_errors_are_one_line(tmp_path):
     recipe = write_recipe(tmp_path)
     res = runner.invoke(app, ["train", str(recipe), "--set", "run.steps=lots"])
     assert res.exit_code == 1
-    assert res.stderr == "error: run.steps must be int, got 'lots'\n"
+    assert res.stderr == (f"error: {recipe}: run.steps must be int, got 'lots' "
+                          "(set on the command line: run.steps=lots)\n")
+    for item, message in [("model.generator.zdim=3", "unknown config key 'model.generator.zdim'; did you mean 'z_dim'?"),
+                          ("model.generator.z_dim=-3", "model.generator: these values do not build DCGANGenerator"),
+                          ("model.discriminator.ndf=0", "model.discriminator: these values give DCGANDiscriminator "
+                                                        "layers without weights")]:
+        res = runner.invoke(app, ["train", str(recipe), "--set", item])
+        assert res.exit_code == 1 and res.stderr.startswith(f"error: {recipe}: {message}"), res.stderr
+        assert res.stderr.count("\n") == 1 and not (tmp_path / "run").exists()
     res = runner.invoke(app, ["train", str(tmp_path / "missing.toml")])
     assert res.exit_code == 1 and "does not exist" in res.stderr
     res = runner.invoke(app, ["train", str(recipe), "--precision", "fp16", "--device", "cpu"])

@@ -194,3 +194,17 @@ def test_two_scale_label_model_with_instances_zeros_policy(make_export, tmp_path
     assert pngs(tmp_path / "o")[3].shape == (10, 14, 3)
     res = runner.invoke(app, ["translate-video", str(lab), "--weights", str(video), "-o", str(tmp_path / "p")])
     assert res.exit_code == 0, res.stderr  # no first-frame model in the card: zeros
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mode", "vid"], "unknown --mode 'vid'; use one of auto, video, per-frame"),
+    (["--first-frame", "one"], "unknown --first-frame 'one'; use one of single, zeros, real"),
+    (["--input-kind", "labels"], "unknown --input-kind 'labels'"),
+    (["--palette", "nope"], "unknown palette 'nope'"),
+    (["--model", "telea"], "`imgsynth translate-video` needs a 'translate-video' or 'translate' model"),
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--device", "gpu"], "unknown device 'gpu'"),
+])
+def test_usage_errors_before_any_work(tmp_path, args, message):
+    res = runner.invoke(app, ["translate-video", str(tmp_path / "missing.mp4"), *args])
+    assert res.exit_code == 2 and message in res.stderr and "missing.mp4" not in res.stderr, res.stderr

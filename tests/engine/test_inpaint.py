@@ -34,3 +34,21 @@ def test_patchmatch_reports_progress_within_each_photo(tmp_path):
     assert all(t == 2 for _, t in calls) and done == sorted(done) and done[-1] == 2
     within = [d for d in done if d != int(d)]
     assert any(0 < d < 1 for d in within) and any(1 < d < 2 for d in within)  # fractions of each photo
+
+
+def test_make_inpainter_takes_the_card_settings_and_the_overrides():
+    """One set-up for `imgsynth inpaint` and `imgsynth serve`: io of the card, --ensemble over it."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from imgsynth.engine.inpaint import make_inpainter
+
+    net = SimpleNamespace(model=torch.nn.Identity(), is_network=True,
+                          io={"ensemble": 4, "resolution": 128, "normalization": "tanh"})
+    card = make_inpainter(net)
+    assert (card.ensemble, card.sharp_ensemble, card.resolution, card.normalization) == (4, 1, 128, "tanh")
+    asked = make_inpainter(net, strategy="crops", radius=5, seed=7, ensemble=2)
+    assert (asked.ensemble, asked.sharp_ensemble, asked.strategy, asked.radius, asked.seed) == (2, 2, "crops", 5, 7)
+    classical = make_inpainter(SimpleNamespace(model="telea", is_network=False, io={"ensemble": 4}))
+    assert (classical.ensemble, classical.resolution, classical.normalization) == (1, 256, "imagenet")

@@ -45,3 +45,16 @@ def test_shard_under_torchrun(monkeypatch):
     assert shard(list(range(8))) == [1, 4, 7]
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert shard([1, 2]) == [1, 2]
+
+
+def test_unusable_reports_a_batch_with_no_usable_input():
+    from imgsynth.engine.io import InputItem
+    from imgsynth.engine.runner import unusable
+
+    gone = [InputItem("a.png", "a", "file not found"), InputItem("d", "d", "not a file")]
+    report = unusable(gone, started=0.0)
+    assert [(r.name, r.status, r.error) for r in report.results] == [
+        ("a.png", "failed", "a.png: file not found"), ("d", "failed", "d: not a file")]
+    assert report.exit_code == 1
+    assert unusable(gone + [InputItem("b.png", "b")]) is None
+    assert unusable([]) is None

@@ -1,3 +1,4 @@
+import collections.abc
 from pathlib import Path
 
 import pytest
@@ -6,11 +7,14 @@ import tomllib
 from imgsynth.errors import ConfigError
 from imgsynth.training.config import (
     TrainConfig,
+    UnsupportedType,
     apply_overrides,
+    check_value,
     dumps_config,
     from_dict,
     load_recipe,
     parse_value,
+    recipe_error,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,10 +70,44 @@ def test_int_widens_to_float_but_not_the_reverse():
     ("data.channels=2", r"data\.channels must be 0"),
     ("data.load_size=16", r"data\.load_size \(16\) must be 0 or at least"),
     ("data.source=paired", r"needs data\.path .* and data\.path_b"),
+    ("run.seed=-1", r"run\.seed must not be negative"),
+    ("data.item_size=-2", r"data\.item_size must not be negative"),
+    ("data.frames=0", r"data\.frames must be at least 1"),
+    ("optim.g_lr=nan", r"optim\.g_lr must be a finite number, got nan"),
+    ("optim.betas=[0.5, inf]", r"optim\.betas must be a finite number"),
+    ("augment.kimg=inf", r"augment\.kimg must be a finite number"),
+    ("run.device=gpu", r"run\.device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
 ])
 def test_bad_overrides_name_the_key(item, message):
     with pytest.raises(ConfigError, match=message):
         load_recipe(EXAMPLE, [item])
+
+
+def test_errors_name_the_file_and_the_override(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_recipe(EXAMPLE, ["run.steps=12", "run.stepz=3"])
+    assert str(err.value) == (f"{EXAMPLE}: unknown config key 'run.stepz'; did you mean 'steps'? "
+                              "(set on the command line: run.stepz=3)")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[loss]\ngan = 'wgan'\n")
+    with pytest.raises(ConfigError) as err:
+        load_recipe(bad, ["run.steps=3"])
+    assert str(err.value).startswith(f"{bad}: loss.gan must be 'vanilla'") and "command line" not in str(err.value)
+    assert str(recipe_error(bad, err.value)) == str(err.value)  # named once
+
+
+def test_check_value_types():
+    assert check_value([1, 2], tuple[int, int], "k") == (1, 2)
+    assert check_value([1, 2, 3], tuple[int, ...], "k") == (1, 2, 3)
+    assert check_value([4, 8], collections.abc.Sequence[int], "k") == [4, 8]
+    assert check_value(3, int | tuple[int, int], "k") == 3
+    assert check_value({"a": 1}, dict, "k") == {"a": 1}
+    for value, tp in [([1], tuple[int, int]), ([1.5], tuple[int, ...]), ("ab", collections.abc.Sequence[int]),
+                      (True, int), (2, str), ("x", dict)]:
+        with pytest.raises(ConfigError, match=r"^m\.k(\[0\])? must be"):
+            check_value(value, tp, "m.k")
+    with pytest.raises(UnsupportedType):
+        check_value(1, complex, "k")
 
 
 def test_section_must_be_a_table():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsynth.errors import ConfigError
+from imgsynth.errors import ConfigError, UsageError
 from imgsynth.training.config import apply_overrides, from_dict
 from imgsynth.training.loop import train
 from imgsynth.training.recipes import FAMILY_DATA, new_recipe
@@ -91,8 +91,14 @@ def test_sources_fit_and_ada_follow_the_data(data):
     ("dcgan", {"size": 48}, "power of two"),
     ("dcgan", {"fit": "stretch"}, "crop, resize or pad"),
     ("dcgan", {"derive": "edges"}, "--derive makes pix2pix inputs"),
-    ("stylegan4", {}, "unknown family"),
 ])
 def test_clear_errors(data, family, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         new_recipe(family, data / "photos", **kwargs)
+
+
+def test_unknown_family_is_a_usage_error_with_a_suggestion(data):
+    with pytest.raises(UsageError, match=r"^unknown family 'stylegan4'; did you mean 'stylegan'\?$"):
+        new_recipe("stylegan4", data / "photos")
+    with pytest.raises(UsageError, match=r"^unknown family 'diffusion'; known: dcgan, gan, progan"):
+        new_recipe("diffusion", data / "photos")

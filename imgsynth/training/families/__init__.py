@@ -21,6 +21,7 @@ A new family is a module here whose class carries ``@register_family("name")``, 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Callable
 
@@ -56,9 +57,9 @@ def get_family(name: str) -> Family:
     try:
         return _FAMILIES[name]()
     except KeyError:
-        raise ConfigError(
-            f"unknown model.family {name!r}; known: {', '.join(list_families())}"
-        ) from None
+        close = difflib.get_close_matches(name, list_families(), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(list_families())}"
+        raise ConfigError(f"unknown model.family {name!r}; {hint}") from None
 
 
 def list_families() -> list[str]:

@@ -9,14 +9,18 @@ DDP) the same way for every family.
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import math
+import typing
+import warnings
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from imgsynth.errors import ConfigError
-from imgsynth.training.config import TrainConfig
+from imgsynth.training.config import TrainConfig, UnsupportedType, check_value
 
 
 def fill_data_kwargs(cls: Any, given: dict[str, Any], data: dict[str, Any], what: str) -> dict[str, Any]:
@@ -36,6 +40,56 @@ def fill_data_kwargs(cls: Any, given: dict[str, Any], data: dict[str, Any], what
             )
         out[name] = value
     return out
+
+
+def check_kwargs(cls: Any, given: dict[str, Any], what: str) -> None:
+    """Recipe constructor arguments of ``cls`` (``[model.<what>]``): known names and the annotated types.
+
+    An unknown name is a ConfigError with a did-you-mean; a value of another type than the
+    constructor's annotation is one naming ``model.<what>.<name>``. Ranges are the constructor's
+    own business: :func:`construct` turns what it raises into a ConfigError.
+    """
+    if cls is None:
+        return
+    params = inspect.signature(cls).parameters
+    known = [p for p in params if p != "self"]
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # annotations that do not resolve here: names only
+        hints = {}
+    for name, value in given.items():
+        key = f"model.{what}.{name}"
+        if name not in params and not open_ended:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = (f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}" if known
+                    else "this network takes none here")
+            raise ConfigError(f"unknown config key {key!r}; {hint}")
+        if name in hints:
+            try:
+                check_value(value, hints[name], key)
+            except UnsupportedType:
+                pass
+
+
+def construct(cls: Any, config: dict[str, Any], what: str) -> nn.Module:
+    """``cls(**config)``, with whatever the constructor raises on a bad value as a ConfigError on ``model.<what>``."""
+    check_kwargs(cls, config, what)
+    name = getattr(cls, "__name__", str(cls))
+    try:
+        with warnings.catch_warnings():  # refused below, not worth a warning
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            module = cls(**config)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, RuntimeError, AssertionError, KeyError, IndexError, ZeroDivisionError,
+            OverflowError, AttributeError) as exc:
+        raise ConfigError(f"model.{what}: these values do not build {name} ({type(exc).__name__}: {exc})") from None
+    empty = [n for n, p in module.named_parameters() if p.numel() == 0]
+    if empty:
+        raise ConfigError(f"model.{what}: these values give {name} layers without weights ({empty[0]}, ...); "
+                          "widths and sizes must be at least 1")
+    return module
 
 
 class Family:
@@ -89,29 +143,18 @@ class Family:
             self.discriminator_data_kwargs(cfg, dataset), "discriminator",
         )
 
-    def build_generator(self, config: dict[str, Any]) -> nn.Module:
-        """G from its constructor kwargs (through the registry, as exports are loaded)."""
-        from imgsynth.models.registry import build_model
+    def check_networks(self, cfg: TrainConfig) -> None:
+        """``[model.generator]`` and ``[model.discriminator]``: names and types, before any data is read."""
+        check_kwargs(self.generator_class(), cfg.model.generator, "generator")
+        check_kwargs(self.discriminator_class(), cfg.model.discriminator, "discriminator")
 
-        try:
-            return build_model(self.arch, config)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"model.generator: {exc}") from None
+    def build_generator(self, config: dict[str, Any]) -> nn.Module:
+        """G from its constructor kwargs (the registered class, as exports are loaded)."""
+        return construct(self.generator_class(), config, "generator")
 
     def build_discriminator(self, config: dict[str, Any]) -> nn.Module:
         """D from its constructor kwargs."""
-        cls = self.discriminator_class()
-        params = inspect.signature(cls).parameters
-        unknown = sorted(set(config) - set(params))
-        if unknown:
-            raise ConfigError(
-                f"model.discriminator has no option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(p for p in params if p != 'self')}"
-            )
-        try:
-            return cls(**config)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"model.discriminator: {exc}") from None
+        return construct(self.discriminator_class(), config, "discriminator")
 
     def init_weights(self, module: nn.Module) -> None:
         """Initialise a freshly built network (default: keep PyTorch's initialisation)."""
@@ -120,17 +163,25 @@ class Family:
     option_defaults: dict[str, Any] = {}
 
     def options(self, cfg: TrainConfig) -> dict[str, Any]:
-        """``[model.options]`` over the family's defaults; unknown keys or other types are refused."""
+        """``[model.options]`` over the family's defaults; unknown keys, other types and negative or
+        non-finite numbers (every numeric option is a weight, a count or a probability) are refused."""
         out = dict(self.option_defaults)
         for key, value in cfg.model.options.items():
             if key not in out:
                 known = ", ".join(sorted(out)) or "none"
-                raise ConfigError(f"model.options.{key}: the {self.name!r} family has no such option (known: {known})")
+                close = difflib.get_close_matches(key, list(out), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {known}"
+                raise ConfigError(f"model.options.{key}: the {self.name!r} family has no such option ({hint})")
             default = out[key]
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if type(value) is not type(default):
                 raise ConfigError(f"model.options.{key} must be {type(default).__name__}, got {value!r}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not math.isfinite(value):
+                    raise ConfigError(f"model.options.{key} must be a finite number, got {value!r}")
+                if value < 0:
+                    raise ConfigError(f"model.options.{key} must not be negative, got {value!r}")
             out[key] = value
         return out
 

@@ -204,10 +204,9 @@ class PConvFamily(Family):
                                  self.discriminator_data_kwargs(cfg, dataset), "discriminator")
 
     def build_generator(self, config: dict[str, Any]) -> nn.Module:
-        try:
-            return _pconv_for_training()(**config)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"model.generator: {exc}") from None
+        from imgsynth.training.families.base import construct
+
+        return construct(_pconv_for_training(), config, "generator")
 
     def init_weights(self, module: nn.Module) -> None:
         """Kaiming init of the convolutions (naoto0804's ``weights_init('kaiming')``), or the

@@ -229,7 +229,7 @@ def test_adversarial_off_is_the_reconstruction_only_run(tmp_path, final_state, a
     assert set(a["D"]) == {"logit"}  # the constant critic: G gets no adversarial gradient
     with pytest.raises(ConfigError, match="adversarial must not be negative"):
         train(recipe(tmp_path, "neg", adversarial=-0.1))
-    with pytest.raises(ConfigError, match="model.discriminator has no option"):
+    with pytest.raises(ConfigError, match="unknown config key 'model.discriminator.ndf'; this network takes none here"):
         cfg = recipe(tmp_path, "nod")
         cfg.model.discriminator = {"ndf": 4}  # a PatchGAN setting without the adversarial term
         train(cfg)

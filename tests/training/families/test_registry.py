@@ -15,8 +15,10 @@ def test_family_options_are_checked(tmp_path, tiny):
 
     known = list_families()
     assert {"dcgan", "gan", "progan", "stylegan", "stylegan2", "pix2pix", "pix2pixhd", "spade", "panoptic"} <= set(known)
-    with pytest.raises(ConfigError, match=rf"unknown model.family 'stylegan3'; known: {', '.join(known)}$"):
+    with pytest.raises(ConfigError, match=r"unknown model.family 'stylegan3'; did you mean 'stylegan'\?$"):
         train(tiny(tmp_path, model={"family": "stylegan3"}))
+    with pytest.raises(ConfigError, match=rf"unknown model.family 'diffusion'; known: {', '.join(known)}$"):
+        train(tiny(tmp_path, model={"family": "diffusion"}))
 
 
 def test_one_module_per_family_named_like_its_model_file():
