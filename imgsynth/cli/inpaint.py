@@ -37,8 +37,8 @@ HELP = """Fill the holes of photos (white mask pixels) with a network or a class
 [bold]--strategy[/bold] (how a photo meets the method):
   [bold]auto[/bold]    networks: pad up to twice the card's resolution, sharp beyond
   [bold]sharp[/bold]   networks: crops around the holes, scaled down only as far as
-          the thickest hole needs; the photo's own fine detail is then
-          copied into the fill at full resolution (residual aggregation)
+          the thickest hole needs; full-resolution patches of the photo
+          are then laid into the hole as the fill says (guided PatchMatch)
   [bold]crops[/bold]   squares around the holes (2x the hole, at least the card's
           resolution), scaled down to the resolution: smooth fills.
           Classical methods: on the whole photo unless crops (patchmatch

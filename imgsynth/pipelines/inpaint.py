@@ -362,8 +362,12 @@ class Inpainter:
                         yi = F.interpolate(yi[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0]
                     if self.strategy_for(images[i].shape[:2]) == "sharp":
                         coarse = (yi.clamp(0, 1) * 255.0).permute(1, 2, 0).numpy()
+                        within = None
+                        if self.progress is not None:
+                            report, start = self.progress, done
+                            within = lambda f, report=report, start=start: report((start + f) / total)  # noqa: E731
                         fills[i][y0:y1, x0:x1] = self._texture(
-                            images[i][y0:y1, x0:x1], holes[i][y0:y1, x0:x1], coarse, scale)
+                            images[i][y0:y1, x0:x1], holes[i][y0:y1, x0:x1], coarse, scale, within)
                     else:
                         fills[i][y0:y1, x0:x1] = _to_uint8(yi)
                     done += 1
@@ -371,13 +375,14 @@ class Inpainter:
                         self.progress(done / total)
         return fills
 
-    def _texture(self, image: np.ndarray, hole: np.ndarray, coarse: np.ndarray, scale: float) -> np.ndarray:
+    def _texture(self, image: np.ndarray, hole: np.ndarray, coarse: np.ndarray, scale: float,
+                 progress: Callable[[float], None] | None = None) -> np.ndarray:
         """The ``sharp`` stage on one crop: ``coarse`` (the network's fill at full size, float in
-        [0, 255]) given the photo's full-resolution texture."""
+        [0, 255]) given the photo's full-resolution texture; ``progress`` gets the fraction done."""
         if self.texture_for() == "patchmatch":
             from imgsynth.models.patchmatch import patchmatch_inpaint
 
-            return patchmatch_inpaint(image, hole, coarse, seed=self.seed, **SHARP_PATCHMATCH)
+            return patchmatch_inpaint(image, hole, coarse, seed=self.seed, progress=progress, **SHARP_PATCHMATCH)
         from imgsynth.models.residual_aggregation import aggregate_residuals, cell_for_scale
 
         return aggregate_residuals(image, hole, coarse, cell=cell_for_scale(scale), gain=self.gain, seed=self.seed)

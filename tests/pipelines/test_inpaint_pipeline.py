@@ -314,6 +314,17 @@ def test_sharp_texture_stages_both_carry_the_detail_on_the_networks_layout():
     assert between < 0.5 * np.abs(low(outs["residual"]) - low(img)).mean(), between
 
 
+def test_sharp_reports_progress_within_a_crop():
+    net = _tiny_pconv()
+    img = _textured_photo(600, 640)
+    hole = np.zeros((600, 640), bool)
+    hole[200:300, 250:380] = True
+    steps = []
+    Inpainter(net, strategy="sharp", resolution=256, texture="patchmatch", progress=steps.append)([img], [hole])
+    assert len(steps) > 2 and steps == sorted(steps) and steps[-1] == 1.0
+    assert any(0 < f < 1 for f in steps)  # the texture stage of the one crop reports as it goes
+
+
 def test_sharp_texture_auto_follows_numba(monkeypatch):
     import imgsynth.models.patchmatch as pm
 
