@@ -70,6 +70,20 @@ Deviations from the original:
 - The warp builds its grid on the flow's device (the official one calls ``.cuda()``).
 - ``--dataset_mode face`` / pose (netG_i with a feature encoder, openpose inputs) are not offered.
 - On CPU some layers run as GEMM + im2col or channels-last (see :mod:`imgsynth.models.cyclegan`).
+
+Extensions (off by default; the official checkpoints and conformance cases never use them), for
+models trained here on a CPU budget:
+- ``flow_search = r`` (with ``search_window``, ``search_temperature``): a parameter-free
+  correlation layer (:func:`imgsynth.layers.warp.block_match`, FlowNetC-style block matching of
+  the window's last input frame against the one before it over whole-pixel displacements up to
+  r) gives a flow estimate, its (2r+1)**2 match probabilities and the best match cost. The flow
+  head predicts a correction of that estimate (``flow = estimate + 0.1 * flow_out(...)``,
+  pixels) and the flow and weight heads also see the probabilities, the estimate / r and the cost
+  (a high cost marks occlusions). Learning motion from scratch took far more steps than a CPU gives.
+- ``hallucination = "first_frame"``: the hallucinated frame is the single-image generator
+  ``first_frame`` on frame t (no image decoder is built), so the video model only learns the flow
+  and the blend of the warped previous output with the per-frame image. The single-image
+  generator always runs in eval mode (as at test time).
 """
 
 from __future__ import annotations

@@ -20,6 +20,14 @@ sequence length"): ``frames_start`` frames at step 0, one more every ``grow_ever
 ``data.frames``. Gradients flow through the whole rollout. Data: ``data.source = "clips"``
 (:mod:`imgsynth.training.clips`), batches ``{"a", "b", "flow", "valid"}`` with a time axis.
 
+Options for small budgets: ``history = "first_frame"`` starts every training clip from the
+single-image generator's frames (the ``first_frame_model`` card) instead of real ones, as
+``translate-video --first-frame single`` does at test time, so G learns to blend what it will
+really be given; with ``[model.generator] hallucination = "first_frame"`` that card's generator is
+also G's hallucination branch. Either way the card's weights are put inside G by
+:meth:`Vid2VidFamily.init_weights` and stay frozen (no gradient, eval mode). With the generator's
+``flow_search`` the flow head's correction starts at zero.
+
 Within the shared loop a "fake" is the rollout's generated frames with the flow and the mask as
 extra channels, (N, T', 3 + 2 + 1, H, W) for frames n-1 .. T-1; D sees only the image channels.
 """
