@@ -52,3 +52,50 @@ def flow_warp(image: torch.Tensor, flow: torch.Tensor, *, align_corners: bool = 
 def downsample_avg(x: torch.Tensor) -> torch.Tensor:
     """One level of the vid2vid / pix2pixHD input pyramid: AvgPool2d(3, 2, 1, count_include_pad=False)."""
     return F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+
+
+def block_match(
+    current: torch.Tensor, previous: torch.Tensor, radius: int, *, window: int = 7, temperature: float = 0.02
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft block matching of ``current`` against ``previous`` over whole-pixel displacements.
+
+    A correlation layer in the sense of FlowNetC (Dosovitskiy et al., ICCV 2015, Sec. 3), without
+    learned features: for every displacement d = (dx, dy) with |dx|, |dy| <= ``radius`` the cost at
+    pixel (y, x) is the mean absolute difference over channels between ``current`` at (y, x) and
+    ``previous`` at (y + dy, x + dx) (replicate padding), box-averaged over ``window`` x ``window``
+    pixels. Costs become probabilities by ``softmax(-cost / temperature)`` over the displacements.
+
+    Args:
+        current, previous: (N, C, H, W) float, the same range (e.g. [-1, 1]).
+        radius: the largest displacement searched along each axis (>= 1).
+        window: side of the box the costs are averaged over (odd; 1 = per pixel).
+        temperature: softmax temperature in cost units.
+
+    Returns:
+        probs (N, (2r+1)**2, H, W), displacements in row-major (dy outer, dx inner) order;
+        flow (N, 2, H, W), the expected displacement in pixels, channel 0 horizontal, in the
+        backward convention of :func:`flow_warp` (pixel (y, x) of ``current`` shows what
+        ``previous`` shows at (y + flow_y, x + flow_x));
+        min_cost (N, 1, H, W), the smallest cost (high where nothing in ``previous`` matches:
+        occlusions).
+    """
+    if radius < 1 or window < 1 or window % 2 == 0 or temperature <= 0:
+        raise ValueError(f"need radius >= 1, an odd window >= 1 and temperature > 0; got {radius}, {window}, {temperature}")
+    r = radius
+    _, _, h, w = current.shape
+    padded = F.pad(previous, (r, r, r, r), mode="replicate")
+    costs = []
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            shifted = padded[:, :, r + dy : r + dy + h, r + dx : r + dx + w]
+            costs.append((current - shifted).abs().mean(1, keepdim=True))
+    cost = torch.cat(costs, 1)
+    if window > 1:
+        p = window // 2
+        cost = F.avg_pool2d(F.pad(cost, (p, p, p, p), mode="replicate"), window, stride=1)
+    probs = torch.softmax(-cost / temperature, 1)
+    steps = torch.arange(-r, r + 1, device=current.device, dtype=current.dtype)
+    disp_x = steps.repeat(2 * r + 1)
+    disp_y = steps.repeat_interleave(2 * r + 1)
+    flow = torch.stack([torch.einsum("nkhw,k->nhw", probs, disp_x), torch.einsum("nkhw,k->nhw", probs, disp_y)], 1)
+    return probs, flow, cost.min(1, keepdim=True).values

@@ -70,6 +70,20 @@ Deviations from the original:
 - The warp builds its grid on the flow's device (the official one calls ``.cuda()``).
 - ``--dataset_mode face`` / pose (netG_i with a feature encoder, openpose inputs) are not offered.
 - On CPU some layers run as GEMM + im2col or channels-last (see :mod:`imgsynth.models.cyclegan`).
+
+Extensions (off by default; the official checkpoints and conformance cases never use them), for
+models trained here on a CPU budget:
+- ``flow_search = r`` (with ``search_window``, ``search_temperature``): a parameter-free
+  correlation layer (:func:`imgsynth.layers.warp.block_match`, FlowNetC-style block matching of
+  the window's last input frame against the one before it over whole-pixel displacements up to
+  r) gives a flow estimate, its (2r+1)**2 match probabilities and the best match cost. The flow
+  head predicts a correction of that estimate (``flow = estimate + 0.1 * flow_out(...)``,
+  pixels) and the flow and weight heads also see the probabilities, the estimate / r and the cost
+  (a high cost marks occlusions). Learning motion from scratch took far more steps than a CPU gives.
+- ``hallucination = "first_frame"``: the hallucinated frame is the single-image generator
+  ``first_frame`` on frame t (no image decoder is built), so the video model only learns the flow
+  and the blend of the warped previous output with the per-frame image. The single-image
+  generator always runs in eval mode (as at test time).
 """
 
 from __future__ import annotations
@@ -83,11 +97,13 @@ from torch import nn
 
 from imgsynth.errors import ConfigError
 from imgsynth.layers.label_maps import instance_edges, one_hot
-from imgsynth.layers.warp import downsample_avg, flow_warp
+from imgsynth.layers.warp import block_match, downsample_avg, flow_warp
 from imgsynth.models.cyclegan import ConvBlock, ResnetBlock, fast_conv2d
 from imgsynth.models.registry import build_model, register_model
 
 VID2VID_NORMS = ("batch", "instance_tracked")
+HALLUCINATIONS = ("decoder", "first_frame")
+"""Where the hallucinated frame comes from: the official image decoder, or the single-image generator."""
 """``--norm batch`` (default) and ``--norm instance`` (InstanceNorm with tracked running statistics)."""
 
 
@@ -176,18 +192,29 @@ class CompositeScale(nn.Module):
         flow: bool,
         flow_multiplier: float,
         norm: str,
+        frame_nc: int = 0,
+        flow_search: int = 0,
+        search_window: int = 7,
+        search_temperature: float = 0.02,
+        image_decoder: bool = True,
     ) -> None:
         super().__init__()
         self.flow_multiplier = flow_multiplier
+        self.frame_nc, self.flow_search = frame_nc, flow_search
+        self.search_window, self.search_temperature = search_window, search_temperature
+        head_nc = ngf + ((2 * flow_search + 1) ** 2 + 3 if flow_search else 0)
         width = ngf * 2**n_down
         self.label_encoder = Encoder(input_nc, ngf, n_down, enc_blocks, norm)
         self.image_encoder = Encoder(prev_nc, ngf, n_down, enc_blocks, norm)
-        self.image_decoder = Decoder(width, dec_blocks, n_down, norm)
-        self.image_out = _head(ngf, output_nc)
+        if image_decoder:
+            self.image_decoder = Decoder(width, dec_blocks, n_down, norm)
+            self.image_out = _head(ngf, output_nc)
+        else:  # the hallucinated frame comes from outside (``hallucination="first_frame"``)
+            self.image_decoder = self.image_out = None
         if flow:
             self.flow_decoder = Decoder(width, dec_blocks, n_down, norm)
-            self.flow_out = _head(ngf, 2)
-            self.weight_out = _head(ngf, 1)
+            self.flow_out = _head(head_nc, 2)
+            self.weight_out = _head(head_nc, 1)
         else:
             self.flow_decoder = self.flow_out = self.weight_out = None
         if fg:
@@ -205,22 +232,35 @@ class CompositeScale(nn.Module):
         coarse: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
         use_raw_only: bool,
         align_corners: bool,
+        raw: torch.Tensor | None = None,
     ) -> tuple:
         """One scale of one frame.
 
         labels (N, input_nc, H, W); prev (N, prev_nc, H, W) in [-1, 1]; mask (N, 1, H, W) in
         [0, 1] or None; coarse = the coarser scale's (img_feat, flow_feat, fg_feat) or Nones.
+        raw: the hallucinated frame (N, 3, H, W) in [-1, 1] when this scale has no image decoder.
         Returns (img_final, flow, weight, img_raw, img_feat, flow_feat, fg_feat).
         """
         img_coarse, flow_coarse, fg_coarse = coarse
         down = self.label_encoder(labels) + self.image_encoder(prev)
-        img_feat = self.image_decoder(down if img_coarse is None else down + img_coarse)
-        img_raw = torch.tanh(fast_conv2d(img_feat, self.image_out))
+        if self.image_decoder is not None:
+            img_feat = self.image_decoder(down if img_coarse is None else down + img_coarse)
+            img_raw = torch.tanh(fast_conv2d(img_feat, self.image_out))
+        else:
+            if raw is None:
+                raise ValueError("a scale without an image decoder needs the hallucinated frame (raw)")
+            img_feat, img_raw = None, raw
         flow = weight = flow_feat = None
         if self.flow_decoder is not None:
             flow_feat = self.flow_decoder(down if flow_coarse is None else down + flow_coarse)
-            flow = fast_conv2d(flow_feat, self.flow_out) * self.flow_multiplier
-            weight = torch.sigmoid(fast_conv2d(flow_feat, self.weight_out))
+            if self.flow_search:
+                probs, prior, min_cost = self.search(labels)
+                head_in = torch.cat([flow_feat, probs, prior / self.flow_search, min_cost], 1)
+                flow = prior + 0.1 * fast_conv2d(head_in, self.flow_out)  # a correction in pixels
+            else:
+                head_in = flow_feat
+                flow = fast_conv2d(head_in, self.flow_out) * self.flow_multiplier
+            weight = torch.sigmoid(fast_conv2d(head_in, self.weight_out))
         if use_raw_only or flow is None:
             img_final = img_raw
         else:
@@ -237,6 +277,13 @@ class CompositeScale(nn.Module):
             img_final = img_fg * mask + img_final * (1 - mask)
             img_raw = img_fg * mask + img_raw * (1 - mask)
         return img_final, flow, weight, img_raw, img_feat, flow_feat, fg_feat
+
+    def search(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Block matching of the window's last frame against the one before it
+        (:func:`imgsynth.layers.warp.block_match`): (probs, flow prior in pixels, min cost)."""
+        c = self.frame_nc
+        return block_match(labels[:, -c:], labels[:, -2 * c : -c], self.flow_search,
+                           window=self.search_window, temperature=self.search_temperature)
 
 
 @register_model(
@@ -291,14 +338,28 @@ class Vid2VidGenerator(nn.Module):
         flow: bool = True,
         first_frame_arch: str | None = None,
         first_frame_config: dict | None = None,
+        flow_search: int = 0,
+        search_window: int = 7,
+        search_temperature: float = 0.02,
+        hallucination: str = "decoder",
     ) -> None:
         super().__init__()
+        if hallucination not in HALLUCINATIONS:
+            raise ConfigError(f"hallucination must be one of {', '.join(HALLUCINATIONS)}, got {hallucination!r}")
+        if hallucination == "first_frame" and (first_frame_arch is None or fg):
+            raise ConfigError("hallucination = 'first_frame' needs first_frame_arch (the single-image generator) "
+                              "and no foreground branch")
         if norm not in VID2VID_NORMS:
             raise ConfigError(f"norm must be one of {', '.join(VID2VID_NORMS)}, got {norm!r}")
         if n_frames < 2 or n_scales < 1 or n_downsample < 1 or n_blocks < 0:
             raise ConfigError(
                 f"need n_frames >= 2, n_scales >= 1, n_downsample >= 1, n_blocks >= 0; got "
                 f"{n_frames}, {n_scales}, {n_downsample}, {n_blocks}"
+            )
+        if flow_search < 0 or (flow_search and (search_window < 1 or search_window % 2 == 0 or search_temperature <= 0)):
+            raise ConfigError(
+                f"need flow_search >= 0, an odd search_window >= 1 and search_temperature > 0; got "
+                f"{flow_search}, {search_window}, {search_temperature}"
             )
         if ngf % 2 ** (n_scales - 1):
             raise ConfigError(f"ngf {ngf} must be divisible by 2**(n_scales - 1) = {2 ** (n_scales - 1)}")
@@ -313,6 +374,7 @@ class Vid2VidGenerator(nn.Module):
         self.n_downsample = n_downsample
         self.fg = fg
         self.fg_labels = [int(i) for i in fg_labels]
+        self.hallucination = hallucination
         self.frame_nc = (label_nc if label_nc > 0 else input_nc) + int(use_instance)
         in_nc = n_frames * self.frame_nc
         prev_nc = (n_frames - 1) * output_nc
@@ -327,7 +389,9 @@ class Vid2VidGenerator(nn.Module):
                 cfg = dict(n_down=1, enc_blocks=0, dec_blocks=n_blocks_local,
                            fg_enc_blocks=0, fg_dec_blocks=n_blocks_local, flow_multiplier=20.0 * 2**s)
             scales.append(CompositeScale(in_nc, prev_nc, output_nc, ngf_s, fg=fg, ngf_fg=ngf_fg, flow=flow,
-                                         norm=norm, **cfg))
+                                         norm=norm, frame_nc=self.frame_nc, flow_search=flow_search,
+                                         search_window=search_window, search_temperature=search_temperature,
+                                         image_decoder=hallucination == "decoder", **cfg))
         self.scales = nn.ModuleList(scales)
         self.first_frame: nn.Module | None = None
         if first_frame_arch is not None:
@@ -413,14 +477,31 @@ class Vid2VidGenerator(nn.Module):
         if len(hist) != self.n_scales:
             raise ValueError(f"history must hold {self.n_scales} scale(s), got {len(hist)}")
         pyramid = self.pyramid(labels)
+        raws = self.pyramid(self.single_image(labels)) if self.hallucination == "first_frame" else [None] * self.n_scales
         coarse: tuple = (None, None, None)
         per_scale = []
         for s, net in enumerate(self.scales):
             mask = self.fg_mask(pyramid[s]) if self.fg else None
-            out = net(pyramid[s], hist[s], mask, coarse, use_raw_only, align_corners)
+            out = net(pyramid[s], hist[s], mask, coarse, use_raw_only, align_corners, raws[s])
             per_scale.append(ScaleOutput(*out[:4]))
             coarse = (out[4], out[5], out[6])
         return Vid2VidOutput(*per_scale[-1], tuple(per_scale))
+
+    def single_image(self, labels: torch.Tensor) -> torch.Tensor:
+        """The single-image generator on the window's last frame (its label channels without the
+        instance edge, or its image channels): (N, output_nc, H, W) in [-1, 1]."""
+        if self.first_frame is None:
+            raise ValueError("this model has no single-image generator (first_frame_arch)")
+        last = labels[:, -self.frame_nc :]
+        return self.first_frame(last[:, : self.label_nc if self.label_nc > 0 else self.input_nc])
+
+    def train(self, mode: bool = True) -> "Vid2VidGenerator":
+        """As ``nn.Module.train``; with ``hallucination="first_frame"`` the single-image generator
+        always runs as at test time (eval mode: no dropout), so training sees what inference gives."""
+        super().train(mode)
+        if self.hallucination == "first_frame" and self.first_frame is not None:
+            self.first_frame.eval()
+        return self
 
     def dummy_inputs(self, batch_size: int, generator: torch.Generator) -> tuple:
         """A random encoded label window and a random history at the smallest valid size x 2."""

@@ -23,6 +23,8 @@ seeded by the image's seed), so results never depend on batching.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -57,7 +59,10 @@ def model_kind(model: Any) -> str:
 def size_multiple(model: Any) -> int:
     """The multiple that input sides must have for ``model`` (1 when any size works)."""
     if hasattr(model, "n_downsample") and hasattr(model, "n_scales"):  # vid2vid
-        return 2 ** (int(model.n_downsample) + int(model.n_scales) - 1)
+        k = 2 ** (int(model.n_downsample) + int(model.n_scales) - 1)
+        if getattr(model, "hallucination", "decoder") == "first_frame" and model.first_frame is not None:
+            k = math.lcm(k, size_multiple(model.first_frame))  # its single-image generator runs inside
+        return k
     if hasattr(model, "num_downs"):
         return 2 ** int(model.num_downs)
     if hasattr(model, "n_downsample_global"):

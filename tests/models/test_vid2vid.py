@@ -98,3 +98,54 @@ def test_tracked_instance_norm_and_first_frame_module():
     with torch.no_grad():
         img = gen.first_frame(one_hot(label, 4))
     assert img.shape == (1, 3, 16, 16) and img.abs().max() <= 1
+
+
+def test_flow_search_starts_from_the_block_matching_flow():
+    from imgsynth.layers.warp import block_match
+
+    cfg = {**CFG, "label_nc": 0, "use_instance": False, "input_nc": 3, "flow_search": 2, "search_window": 3}
+    gen = build_model("vid2vid", cfg).eval()
+    plain = build_model("vid2vid", {**cfg, "flow_search": 0})
+    # the official layout is unchanged without the search; with it only the two heads widen by 5x5 + 3
+    assert gen.scales[0].flow_out.in_channels == plain.scales[0].flow_out.in_channels + 28
+    assert gen.scales[0].weight_out.in_channels == plain.scales[0].weight_out.in_channels + 28
+    assert set(gen.state_dict()) == set(plain.state_dict())
+    torch.nn.init.zeros_(gen.scales[0].flow_out.weight)
+    torch.nn.init.zeros_(gen.scales[0].flow_out.bias)
+    g = torch.Generator().manual_seed(1)
+    frames = [torch.rand(1, 3, 16, 16, generator=g) * 2 - 1 for _ in range(3)]
+    with torch.no_grad():
+        out = gen(torch.cat(frames, 1), gen.initial_history(frames[:2]))
+    _, prior, _ = block_match(frames[2], frames[1], 2, window=3, temperature=0.02)
+    assert torch.allclose(out.flow, prior, atol=1e-5)
+    with torch.no_grad():
+        gen.scales[0].flow_out.bias.fill_(1.0)  # the head's output is a correction of a tenth of a pixel per unit
+        moved = gen(torch.cat(frames, 1), gen.initial_history(frames[:2]))
+    assert torch.allclose(moved.flow, prior + 0.1, atol=1e-5)
+    for bad in ({"flow_search": -1}, {"flow_search": 2, "search_window": 4}, {"flow_search": 2, "search_temperature": 0}):
+        with pytest.raises(ConfigError, match="flow_search"):
+            build_model("vid2vid", {**cfg, **bad})
+
+
+def test_first_frame_hallucination_takes_the_single_image_generator_output():
+    first = {"input_nc": 3, "output_nc": 3, "num_downs": 5, "ngf": 4, "norm": "instance", "use_dropout": True}
+    cfg = {**CFG, "label_nc": 0, "use_instance": False, "input_nc": 3, "norm": "instance_tracked",
+           "first_frame_arch": "pix2pix_unet", "first_frame_config": first, "hallucination": "first_frame"}
+    gen = build_model("vid2vid", cfg).train()
+    assert gen.scales[0].image_decoder is None and not any("image_decoder" in k for k in gen.state_dict())
+    assert gen.training and not gen.first_frame.training  # dropout off: the single-image model as at test time
+    g = torch.Generator().manual_seed(2)
+    frames = [torch.rand(1, 3, 32, 32, generator=g) * 2 - 1 for _ in range(3)]
+    with torch.no_grad():
+        out = gen(torch.cat(frames, 1), gen.initial_history(frames[:2]))
+        single = gen.first_frame(frames[2])
+    assert torch.equal(out.raw, single)
+    with torch.no_grad():
+        assert torch.equal(gen.single_image(frames[2]), single)
+    warped = out.image - out.raw * out.weight
+    assert not torch.allclose(out.image, out.raw)  # the blend of the warp and the single-image frame
+    assert warped.abs().max() > 0
+    with pytest.raises(ConfigError, match="first_frame_arch"):
+        build_model("vid2vid", {**cfg, "first_frame_arch": None, "first_frame_config": None})
+    with pytest.raises(ConfigError, match="hallucination"):
+        build_model("vid2vid", {**cfg, "hallucination": "other"})

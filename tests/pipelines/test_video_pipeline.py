@@ -84,3 +84,17 @@ def test_errors_and_per_frame():
     pf = PerFrame(t)
     item = clip(1)[0]
     assert np.array_equal(pf.step(item)[0], t.translate_one(item)[0]) and pf.metadata() == {"mode": "per-frame"}
+
+
+def test_single_image_hallucination_pads_to_its_generators_multiple():
+    from imgsynth.pipelines.translate import size_multiple
+
+    first = dict(input_nc=3, output_nc=3, num_downs=5, ngf=4, norm="instance", use_dropout=True)
+    v = build_model("vid2vid", {**V2V, "hallucination": "first_frame", "first_frame_arch": "pix2pix_unet",
+                                "first_frame_config": first, "flow_search": 1, "search_window": 3}).eval()
+    assert size_multiple(v) == 32 and size_multiple(build_model("vid2vid", V2V)) == 4
+    single = Translator(v.first_frame, {"input": "image"})
+    s = Vid2VidStream(v, IO, first_frame="single", first_model=single)
+    outs = [s.step(it)[0] for it in clip(4)]  # 18 x 26 frames: padded to 32 x 32 inside, cropped back
+    assert all(o.shape == (18, 26, 3) for o in outs)
+    assert not np.array_equal(outs[3], single.translate_one(clip(4)[3])[0])

@@ -65,14 +65,15 @@ def test_dataset_items(tmp_path):
         build_dataset(DataConfig(source="clips", path=str(tmp_path / "none")))
 
 
-def recipe(tmp_path, out, steps):
+def recipe(tmp_path, out, steps, **generator):
     return from_dict({
         "run": {"out_dir": str(out), "steps": steps, "seed": 0, "device": "cpu", "log_every": 1,
                 "sample_every": 2, "checkpoint_every": 1, "keep_checkpoints": 0, "grid_samples": 2},
         "data": {"source": "clips", "path": str(tmp_path / "photos"), "resolution": 16, "frames": 5,
                  "batch_size": 1, "derive": "gray"},
         "model": {"family": "vid2vid",
-                  "generator": {"ngf": 4, "n_downsample": 2, "n_blocks": 2, "n_frames": 3, "norm": "instance_tracked"},
+                  "generator": {"ngf": 4, "n_downsample": 2, "n_blocks": 2, "n_frames": 3, "norm": "instance_tracked",
+                                **generator},
                   "discriminator": {"ndf": 4, "n_layers": 1, "temporal_ndf": 4},
                   "options": {"frames_start": 4, "grow_every": 1, "first_frame_model": "p2p"}},
         "loss": {"gan": "lsgan", "l1": 10.0},
@@ -100,3 +101,45 @@ def test_vid2vid_family_trains_grows_resumes_and_exports(tmp_path, final_state, 
     assert cfg["arch"] == "vid2vid" and cfg["task"] == "translate-video"
     assert cfg["io"]["input"] == "gray" and cfg["io"]["first_frame"] == "single"
     assert cfg["io"]["first_frame_model"] == "p2p" and cfg["io"]["normalization"] == "frame"
+
+
+def test_vid2vid_family_starts_the_flow_search_from_block_matching(tmp_path):
+    from imgsynth.models.registry import build_model
+    from imgsynth.training.families.vid2vid import Vid2VidFamily
+    from imgsynth.training.loop import train
+
+    cfg = {"label_nc": 0, "use_instance": False, "input_nc": 1, "ngf": 4, "n_downsample": 2, "n_blocks": 2}
+    searching, plain = build_model("vid2vid", {**cfg, "flow_search": 2}), build_model("vid2vid", cfg)
+    for G in (searching, plain):
+        Vid2VidFamily().init_weights(G)
+    head = searching.scales[0]
+    assert not head.flow_out.weight.any() and not head.flow_out.bias.any()
+    assert head.weight_out.weight.any() and plain.scales[0].flow_out.weight.any()
+    photos(tmp_path)
+    res = train(recipe(tmp_path, tmp_path / "s", 2, flow_search=2, search_window=3))
+    assert res.step == 2 and res.history[-1]["flow"] > 0
+
+
+def test_vid2vid_family_trains_around_a_frozen_single_image_card(tmp_path):
+    """hallucination/history = first_frame: the card's weights go inside G, frozen; the clip starts from its frames."""
+    from imgsynth.engine.loading import load_model
+    from imgsynth.training.checkpoint import latest_checkpoint, load_checkpoint
+    from imgsynth.training.loop import train
+
+    photos(tmp_path, size=(160, 150))
+    raw = recipe(tmp_path, tmp_path / "h", 2, hallucination="first_frame")
+    cfg = from_dict({**raw.to_dict(), "data": {**raw.to_dict()["data"], "resolution": 64, "derive": "clusters"},
+                     "model": {**raw.to_dict()["model"],
+                               "options": {"frames_start": 4, "grow_every": 1, "history": "first_frame",
+                                           "first_frame_model": "pix2pix-clusters-photos"}}})
+    res = train(cfg)
+    assert res.step == 2 and {"flow", "warp", "l1"} <= set(res.history[-1])
+    state = load_checkpoint(latest_checkpoint(tmp_path / "h" / "checkpoints"))
+    card = load_model("translate", model="pix2pix-clusters-photos", offline=True).model.state_dict()
+    for key, value in card.items():  # still the card's weights after two steps
+        assert torch.equal(state["G"][f"first_frame.{key}"].float(), value.float()), key
+    assert state["generator_config"]["first_frame_arch"] == "pix2pix_unet"
+    bad = from_dict({**cfg.to_dict(), "run": {**cfg.to_dict()["run"], "out_dir": str(tmp_path / "x")},
+                     "model": {**cfg.to_dict()["model"], "options": {"history": "first_frame"}}})
+    with pytest.raises(ConfigError, match="first_frame_model"):
+        train(bad)

@@ -20,6 +20,14 @@ sequence length"): ``frames_start`` frames at step 0, one more every ``grow_ever
 ``data.frames``. Gradients flow through the whole rollout. Data: ``data.source = "clips"``
 (:mod:`imgsynth.training.clips`), batches ``{"a", "b", "flow", "valid"}`` with a time axis.
 
+Options for small budgets: ``history = "first_frame"`` starts every training clip from the
+single-image generator's frames (the ``first_frame_model`` card) instead of real ones, as
+``translate-video --first-frame single`` does at test time, so G learns to blend what it will
+really be given; with ``[model.generator] hallucination = "first_frame"`` that card's generator is
+also G's hallucination branch. Either way the card's weights are put inside G by
+:meth:`Vid2VidFamily.init_weights` and stay frozen (no gradient, eval mode). With the generator's
+``flow_search`` the flow head's correction starts at zero.
+
 Within the shared loop a "fake" is the rollout's generated frames with the flow and the mask as
 extra channels, (N, T', 3 + 2 + 1, H, W) for frames n-1 .. T-1; D sees only the image channels.
 """
@@ -31,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from imgsynth.errors import ConfigError
 from imgsynth.training.config import TrainConfig
 from imgsynth.training.families import register_family
 from imgsynth.training.families.base import Family, init_normal
@@ -87,28 +96,68 @@ class Vid2VidFamily(Family):
         "weight_l1": 1.0,
         "align_corners": True,  # the warp's grid_sample flag (pixel-exact: zero flow copies)
         "first_frame_model": "",  # card id of the single-image generator for the first frames
+        "history": "real",  # the first n-1 frames of a training clip: "real" frames or "first_frame" outputs
     }
 
     def __init__(self) -> None:
         self.frames = 0  # clip length of the current step (set by begin_step)
         self.align_corners = True
+        self.history = "real"
+        self._first_weights: dict[str, Tensor] | None = None  # the single-image generator's card weights
 
     def discriminator_class(self) -> Any:
         return VideoDiscriminator
 
     def generator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
-        return {"label_nc": 0, "use_instance": False, "input_nc": int(dataset.channels_a),
-                "output_nc": int(dataset.channels_b)}
+        out = {"label_nc": 0, "use_instance": False, "input_nc": int(dataset.channels_a),
+               "output_nc": int(dataset.channels_b)}
+        return {**out, **self._first_frame_kwargs(cfg)}
+
+    def _first_frame_kwargs(self, cfg: TrainConfig) -> dict[str, Any]:
+        """With ``hallucination = "first_frame"`` or ``history = "first_frame"``: the single-image
+        generator of the card ``first_frame_model`` goes inside G (its arch and config; its weights
+        are loaded by :meth:`init_weights` and stay frozen)."""
+        opts = self.options(cfg)
+        wanted = cfg.model.generator.get("hallucination", "decoder") == "first_frame" or opts["history"] == "first_frame"
+        if not wanted:
+            return {}
+        card = str(opts["first_frame_model"])
+        if not card:
+            raise ConfigError("model.options.first_frame_model must name the single-image generator's card when "
+                              "model.generator.hallucination or model.options.history is 'first_frame'")
+        from imgsynth.engine.loading import load_model
+        from imgsynth.errors import ImgsynthError
+
+        try:
+            loaded = load_model("translate", model=card, offline=True)
+        except ImgsynthError as exc:
+            raise ConfigError(f"model.options.first_frame_model: {str(exc).splitlines()[0]}") from None
+        self._first_weights = {k: v.float() if v.is_floating_point() else v
+                               for k, v in loaded.model.state_dict().items()}
+        return {"first_frame_arch": loaded.arch, "first_frame_config": dict(loaded.config)}
 
     def discriminator_data_kwargs(self, cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
         n = int(cfg.model.generator.get("n_frames", 3))
         return {"input_nc": int(dataset.channels_a), "image_nc": int(dataset.channels_b), "temporal_frames": n}
 
     def init_weights(self, module: nn.Module) -> None:
+        """N(0, 0.02) (pix2pix / vid2vid ``init_type='normal'``); with ``flow_search`` the flow head's
+        correction starts at zero, so the first flow is the block-matching estimate itself."""
         init_normal(module)
+        first = getattr(module, "first_frame", None)
+        if first is not None and self._first_weights is not None:
+            first.load_state_dict(self._first_weights)
+            first.requires_grad_(False)
+        for scale in getattr(module, "scales", ()):
+            if getattr(scale, "flow_search", 0) and scale.flow_out is not None:
+                nn.init.zeros_(scale.flow_out.weight)
+                nn.init.zeros_(scale.flow_out.bias)
 
     def options(self, cfg: TrainConfig) -> dict[str, Any]:
         out = super().options(cfg)
+        if out["history"] not in ("real", "first_frame"):
+            raise ConfigError(f"model.options.history must be 'real' or 'first_frame', got {out['history']!r}")
+        self.history = str(out["history"])
         self.align_corners = bool(out["align_corners"])
         if self.frames == 0:
             self.frames = min(int(out["frames_start"]), cfg.data.frames)
@@ -128,7 +177,12 @@ class Vid2VidFamily(Family):
         n = int(G.n_frames)
         if a.shape[1] < n:
             raise ValueError(f"clips of {a.shape[1]} frames are shorter than the generator's window ({n})")
-        history = G.initial_history([b[:, i] for i in range(n - 1)])
+        if self.history == "first_frame":  # as at test time with --first-frame single
+            with torch.no_grad():
+                firsts = [G.single_image(a[:, i]) for i in range(n - 1)]
+        else:
+            firsts = [b[:, i] for i in range(n - 1)]
+        history = G.initial_history(firsts)
         outs = []
         for t in range(n - 1, a.shape[1]):
             out = G(a[:, t - n + 1 : t + 1].flatten(1, 2), history, align_corners=self.align_corners)
