@@ -226,7 +226,10 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
 
     def process(batch: list[_Prepared]) -> list[Any]:
         if progress is None or loaded.is_network:
-            return inpainter([p.rgb for p in batch], [p.hole for p in batch])
+            outs = inpainter([p.rgb for p in batch], [p.hole for p in batch])
+            if loaded.is_network:
+                _trim_heap()
+            return outs
         outs = []
         for j, p in enumerate(batch):
             inpainter.progress = lambda f, j=j, name=p.name: progress(counts["done"] + j + f, counts["total"], name)
@@ -256,6 +259,26 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
     return run_batched(items, prepare=prepare, process=process, write=write, name_of=lambda i: i.path,
                        skip=skip, batch_size=request.batch_size, workers=workers,
                        progress=runner_progress if progress is not None else None)
+
+
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``). A network's fill of a
+    photo frees hundreds of MB of activations in pieces the allocator otherwise keeps, so the
+    resident size crept up photo after photo in a batch (2048-px photos: from 0.79 to 0.99 GB
+    over six, before the next forward's own peak). A no-op where glibc is not the C library."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
 
 
 __all__ = ["Failed", "InpaintRequest", "run_inpaint"]

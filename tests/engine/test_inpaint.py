@@ -52,3 +52,30 @@ def test_make_inpainter_takes_the_card_settings_and_the_overrides():
     assert (asked.ensemble, asked.sharp_ensemble, asked.strategy, asked.radius, asked.seed) == (2, 2, "crops", 5, 7)
     classical = make_inpainter(SimpleNamespace(model="telea", is_network=False, io={"ensemble": 4}))
     assert (classical.ensemble, classical.resolution, classical.normalization) == (1, 256, "imagenet")
+
+
+def test_network_batches_hand_freed_heap_back_after_each_photo(tmp_path, monkeypatch):
+    """After each network batch the heap is trimmed (glibc malloc_trim), so that a batch of photos
+    does not creep up in resident size; classical fills, which free little, are not trimmed."""
+    import imgsynth.engine.inpaint as engine
+
+    trims: list[int] = []
+    monkeypatch.setattr(engine, "_malloc_trim", lambda pad: trims.append(pad) or 1)
+    for k in range(2):
+        _pair(tmp_path, f"p{k}", k)
+    inputs = [str(tmp_path / "p0.png"), str(tmp_path / "p1.png")]
+    report = run_inpaint(InpaintRequest(inputs=inputs, output=str(tmp_path / "net"), batch_size=1, workers=0))
+    assert [r.status for r in report.results] == ["ok", "ok"] and trims == [0, 0]
+    trims.clear()
+    run_inpaint(InpaintRequest(inputs=inputs, model="telea", output=str(tmp_path / "telea")))
+    assert trims == []
+
+
+def test_trim_heap_is_safe_without_glibc(monkeypatch):
+    import imgsynth.engine.inpaint as engine
+
+    monkeypatch.setattr(engine, "_malloc_trim", False)  # what a failed lookup leaves
+    engine._trim_heap()
+    monkeypatch.setattr(engine, "_malloc_trim", None)
+    engine._trim_heap()  # the real lookup: glibc here, or nothing
+    assert engine._malloc_trim is not None
