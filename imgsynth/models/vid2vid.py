@@ -102,9 +102,9 @@ from imgsynth.models.cyclegan import ConvBlock, ResnetBlock, fast_conv2d
 from imgsynth.models.registry import build_model, register_model
 
 VID2VID_NORMS = ("batch", "instance_tracked")
+"""``--norm batch`` (default) and ``--norm instance`` (InstanceNorm with tracked running statistics)."""
 HALLUCINATIONS = ("decoder", "first_frame")
 """Where the hallucinated frame comes from: the official image decoder, or the single-image generator."""
-"""``--norm batch`` (default) and ``--norm instance`` (InstanceNorm with tracked running statistics)."""
 
 
 class ScaleOutput(NamedTuple):
