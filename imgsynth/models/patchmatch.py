@@ -51,6 +51,12 @@ Deviations from the original:
   patches blurs the texture (on four 1024-px photos the Laplacian-variance ratio of the fill rose from
   0.07-0.28 to 0.15-0.60, PSNR within 0.4 dB). Coarser levels keep the mean.
 - Level images are uint8 (the 2x2 known-pixel average rounded), at most 0.5 grey levels off.
+- Optional texture channels (``texture_weight``) follow Y. Newson, A. Almansa, M. Fradet,
+  Y. Gousseau, P. Perez, "Video Inpainting of Complex Scenes", SIAM J. Imaging Sciences 2014:
+  the mean absolute luminance differences over a small box, computed once at full resolution and
+  halved with the colours, are compared like colours. Inside the hole they start at a smooth
+  (push-pull) interpolation of the surroundings' features, which is also what a guide's hole
+  pixels carry; voting then updates them like the colours.
 """
 
 from __future__ import annotations
@@ -388,6 +394,78 @@ class _Level:
     img: np.ndarray
     hole: np.ndarray
     guide: np.ndarray | None = None
+
+
+def _texture_channels(image: np.ndarray, hole: np.ndarray, window: int, weight: float) -> np.ndarray:
+    """Newson et al.'s texture features as two uint8 channels: the mean absolute vertical and
+    horizontal luminance differences over a ``window`` x ``window`` box, from known pixel pairs
+    only, times ``weight``. Where fewer than half the box's pairs are known (the hole and its rim)
+    a feature is the mean of the reliable features in the smallest box around the pixel, doubling
+    from ``window``, that holds any: the surroundings' texture level, which the search then asks
+    the hole's patches to have. OpenCV passes over uint8 and float32 planes: a few tens of
+    milliseconds for a 2048-px photo."""
+    import cv2
+
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.shape[2] == 3 else image[..., 0].copy()
+    known = (~hole).view(np.uint8)
+    h, w = hole.shape
+    box = (window, window)
+    out = np.empty((h, w, 2), np.uint8)
+    rows, cols = np.flatnonzero(hole.any(1)), np.flatnonzero(hole.any(0))
+    for axis in (0, 1):  # 0: vertical differences (rows), 1: horizontal (columns)
+        diff = np.zeros((h, w), np.uint8)
+        pair = np.zeros((h, w), np.uint8)
+        if axis == 0:
+            diff[:-1] = cv2.absdiff(gray[1:], gray[:-1])
+            np.bitwise_and(known[1:], known[:-1], out=pair[:-1])
+        else:
+            diff[:, :-1] = cv2.absdiff(gray[:, 1:], gray[:, :-1])
+            np.bitwise_and(known[:, 1:], known[:, :-1], out=pair[:, :-1])
+        np.multiply(diff, pair, out=diff)
+        total = cv2.boxFilter(diff, cv2.CV_32F, box, normalize=False, borderType=cv2.BORDER_REFLECT)
+        count = cv2.boxFilter(pair, cv2.CV_32F, box, normalize=False, borderType=cv2.BORDER_REFLECT)
+        del diff, pair
+        feat = cv2.divide(total, cv2.max(count, 1.0))
+        del total
+        if rows.size:
+            _fill_unreliable(feat, count, rows, cols, window)
+        del count
+        out[..., axis] = cv2.convertScaleAbs(feat, alpha=weight)  # rounds and saturates
+    return out
+
+
+def _fill_unreliable(feat: np.ndarray, count: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                     window: int) -> None:
+    """Replace, in place, the features whose box held fewer than half known pairs (only near the
+    hole, whose rows and columns are ``rows`` and ``cols``) by a smooth interpolation of the
+    reliable ones: push-pull over a pyramid of the region (reliable-weighted means halved until
+    every pixel has support, then upsampled back where a level had none). Linear in the region."""
+    import cv2
+
+    h, w = feat.shape
+    y0, y1 = max(int(rows[0]) - window, 0), min(int(rows[-1]) + window + 1, h)
+    x0, x1 = max(int(cols[0]) - window, 0), min(int(cols[-1]) + window + 1, w)
+    region = feat[y0:y1, x0:x1]
+    reliable = (count[y0:y1, x0:x1] >= 0.5 * window * window).astype(np.float32)
+    todo = reliable == 0
+    if not todo.any():
+        return
+    if not reliable.any():  # nothing to interpolate from: no texture information
+        region[todo] = 0.0
+        return
+    sums, weights = [region * reliable], [reliable]
+    while weights[-1].min() == 0 and min(weights[-1].shape) > 1:
+        hh, ww = weights[-1].shape
+        size = ((ww + 1) // 2, (hh + 1) // 2)
+        sums.append(cv2.resize(sums[-1], size, interpolation=cv2.INTER_AREA))
+        weights.append(cv2.resize(weights[-1], size, interpolation=cv2.INTER_AREA))
+    estimate = sums[-1] / np.maximum(weights[-1], 1e-12)
+    for k in range(len(sums) - 2, -1, -1):
+        hh, ww = weights[k].shape
+        up = cv2.resize(estimate, (ww, hh), interpolation=cv2.INTER_LINEAR)
+        has = weights[k] > 1e-6
+        estimate = np.where(has, sums[k] / np.maximum(weights[k], 1e-12), up)
+    region[todo] = estimate[todo]
 
 
 def _hole_depth(hole: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -765,6 +843,8 @@ def patchmatch_inpaint(
     pyramid_levels: int | None = None,
     guide_weight: float = 1.0,
     guide_decay: float = 0.5,
+    texture_weight: float = 0.0,
+    texture_window: int = 8,
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
     backend: str = "auto",
@@ -798,6 +878,13 @@ def patchmatch_inpaint(
             the hole). Ignored without a guide.
         guide_decay: factor applied to ``g`` at each finer level (1: the same weight at every
             level; 0.5: halved per level, so the full-resolution texture comes from the photo).
+        texture_weight: weight of two texture channels added to every patch comparison
+            (Newson et al. 2014): the mean absolute horizontal and vertical luminance differences
+            over ``texture_window`` pixels, computed once at full resolution (so the coarse levels
+            still tell fine foliage from a smooth shadow of the same mean colour) and, inside the
+            hole, set to the surroundings' level. Without them the search favours smooth sources
+            whenever the estimate is smooth, which it is at first; 0 turns them off.
+        texture_window: side of the box the texture channels average over, in pixels (>= 2).
         seed: seed of the random initialisation and search; same seed and backend, same output.
         progress: called with the completed fraction in [0, 1] after every search/vote round.
         backend: ``"numba"`` (compiled; needs ``pip install 'imgsynth[fast]'``), ``"numpy"``
@@ -815,6 +902,10 @@ def patchmatch_inpaint(
     if guide is not None:
         guide = np.asarray(guide)
     _check(image, hole, guide, patch_size, iterations, em_steps, pyramid_levels, guide_weight, backend)
+    if texture_weight < 0.0 or texture_window < 2:
+        raise InpaintInputError(
+            f"texture_weight must be >= 0 and texture_window >= 2, got {texture_weight} and {texture_window}"
+        )
     hole = hole.astype(bool)
     if not hole.any():
         if progress is not None:
@@ -838,6 +929,13 @@ def patchmatch_inpaint(
         guide = np.clip(np.rint(guide.astype(np.float32)), 0, 255).astype(np.uint8)
     elif guide is not None:
         guide = np.ascontiguousarray(guide)
+    channels = image.shape[2]
+    if texture_weight > 0.0:
+        texture = _texture_channels(image, hole, texture_window, texture_weight)
+        image = np.concatenate([image, texture], axis=2)
+        if guide is not None:
+            guide = np.concatenate([guide, texture], axis=2)
+        del texture
 
     levels = [_Level(image, hole, guide)]
     count = _num_levels(hole, patch_size) + 1 if pyramid_levels is None else pyramid_levels
@@ -901,10 +999,10 @@ def patchmatch_inpaint(
         prev_solver = solver
 
     assert prev_solver is not None
-    out = image.copy()
+    out = image[..., :channels].copy()
     rows = np.flatnonzero(prev_solver.hole)
     out[prev_solver.ty[rows], prev_solver.tx[rows]] = np.clip(
-        np.rint(prev_solver.estimate[rows]), 0, 255
+        np.rint(prev_solver.estimate[rows, :channels]), 0, 255
     ).astype(np.uint8)
     if progress is not None:
         progress(1.0)
@@ -924,10 +1022,12 @@ def inpaint_patchmatch(
     guide: np.ndarray | None = None,
     guide_weight: float = 1.0,
     backend: str = "auto",
+    texture_weight: float = 0.0,
+    texture_window: int = 8,
 ) -> np.ndarray:
     """:func:`patchmatch_inpaint` under its earlier name (``hole`` for ``mask``)."""
     return patchmatch_inpaint(
         image, hole, guide, patch_size=patch_size, iterations=iterations, em_steps=em_steps,
         pyramid_levels=pyramid_levels, guide_weight=guide_weight, seed=seed, progress=progress,
-        backend=backend,
+        backend=backend, texture_weight=texture_weight, texture_window=texture_window,
     )

@@ -63,21 +63,60 @@ SHARP_MAX_PIXELS = 600_000
 # by the ``residual`` texture stage.
 SHARP_GAIN = 0.75
 # ``sharp``: how the full-resolution texture is made. ``patchmatch``: a PatchMatch whose search
-# inside the hole matches half the current estimate and half the network's upsampled fill (Yang et
-# al. 2017) at every level of a pyramid deep enough for the hole, its full-resolution field voted
-# once (the mode), so the hole gets whole full-resolution patches of the photo laid out as the
-# network says. (A shallow pyramid, three levels, with the fill alone matched at the coarsest
-# level scored a little higher on SSIM but copied the photo's flattest patches wherever the fill
-# was smooth and dark.) ``residual``: contextual residual aggregation (Yi et al. 2020), the
-# network's fill low-passed plus the photo's detail copied cell by cell. ``auto``: ``patchmatch``
-# when numba is installed (the numpy backend is several times slower), else ``residual``.
-# Measured on 17 held-out photos at 2048 px: benchmarks/results/inpaint_photos.md.
+# inside the hole matches three quarters of the current estimate and a quarter of the network's
+# upsampled fill (Yang et al. 2017), plus two texture channels (Newson et al. 2014: the local mean
+# absolute luminance differences, set inside the hole to the surroundings' level), at every level
+# of a pyramid deep enough for the hole; its full-resolution field is voted once (the mode), so the
+# hole gets whole full-resolution patches of the photo laid out as the network says, with the
+# texture of the hole's surroundings. Then the copied detail (above a 3-pixel Gaussian) is kept at
+# ``SHARP_PATCHMATCH_GAIN`` of its contrast: the least-squares estimate of detail that is right in
+# kind but not in place. Without the texture channels (and with half the fill matched, the
+# previous setting) the search took the photo's flattest patches wherever the fill was smooth and
+# dark: a smooth band where a trunk was removed. ``residual``: contextual residual aggregation (Yi
+# et al. 2020), the network's fill low-passed plus the photo's detail copied cell by cell.
+# ``auto``: ``patchmatch`` when numba is installed (the numpy backend is several times slower),
+# else ``residual``. Measured on 17 held-out photos at 2048 px: benchmarks/results/inpaint_photos.md.
 SHARP_TEXTURES = ("auto", "patchmatch", "residual")
 SHARP_PATCHMATCH = {"patch_size": 5, "iterations": 2, "em_steps": 0, "pyramid_levels": None,
-                    "guide_weight": 0.5, "guide_decay": 1.0}
+                    "guide_weight": 0.25, "guide_decay": 1.0, "texture_weight": 4.0}
+SHARP_PATCHMATCH_GAIN = 0.7
+# ``sharp`` / ``patchmatch``: the Gaussian (pixels) that splits the copied fill into the part kept
+# as it is and the detail scaled by the gain.
+SHARP_DETAIL_SIGMA = 3.0
 
 Box = tuple[int, int, int, int]
 """A crop as ``(y0, x0, y1, x1)``, ends exclusive."""
+
+
+def scale_detail(image: np.ndarray, hole: np.ndarray, gain: float, sigma: float, band: int = 256) -> np.ndarray:
+    """``image`` (uint8 (H, W, C)) with the detail above a Gaussian of ``sigma`` pixels scaled by
+    ``gain`` inside ``hole`` only: ``low + gain * (image - low)``, the rest unchanged. Works in
+    bands of ``band`` rows over the hole's bounding box, so a 12-megapixel photo needs a few MB
+    of floats."""
+    if gain == 1.0 or not hole.any():
+        return image
+    import cv2
+
+    out = image.copy()
+    h, w = hole.shape
+    ksize = int(round(8 * sigma + 1)) | 1  # OpenCV's own kernel size for float images
+    margin = ksize // 2
+    rows, cols = np.flatnonzero(hole.any(1)), np.flatnonzero(hole.any(0))
+    x0, x1 = max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, w)
+    for top in range(int(rows[0]), int(rows[-1]) + 1, band):
+        bottom = min(top + band, int(rows[-1]) + 1)
+        inside = hole[top:bottom, x0:x1]
+        if not inside.any():
+            continue
+        y0, y1 = max(top - margin, 0), min(bottom + margin, h)
+        block = image[y0:y1, x0:x1].astype(np.float32)
+        low = cv2.GaussianBlur(block, (ksize, ksize), sigma, borderType=cv2.BORDER_REFLECT)
+        block -= low
+        block *= gain
+        block += low
+        part = block[top - y0 : bottom - y0]
+        out[top:bottom, x0:x1][inside] = np.clip(np.rint(part[inside]), 0, 255).astype(np.uint8)
+    return out
 
 
 def grow_hole(hole: np.ndarray, pixels: int) -> np.ndarray:
@@ -186,7 +225,8 @@ class Inpainter:
       PatchMatch guided by the upsampled fill (:func:`~imgsynth.models.patchmatch.patchmatch_inpaint`
       with ``SHARP_PATCHMATCH``), or ``residual``, the fill low-passed plus the detail of the
       known patches that match it best
-      (:func:`~imgsynth.models.residual_aggregation.aggregate_residuals`, ``gain`` its contrast);
+      (:func:`~imgsynth.models.residual_aggregation.aggregate_residuals`); ``gain``: the contrast
+      of the detail either stage lays in (None: ``SHARP_PATCHMATCH_GAIN`` or ``SHARP_GAIN``);
       ``auto``: ``patchmatch`` when numba is installed. Runs ``sharp_ensemble`` views (default:
       ``ensemble``).
     - ``auto`` (default): ``pad`` for images whose longer side is at most ``AUTO_CROPS_ABOVE`` x
@@ -214,7 +254,7 @@ class Inpainter:
     normalization: str = "imagenet"
     ensemble: int = 1
     reach: float = SHARP_REACH
-    gain: float = SHARP_GAIN
+    gain: float | None = None
     texture: str = "auto"
     sharp_ensemble: int | None = None
     device: torch.device | None = None
@@ -384,10 +424,13 @@ class Inpainter:
         if self.texture_for() == "patchmatch":
             from imgsynth.models.patchmatch import patchmatch_inpaint
 
-            return patchmatch_inpaint(image, hole, coarse, seed=self.seed, progress=progress, **SHARP_PATCHMATCH)
+            filled = patchmatch_inpaint(image, hole, coarse, seed=self.seed, progress=progress, **SHARP_PATCHMATCH)
+            gain = SHARP_PATCHMATCH_GAIN if self.gain is None else self.gain
+            return scale_detail(filled, hole, gain, SHARP_DETAIL_SIGMA)
         from imgsynth.models.residual_aggregation import aggregate_residuals, cell_for_scale
 
-        return aggregate_residuals(image, hole, coarse, cell=cell_for_scale(scale), gain=self.gain, seed=self.seed)
+        gain = SHARP_GAIN if self.gain is None else self.gain
+        return aggregate_residuals(image, hole, coarse, cell=cell_for_scale(scale), gain=gain, seed=self.seed)
 
     def _crop_scale(self, hole: np.ndarray, sharp: bool) -> float:
         """How far a crop with ``hole`` is scaled down for the network: to the resolution

@@ -149,9 +149,11 @@ def test_no_complete_known_patch_is_rejected():
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"guide": np.zeros((16, 15, 3))}),
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"guide_weight": 1.5}),
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"backend": "cuda"}),
+        (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"texture_weight": -1.0}),
+        (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"texture_window": 1}),
     ],
     ids=["float-image", "gray-2d", "mask-shape", "even-patch", "negative-em", "zero-em-one-level", "guide-shape", "guide-weight",
-         "backend"],
+         "backend", "texture-weight", "texture-window"],
 )
 def test_bad_inputs_raise_typed_value_errors(image, hole, kwargs):
     with pytest.raises(ValueError) as info:
@@ -238,6 +240,59 @@ def test_guide_sets_the_layout_and_the_photo_the_texture(backend):
     # without the guide both halves of the hole come out alike (the left/right split)
     plain = patchmatch_inpaint(image, hole, backend=backend)
     assert np.abs(plain[top].mean(0) - plain[bottom].mean(0)).max() < 30
+
+
+def _smooth_and_grainy(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A flat left half and a grainy right half of the same mean colour (the same at any coarse
+    level); returns the image and the right half's mask."""
+    h, w = 96, 128
+    rng = np.random.default_rng(seed)
+    base = np.array([110, 140, 110])
+    right = np.zeros((h, w), bool)
+    right[:, w // 2 :] = True
+    grain = np.where(right, rng.integers(-45, 46, (h, w)), rng.integers(-2, 3, (h, w)))
+    return np.clip(base + grain[..., None], 0, 255).astype(np.uint8), right
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("guided", [True, False], ids=["guided", "plain"])
+def test_texture_channels_fill_a_grainy_region_with_grain(backend, guided):
+    """Newson et al.'s texture features: a hole in the grainy half, with a smooth start (a flat
+    guide of the right mean, as a network's fill is, or the onion-peel start). Matching colour
+    alone copies the flat half, whose patches are nearer a smooth estimate; with the texture
+    channels the fill takes the grain of its surroundings."""
+    image, right = _smooth_and_grainy()
+    hole = _hole(image.shape[:2], slice(28, 68), slice(76, 116))
+    guide = None
+    if guided:
+        guide = image.astype(np.float32)
+        guide[hole] = image[right].reshape(-1, 3).mean(0)
+    inner = cv2.erode(hole.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    reference = _laplacian_variance(image, right & ~hole)
+    options = dict(patch_size=5, iterations=2, em_steps=0, guide_weight=0.5, guide_decay=1.0, backend=backend)
+    plain = patchmatch_inpaint(image, hole, guide, **options)
+    textured = patchmatch_inpaint(image, hole, guide, texture_weight=2.0, **options)
+    assert _laplacian_variance(plain, inner) / reference < 0.2  # the failure being fixed
+    assert _laplacian_variance(textured, inner) / reference > 0.6
+    # the colour is still right, the known pixels untouched and the output three channels
+    assert np.abs(textured[hole].mean(0) - image[right].reshape(-1, 3).mean(0)).max() < 6
+    assert textured.shape == image.shape and textured.dtype == np.uint8
+    np.testing.assert_array_equal(textured[~hole], image[~hole])
+
+
+def test_texture_channels_are_the_surroundings_level_inside_the_hole():
+    image, right = _smooth_and_grainy()
+    hole = _hole(image.shape[:2], slice(28, 68), slice(76, 116))
+    feats = patchmatch._texture_channels(image, hole, 8, 1.0)
+    assert feats.shape == image.shape[:2] + (2,) and feats.dtype == np.uint8
+    flat, grainy = feats[10:80, 8:50], feats[10:80][:, 70:124][~hole[10:80, 70:124]]
+    assert flat.max() <= 4  # the flat half: +-2 grey levels
+    assert grainy.mean() > 15  # the grain: mean |difference| of two uniform draws in +-45 is ~30
+    inside = feats[hole].astype(float)
+    assert np.abs(inside.mean(0) - grainy.reshape(-1, 2).mean(0)).max() < 0.25 * grainy.mean()
+    # doubling the weight doubles the channels (up to rounding)
+    double = patchmatch._texture_channels(image, hole, 8, 2.0).astype(int)
+    assert np.abs(double - 2 * feats.astype(int)).max() <= 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

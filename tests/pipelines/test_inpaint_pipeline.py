@@ -10,11 +10,14 @@ import torch
 from imgsynth.errors import InputError, UsageError
 from imgsynth.models.registry import build_model, get_model
 from imgsynth.pipelines.inpaint import (
+    SHARP_DETAIL_SIGMA,
+    SHARP_PATCHMATCH_GAIN,
     Inpainter,
     check_hole,
     composite,
     crop_boxes,
     grow_hole,
+    scale_detail,
 )
 
 
@@ -312,6 +315,36 @@ def test_sharp_texture_stages_both_carry_the_detail_on_the_networks_layout():
     low = lambda a: cv2.GaussianBlur(a.astype(np.float32), (0, 0), 8)[inner]  # noqa: E731
     between = np.abs(low(outs["patchmatch"]) - low(outs["residual"])).mean()
     assert between < 0.5 * np.abs(low(outs["residual"]) - low(img)).mean(), between
+
+
+def test_scale_detail_scales_only_the_holes_fine_detail():
+    img = _textured_photo(300, 260, seed=7)
+    hole = np.zeros((300, 260), bool)
+    hole[40:120, 30:90] = True
+    hole[200:290, 150:250] = True  # two holes far apart: bands with and without hole rows
+    inner = cv2.erode(hole.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    half = scale_detail(img, hole, 0.5, 3.0)
+    assert half is not img and np.array_equal(half[~hole], img[~hole])
+    ratio = _lap_var(half, inner) / _lap_var(img, inner)
+    assert 0.18 < ratio < 0.35, ratio  # the Laplacian's variance scales with the gain squared
+    # ... while the low frequencies (the layout) stay
+    low = lambda a: cv2.GaussianBlur(a.astype(np.float32), (0, 0), 6)[inner]  # noqa: E731
+    assert np.abs(low(half) - low(img)).mean() < 1.0
+    # bands of a few rows give the same result as one band over the whole hole
+    assert np.array_equal(scale_detail(img, hole, 0.5, 3.0, band=7), half)
+    assert scale_detail(img, hole, 1.0, 3.0) is img
+    assert scale_detail(img, np.zeros_like(hole), 0.5, 3.0) is img
+
+
+def test_sharp_patchmatch_keeps_the_copied_detail_at_the_gain():
+    net = _tiny_pconv()
+    img = _textured_photo(600, 640, seed=2)
+    hole = np.zeros((600, 640), bool)
+    hole[200:300, 250:380] = True
+    full = Inpainter(net, strategy="sharp", resolution=256, texture="patchmatch", gain=1.0)([img], [hole])[0]
+    default = Inpainter(net, strategy="sharp", resolution=256, texture="patchmatch")([img], [hole])[0]
+    expected = scale_detail(full, hole, SHARP_PATCHMATCH_GAIN, SHARP_DETAIL_SIGMA)
+    assert np.array_equal(default, expected) and not np.array_equal(default, full)
 
 
 def test_sharp_reports_progress_within_a_crop():
