@@ -77,6 +77,11 @@ SHARP_GAIN = 0.75
 # ``auto``: ``patchmatch`` when numba is installed (the numpy backend is several times slower),
 # else ``residual``. Measured on 17 held-out photos at 2048 px: benchmarks/results/inpaint_photos.md.
 SHARP_TEXTURES = ("auto", "patchmatch", "residual")
+# ``--model patchmatch`` (no network): the library's defaults plus the texture channels, which on
+# 17 held-out 2048-px photos with object-removal holes moved PSNR / SSIM / texture from 27.87 /
+# 0.9487 / 1.45 to 27.94 / 0.9471 / 1.64 and, on examples/inpaint/forest.jpg, replaced the removed
+# trunk by the forest behind it instead of a darker copy of a trunk.
+CLASSICAL_PATCHMATCH = {"texture_weight": 4.0}
 SHARP_PATCHMATCH = {"patch_size": 5, "iterations": 2, "em_steps": 0, "pyramid_levels": None,
                     "guide_weight": 0.25, "guide_decay": 1.0, "texture_weight": 4.0}
 SHARP_PATCHMATCH_GAIN = 0.7
@@ -328,7 +333,7 @@ class Inpainter:
         if self.method == "patchmatch":
             from imgsynth.models.patchmatch import inpaint_patchmatch
 
-            return inpaint_patchmatch(image, hole, seed=self.seed, progress=progress)
+            return inpaint_patchmatch(image, hole, seed=self.seed, progress=progress, **CLASSICAL_PATCHMATCH)
         import cv2
 
         flag = cv2.INPAINT_TELEA if self.method == "telea" else cv2.INPAINT_NS

@@ -388,6 +388,17 @@ def test_sharp_runs_its_own_ensemble_size():
         Inpainter(net, sharp_ensemble=3)
 
 
+def test_classical_patchmatch_matches_texture_too():
+    from imgsynth.models.patchmatch import patchmatch_inpaint
+
+    img = _textured_photo(120, 140, seed=4)
+    hole = np.zeros((120, 140), bool)
+    hole[40:80, 50:100] = True
+    out = Inpainter("patchmatch")([img], [hole])[0]
+    assert np.array_equal(out, patchmatch_inpaint(img, hole, texture_weight=4.0))
+    assert not np.array_equal(out, patchmatch_inpaint(img, hole))
+
+
 def test_classical_crops():
     img, hole = large_scene(FAR)
     # Telea only reads --radius pixels around the hole: crops give the very same pixels
