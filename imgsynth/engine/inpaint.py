@@ -136,6 +136,20 @@ def _concat(rgb: np.ndarray, hole: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.concatenate([rgb, mask_rgb, out], axis=1)
 
 
+def run_settings(loaded: Any, inpainter: Any, shape: tuple[int, int]) -> dict[str, Any]:
+    """What a photo of ``shape`` (H, W) ran with beyond the card, for its metadata: the strategy
+    (``auto`` resolved; absent for a classical method on the whole photo) and the self-ensemble
+    size (absent when 1), so that the output says how to reproduce it."""
+    meta: dict[str, Any] = {}
+    strategy = inpainter.strategy_for(shape)
+    if strategy != "full":
+        meta["strategy"] = strategy
+    views = inpainter.ensemble_for(shape)
+    if loaded.is_network and views != 1:
+        meta["ensemble"] = views
+    return meta
+
+
 def make_inpainter(loaded: Any, *, strategy: str = "auto", radius: int = 3, seed: int = 0, ensemble: int | None = None,
                    device: Any = None, dtype: Any = None, progress: Callable[[float], None] | None = None) -> Any:
     """The :class:`~imgsynth.pipelines.inpaint.Inpainter` that ``imgsynth inpaint`` runs for ``loaded``.
@@ -241,11 +255,7 @@ def run_inpaint(request: InpaintRequest, progress: Callable[[int, int, str], Non
         if p.name in collisions:
             return ItemResult(p.name, "failed", error=f"{p.name}: output name {p.stem!r} collides with {names[p.stem]}")
         meta = {**loaded.provenance(), **options, "input": Path(p.name).name, "mask": p.info["mask"]}
-        strategy = inpainter.strategy_for(p.hole.shape)
-        if strategy != "full":  # the strategy this photo ran with (auto resolved), to reproduce it
-            meta["strategy"] = strategy
-        if loaded.is_network and inpainter.ensemble_for(p.hole.shape) != 1:
-            meta["ensemble"] = inpainter.ensemble_for(p.hole.shape)
+        meta.update(run_settings(loaded, inpainter, p.hole.shape))
         img = _concat(p.rgb, p.hole, out) if request.concat else out
         path = plan.write(p.stem, img, meta, stdout=stdout)
         return ItemResult(p.name, "ok", output=str(path) if path else "-", metadata=meta)

@@ -310,7 +310,7 @@ class Worker:
     # --- jobs (call inside reserve) -------------------------------------------------------------
     def inpaint(self, key: str, rgb: np.ndarray, hole: np.ndarray) -> Result:
         """Fill ``hole`` ((H, W) bool) of ``rgb`` ((H, W, 3) uint8) as ``imgsynth inpaint`` would."""
-        from imgsynth.engine.inpaint import make_inpainter
+        from imgsynth.engine.inpaint import make_inpainter, run_settings
         from imgsynth.pipelines.inpaint import check_hole
 
         m = self.model(key, "inpaint")
@@ -324,12 +324,7 @@ class Worker:
                                    progress=lambda f: self._stage("inpainting", max(0.0, min(1.0, float(f)))))
         self._stage("inpainting")
         out = inpainter([rgb], [hole])[0]
-        meta = {**loaded.provenance(), "via": "imgsynth serve"}
-        if loaded.is_network and inpainter.ensemble != 1:
-            meta["ensemble"] = inpainter.ensemble
-        strategy = inpainter.strategy_for(hole.shape)
-        if strategy != "full":
-            meta["strategy"] = strategy
+        meta = {**loaded.provenance(), "via": "imgsynth serve", **run_settings(loaded, inpainter, hole.shape)}
         return Result(out, meta)
 
     def synthesize(self, key: str, labels: np.ndarray, instances: np.ndarray | None = None,

@@ -290,6 +290,14 @@ def test_inpaint_matches_imgsynth_inpaint(client, tmp_path, size):
     assert res.exit_code == 0, res.output
     r = inpaint(client, model="pconv-photos-256", image=png(rgb), mask=png(mask))
     assert np.array_equal(decode(r.content), decode((tmp_path / "out.png").read_bytes()))
+    # ... and says the same about how it was made (a photo filled `sharp` runs one view, not the
+    # card's four)
+    page = json.loads(Image.open(io.BytesIO(r.content)).info["imgsynth"])
+    cli = json.loads(Image.open(tmp_path / "out.png").info["imgsynth"])
+    for key in ("strategy", "ensemble"):
+        assert page.get(key) == cli.get(key), key
+    if size == (300, 560):
+        assert page["strategy"] == "sharp" and "ensemble" not in page
 
 
 def test_inpaint_refuses_bad_masks_in_one_sentence(client):
