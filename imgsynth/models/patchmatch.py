@@ -400,12 +400,13 @@ def _texture_channels(image: np.ndarray, hole: np.ndarray, window: int, weight: 
     """Newson et al.'s texture features as two uint8 channels: the mean absolute vertical and
     horizontal luminance differences over a ``window`` x ``window`` box, from known pixel pairs
     only, times ``weight``. Where fewer than half the box's pairs are known (the hole and its rim)
-    a feature is the mean of the reliable features in the smallest box around the pixel, doubling
-    from ``window``, that holds any: the surroundings' texture level, which the search then asks
-    the hole's patches to have. OpenCV passes over uint8 and float32 planes: a few tens of
-    milliseconds for a 2048-px photo."""
+    a feature is a smooth interpolation of the reliable ones around it (:func:`_fill_unreliable`):
+    the surroundings' texture level, which the search then asks the hole's patches to have. OpenCV
+    passes over uint8 and uint16 planes (a few bytes per pixel; floats only around the hole)."""
     import cv2
 
+    if window * window * 255 > np.iinfo(np.uint16).max:
+        raise InpaintInputError(f"texture_window must be at most 16, got {window}")
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.shape[2] == 3 else image[..., 0].copy()
     known = (~hole).view(np.uint8)
     h, w = hole.shape
@@ -422,38 +423,40 @@ def _texture_channels(image: np.ndarray, hole: np.ndarray, window: int, weight: 
             diff[:, :-1] = cv2.absdiff(gray[:, 1:], gray[:, :-1])
             np.bitwise_and(known[:, 1:], known[:, :-1], out=pair[:, :-1])
         np.multiply(diff, pair, out=diff)
-        total = cv2.boxFilter(diff, cv2.CV_32F, box, normalize=False, borderType=cv2.BORDER_REFLECT)
-        count = cv2.boxFilter(pair, cv2.CV_32F, box, normalize=False, borderType=cv2.BORDER_REFLECT)
+        total = cv2.boxFilter(diff, cv2.CV_16U, box, normalize=False, borderType=cv2.BORDER_REFLECT)
+        count = cv2.boxFilter(pair, cv2.CV_16U, box, normalize=False, borderType=cv2.BORDER_REFLECT)
         del diff, pair
-        feat = cv2.divide(total, cv2.max(count, 1.0))
-        del total
+        # weight * total / count, rounded and saturated; 0 where count is 0 (OpenCV's convention)
+        out[..., axis] = cv2.divide(total, count, scale=weight, dtype=cv2.CV_8U)
         if rows.size:
-            _fill_unreliable(feat, count, rows, cols, window)
-        del count
-        out[..., axis] = cv2.convertScaleAbs(feat, alpha=weight)  # rounds and saturates
+            _fill_unreliable(out[..., axis], total, count, rows, cols, window, weight)
     return out
 
 
-def _fill_unreliable(feat: np.ndarray, count: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                     window: int) -> None:
-    """Replace, in place, the features whose box held fewer than half known pairs (only near the
-    hole, whose rows and columns are ``rows`` and ``cols``) by a smooth interpolation of the
-    reliable ones: push-pull over a pyramid of the region (reliable-weighted means halved until
-    every pixel has support, then upsampled back where a level had none). Linear in the region."""
+def _fill_unreliable(out: np.ndarray, total: np.ndarray, count: np.ndarray, rows: np.ndarray,
+                     cols: np.ndarray, window: int, weight: float) -> None:
+    """Set, in ``out`` (uint8, the weighted feature), the pixels whose box held fewer than half
+    known pairs (only near the hole, whose rows and columns are ``rows`` and ``cols``) to a smooth
+    interpolation of the reliable features ``total / count``: push-pull over a pyramid of the
+    region (reliable-weighted means halved until every pixel has support, then upsampled back
+    where a level had none). Linear in the region."""
     import cv2
 
-    h, w = feat.shape
+    h, w = count.shape
     y0, y1 = max(int(rows[0]) - window, 0), min(int(rows[-1]) + window + 1, h)
     x0, x1 = max(int(cols[0]) - window, 0), min(int(cols[-1]) + window + 1, w)
-    region = feat[y0:y1, x0:x1]
-    reliable = (count[y0:y1, x0:x1] >= 0.5 * window * window).astype(np.float32)
+    cnt = count[y0:y1, x0:x1]
+    reliable = (cnt >= 0.5 * window * window).astype(np.float32)
     todo = reliable == 0
     if not todo.any():
         return
+    region = out[y0:y1, x0:x1]
     if not reliable.any():  # nothing to interpolate from: no texture information
-        region[todo] = 0.0
+        region[todo] = 0
         return
-    sums, weights = [region * reliable], [reliable]
+    feat = total[y0:y1, x0:x1].astype(np.float32) / np.maximum(cnt, 1).astype(np.float32)
+    sums, weights = [feat * reliable], [reliable]
+    del feat
     while weights[-1].min() == 0 and min(weights[-1].shape) > 1:
         hh, ww = weights[-1].shape
         size = ((ww + 1) // 2, (hh + 1) // 2)
@@ -465,7 +468,7 @@ def _fill_unreliable(feat: np.ndarray, count: np.ndarray, rows: np.ndarray, cols
         up = cv2.resize(estimate, (ww, hh), interpolation=cv2.INTER_LINEAR)
         has = weights[k] > 1e-6
         estimate = np.where(has, sums[k] / np.maximum(weights[k], 1e-12), up)
-    region[todo] = estimate[todo]
+    region[todo] = np.clip(np.rint(estimate[todo] * weight), 0, 255).astype(np.uint8)
 
 
 def _hole_depth(hole: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -536,12 +539,12 @@ class _Solver:
         hy, hx = ty[self.hole], tx[self.hole]
         self.depth = np.zeros(n, np.float32)
         self.depth[self.hole] = depth[hy - y0, hx - x0]
-        self.known_val = level.img[ty, tx].astype(np.float32)  # value at known targets
         self.wpix = np.where(self.hole, np.float32(hole_weight), np.float32(1.0)).astype(np.float32)
         self.nnf = np.zeros((n, 2), np.int32)
         self.dist = np.zeros(n, np.float32)
-        self.estimate = self.known_val.copy()  # (N, C): hole rows are the current fill
-        self.guide = None if level.guide is None else level.guide[ty, tx].astype(np.float32)
+        self.estimate = level.img[ty, tx].astype(np.float32)  # (N, C): hole rows are the current fill
+        # the guide at the hole's targets only (the rows ``self.hole`` selects), uint8
+        self.guide = None if level.guide is None else level.guide[hy, hx]
 
     @property
     def size(self) -> int:
@@ -553,7 +556,10 @@ class _Solver:
         if self.guide is None or guide_weight <= 0.0:
             return self.estimate
         tval = self.estimate.copy()
-        tval[self.hole] = (1.0 - guide_weight) * self.estimate[self.hole] + guide_weight * self.guide[self.hole]
+        blend = self.estimate[self.hole]
+        blend *= 1.0 - guide_weight
+        blend += np.float32(guide_weight) * self.guide
+        tval[self.hole] = blend
         return tval
 
 
@@ -779,9 +785,20 @@ def _vote(ops: Any, s: _Solver, wsum: np.ndarray, inside: np.ndarray, sharp: boo
     clamp keeps holes deeper than ~2,600 pixels from underflowing (equal confidence there)."""
     per_value = s.dist / np.maximum(wsum * s.img.shape[2], 1e-6)
     sigma2 = max(float(np.percentile(per_value, 75)), 1e-3)
-    log_w = -(per_value - per_value.min()).astype(np.float64) / (2.0 * sigma2)
-    log_w += np.maximum(-math.log(_GAMMA) * s.depth.astype(np.float64), -700.0)
-    ops.vote(s, np.exp(np.maximum(log_w, -740.0)) * inside, sharp)
+    # in place, in float64 (the exponent reaches -740): two target-sized temporaries at a time
+    log_w = per_value.astype(np.float64)
+    log_w -= float(per_value.min())
+    del per_value
+    log_w *= -1.0 / (2.0 * sigma2)
+    spatial = s.depth.astype(np.float64)
+    spatial *= -math.log(_GAMMA)
+    np.maximum(spatial, -700.0, out=spatial)
+    log_w += spatial
+    del spatial
+    np.maximum(log_w, -740.0, out=log_w)
+    np.exp(log_w, out=log_w)
+    log_w *= inside
+    ops.vote(s, log_w, sharp)
 
 
 def _upsample(fine: _Solver, coarse: _Solver, ops: Any, seed: int) -> None:
@@ -884,7 +901,7 @@ def patchmatch_inpaint(
             still tell fine foliage from a smooth shadow of the same mean colour) and, inside the
             hole, set to the surroundings' level. Without them the search favours smooth sources
             whenever the estimate is smooth, which it is at first; 0 turns them off.
-        texture_window: side of the box the texture channels average over, in pixels (>= 2).
+        texture_window: side of the box the texture channels average over, in pixels (2-16).
         seed: seed of the random initialisation and search; same seed and backend, same output.
         progress: called with the completed fraction in [0, 1] after every search/vote round.
         backend: ``"numba"`` (compiled; needs ``pip install 'imgsynth[fast]'``), ``"numpy"``
@@ -902,9 +919,9 @@ def patchmatch_inpaint(
     if guide is not None:
         guide = np.asarray(guide)
     _check(image, hole, guide, patch_size, iterations, em_steps, pyramid_levels, guide_weight, backend)
-    if texture_weight < 0.0 or texture_window < 2:
+    if texture_weight < 0.0 or not 2 <= texture_window <= 16:
         raise InpaintInputError(
-            f"texture_weight must be >= 0 and texture_window >= 2, got {texture_weight} and {texture_window}"
+            f"texture_weight must be >= 0 and texture_window in [2, 16], got {texture_weight} and {texture_window}"
         )
     hole = hole.astype(bool)
     if not hole.any():
@@ -926,7 +943,10 @@ def patchmatch_inpaint(
         raise InpaintInputError("backend='numba' needs numba: pip install 'imgsynth[fast]'")
     ops: Any = _NumbaOps(kernels) if kernels is not None else _NumpyOps(seed)
     if guide is not None and guide.dtype != np.uint8:
-        guide = np.clip(np.rint(guide.astype(np.float32)), 0, 255).astype(np.uint8)
+        guide8 = np.empty(guide.shape, np.uint8)
+        for top in range(0, guide.shape[0], 256):  # in bands: no full-size float temporaries
+            guide8[top : top + 256] = np.clip(np.rint(guide[top : top + 256]), 0, 255)
+        guide = guide8
     elif guide is not None:
         guide = np.ascontiguousarray(guide)
     channels = image.shape[2]
@@ -973,7 +993,7 @@ def patchmatch_inpaint(
         wsum, inside = ops.patch_weight(solver)
         if prev_solver is None:
             if solver.guide is not None:
-                solver.estimate[solver.hole] = solver.guide[solver.hole]
+                solver.estimate[solver.hole] = solver.guide
             else:
                 _onion_fill(solver)
             ops.random_init(solver, np.arange(solver.size), level_seed)

@@ -408,7 +408,8 @@ class Inpainter:
                     if yi.shape[-2:] != (y1 - y0, x1 - x0):
                         yi = F.interpolate(yi[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0]
                     if self.strategy_for(images[i].shape[:2]) == "sharp":
-                        coarse = (yi.clamp(0, 1) * 255.0).permute(1, 2, 0).numpy()
+                        # in place: a 12-megapixel crop's float fill is 144 MB, held once
+                        coarse = yi.clamp_(0, 1).mul_(255.0).permute(1, 2, 0).numpy()
                         within = None
                         if self.progress is not None:
                             report, start = self.progress, done

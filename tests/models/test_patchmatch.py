@@ -151,9 +151,10 @@ def test_no_complete_known_patch_is_rejected():
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"backend": "cuda"}),
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"texture_weight": -1.0}),
         (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"texture_window": 1}),
+        (np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), {"texture_window": 17}),
     ],
     ids=["float-image", "gray-2d", "mask-shape", "even-patch", "negative-em", "zero-em-one-level", "guide-shape", "guide-weight",
-         "backend", "texture-weight", "texture-window"],
+         "backend", "texture-weight", "texture-window", "texture-window-big"],
 )
 def test_bad_inputs_raise_typed_value_errors(image, hole, kwargs):
     with pytest.raises(ValueError) as info:
