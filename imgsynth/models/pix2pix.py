@@ -63,11 +63,11 @@ class UnetDown(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
         self.norm = make_norm(norm, out_channels) if norm is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, Cin, H, W) -> (N, Cout, H/2, W/2)."""
+    def forward(self, x: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
+        """(N, Cin, H, W) -> (N, Cout, H/2, W/2); ``channels_last``: see :func:`fast_conv2d`."""
         if self.activation:
             x = F.leaky_relu(x, 0.2)
-        h = fast_conv2d(x, self.conv)
+        h = fast_conv2d(x, self.conv, channels_last)
         return self.norm(h) if self.norm is not None else h
 
 
@@ -82,13 +82,19 @@ class UnetUp(nn.Module):
         self.norm = make_norm(norm, out_channels) if norm is not None else None
         self.dropout = nn.Dropout(0.5) if use_dropout else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, Cin, H, W) -> (N, Cout, 2H, 2W); the outermost stage (no norm) ends in tanh, [-1, 1]."""
-        h = fast_conv_transpose2d(F.relu(x), self.conv)
+    def forward(self, x: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
+        """(N, Cin, H, W) -> (N, Cout, 2H, 2W); the outermost stage (no norm) ends in tanh, [-1, 1].
+
+        ``channels_last``: see :func:`~imgsynth.models.cyclegan.fast_conv_transpose2d`."""
+        h = fast_conv_transpose2d(F.relu(x), self.conv, channels_last)
         if self.norm is None:
             return torch.tanh(h)
         h = self.norm(h)
-        if self.dropout is not None:
+        if self.dropout is not None and self.dropout.training and channels_last:
+            # dropout draws its mask in memory order: draw it in NCHW order, as the official code
+            # does, so that torch.manual_seed(s) still reproduces the official train-mode output
+            h = self.dropout(h.contiguous()).contiguous(memory_format=torch.channels_last)
+        elif self.dropout is not None:
             h = self.dropout(h)
         return h
 
@@ -142,16 +148,19 @@ class UnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, input_nc, H, W) image in [-1, 1], H and W multiples of ``2**num_downs`` -> (N, output_nc, H, W) in [-1, 1]."""
         skips = []
-        h = x
+        # CPU float32: channels-last end to end, so oneDNN never re-lays out activations (the
+        # fast_conv* helpers keep the layout and cache channels-last weights); NCHW comes back out.
+        cl = x.device.type == "cpu" and x.dtype == torch.float32
+        h = x.contiguous(memory_format=torch.channels_last) if cl else x
         for stage in self.down:
-            h = stage(h)
+            h = stage(h, cl)
             skips.append(h)
         h = skips.pop()  # the bottleneck feeds the innermost decoder stage directly
         for j in range(self.num_downs - 1, -1, -1):
-            h = self.up[j](h)
+            h = self.up[j](h, cl)
             if j > 0:
                 h = torch.cat([skips[j - 1], h], dim=1)
-        return h
+        return h.contiguous() if cl else h
 
     def dummy_inputs(self, batch_size: int, generator: torch.Generator) -> tuple:
         """A batch of random images in [-1, 1] at the smallest valid size, ``2**num_downs``."""
