@@ -71,10 +71,13 @@ class PConvBlock(nn.Module):
             raise ValueError(f"activation must be None, 'relu' or 'leaky', got {activation!r}")
         self.activation = activation
 
-    def forward(self, x_masked: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x_masked: torch.Tensor, count: torch.Tensor, channels_last: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, Cin, H, W) masked input + (N, 1, H, W) valid channels per pixel ->
-        ((N, Cout, H', W') features, (N, 1, H', W') updated 0/1 mask)."""
-        h, m = self.conv.partial_forward(x_masked, self.conv.mask_sum(count))
+        ((N, Cout, H', W') features, (N, 1, H', W') updated 0/1 mask); ``channels_last``: see
+        :meth:`PartialConv2d.partial_forward`."""
+        h, m = self.conv.partial_forward(x_masked, self.conv.mask_sum(count), channels_last)
         if self.bn is not None:
             h = self.bn(h)
         if self.activation == "relu":
@@ -214,12 +217,17 @@ class PConvUNet(nn.Module):
             count = mask.float() * self.input_channels
         else:
             count = mask.float().sum(1, keepdim=True)
+        # CPU float32: channels-last features end to end (oneDNN's faster layout here, weights
+        # cached in it, see imgsynth.layers.fast_conv); masks stay one-channel maps
+        cl = x.device.type == "cpu" and x.dtype == torch.float32
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
         hm = x * mask.to(x.dtype)
         # per level: masked features (for the next encoder layer and the skip), valid-channel count
         skips = [(hm, count)]
         m = mask
         for i in range(1, self.layer_size + 1):
-            h, m = getattr(self, f"enc_{i}")(hm, count)
+            h, m = getattr(self, f"enc_{i}")(hm, count, cl)
             hm = h * m
             count = m.float() * ch[i]
             skips.append((hm, count))
@@ -227,11 +235,11 @@ class PConvUNet(nn.Module):
             skip_hm, skip_count = skips[i - 1]
             h_in = torch.cat([F.interpolate(hm, scale_factor=2.0, mode="nearest"), skip_hm], 1)
             count = F.interpolate(count, scale_factor=2.0, mode="nearest") + skip_count
-            h, m = getattr(self, f"dec_{i}")(h_in, count)
+            h, m = getattr(self, f"dec_{i}")(h_in, count, cl)
             if i > 1:
                 hm = h * m
                 count = m.float() * ch[i - 1]
-        return h, m.expand(-1, self.input_channels, -1, -1)
+        return h.contiguous(), m.expand(-1, self.input_channels, -1, -1)
 
 
 # The layer itself, for configs, contract tests and the NVIDIA conformance cases.

@@ -120,52 +120,6 @@ def test_fast_dispatch_matches_module_and_returns_contiguous(conv: nn.Module, si
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize(
-    "conv,size",
-    [
-        (nn.Conv2d(16, 8, 4, 2, 1), 8),  # small grid: GEMM, then back to channels-last
-        (nn.Conv2d(16, 8, 4, 2, 1, bias=False), 12),  # oneDNN channels-last, cached weight
-        (nn.Conv2d(16, 8, 3, padding=1, padding_mode="reflect"), 6),  # reflect: never the GEMM
-        (nn.ConvTranspose2d(16, 8, 4, 2, 1), 8),  # small grid: GEMM
-        (nn.ConvTranspose2d(16, 8, 4, 2, 1, bias=False), 12),  # oneDNN channels-last
-        (nn.ConvTranspose2d(16, 3, 4, 2, 1), 12),  # few output channels: GEMM
-    ],
-)
-def test_fast_dispatch_keeps_channels_last(conv: nn.Module, size: int) -> None:
-    torch.manual_seed(0)
-    x = torch.randn(2, conv.in_channels, size, size)
-    fast = fast_conv_transpose2d if isinstance(conv, nn.ConvTranspose2d) else fast_conv2d
-    with torch.no_grad():
-        want = conv(x)
-        y = fast(x.contiguous(memory_format=torch.channels_last), conv)
-        assert_close(y, want, atol=1e-5, rtol=1e-5)
-        assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
-        if fast is fast_conv2d:
-            return
-        # a one-pixel input (the U-Net's bottleneck) is both layouts: the caller says which
-        one = torch.randn(1, conv.in_channels, 1, 1)
-        y1 = fast(one, conv, channels_last=True)
-        assert_close(y1, conv(one), atol=1e-5, rtol=1e-5)
-        assert y1.is_contiguous(memory_format=torch.channels_last)
-
-
-def test_channels_last_weight_is_cached_without_grad_only() -> None:
-    conv = nn.Conv2d(16, 16, 3, padding=1)
-    x = torch.randn(1, 16, 20, 20).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        fast_conv2d(x, conv)
-        first = conv.__dict__["_weight_cache_cl"][1]
-        fast_conv2d(x, conv)
-        assert conv.__dict__["_weight_cache_cl"][1] is first
-        conv.weight.add_(1.0)  # in-place change: new version, new cache
-        assert_close(fast_conv2d(x, conv), conv(x), atol=1e-5, rtol=1e-5)
-        assert conv.__dict__["_weight_cache_cl"][1] is not first
-    # with gradients, the weight is converted inside the graph and gradients reach it
-    conv.weight.grad = None
-    fast_conv2d(x, conv).sum().backward()
-    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
-
-
 def test_gradients_reach_every_parameter() -> None:
     torch.manual_seed(0)
     m = build_model("cyclegan_resnet", TINY)

@@ -90,6 +90,19 @@ def test_matches_the_official_all_ones_mask_convolutions(renorm: str) -> None:
     assert torch.equal(out_mask, ref_mask)
 
 
+def test_cpu_runs_channels_last_with_cached_weights_and_matches_the_reference() -> None:
+    model = _model(renorm="naoto")
+    x, mask = _inputs(1, 64, 96)
+    with torch.inference_mode():
+        out, out_mask = model(x, mask)
+        ref, ref_mask = _reference(model, x, mask)
+    assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out_mask, ref_mask) and out.is_contiguous()
+    # grids above 8x8 pixels: oneDNN channels-last with a cached weight; at or below: GEMM
+    assert "_weight_cache_cl" in model.enc_1.conv.__dict__ and "_weight_cache_cl" in model.dec_1.conv.__dict__
+    assert "_weight_cache_cl" not in model.dec_4.conv.__dict__  # input 4x6
+
+
 def test_variants_differ() -> None:
     x, mask = _inputs(1, 32, 32)
     a = _model(renorm="naoto")
