@@ -11,10 +11,12 @@ from imgsynth.models import build_model, get_model
 from imgsynth.models.cyclegan import (
     ResnetBlock,
     ResnetGenerator,
+    apply_norm,
     conv2d_gemm,
     conv_transpose2d_gemm,
     fast_conv2d,
     fast_conv_transpose2d,
+    make_norm,
 )
 
 from tolerance import assert_close
@@ -135,3 +137,15 @@ def test_bfloat16_forward() -> None:
     assert x.dtype == torch.bfloat16
     y = m(x)
     assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+
+
+def test_apply_norm_keeps_channels_last_for_one_sample() -> None:
+    norm = make_norm("instance", 8)
+    x = torch.randn(1, 8, 12, 10).contiguous(memory_format=torch.channels_last) * 3 + 1
+    y = apply_norm(norm, x, channels_last=True)
+    assert_close(y, norm(x.contiguous()), atol=1e-5, rtol=1e-5)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    # two samples (per-sample statistics differ from batch statistics) or no request: the module
+    xb = torch.randn(2, 8, 12, 10).contiguous(memory_format=torch.channels_last)
+    assert_close(apply_norm(norm, xb, channels_last=True), norm(xb), atol=1e-6, rtol=1e-6)
+    assert apply_norm(norm, x).is_contiguous()
