@@ -145,21 +145,12 @@ class EnhancerStage(nn.Module):
 
     def forward(self, x: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         """x (N, input_nc, H, W), coarse (N, 2*ngf, H/2, W/2) -> (N, ngf, H, W) features, or the
-        (N, output_nc, H, W) image in [-1, 1] for the finest stage.
-
-        On CPU float32 the stage runs channels-last (oneDNN's faster layout for its few-channel,
-        many-pixel convolutions; weights cached in it, see :mod:`imgsynth.layers.fast_conv`) and
-        returns channels-last features; the finest stage returns NCHW.
-        """
-        cl = x.device.type == "cpu" and x.dtype == torch.float32
-        if cl:
-            x = x.contiguous(memory_format=torch.channels_last)
-            coarse = coarse.contiguous(memory_format=torch.channels_last)
-        h = self.down(self.stem(x, cl), cl) + coarse
+        (N, output_nc, H, W) image in [-1, 1] for the finest stage."""
+        h = self.down(self.stem(x)) + coarse
         for block in self.blocks:
-            h = block(h, cl)
-        h = self.up(h, cl)
-        return torch.tanh(fast_conv2d(h, self.head, cl)).contiguous() if self.head is not None else h
+            h = block(h)
+        h = self.up(h)
+        return torch.tanh(fast_conv2d(h, self.head)) if self.head is not None else h
 
 
 @register_model(

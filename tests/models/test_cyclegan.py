@@ -139,13 +139,15 @@ def test_bfloat16_forward() -> None:
     assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
 
 
-def test_apply_norm_keeps_channels_last_for_one_sample() -> None:
+def test_apply_norm_is_the_instance_norm_as_group_norm() -> None:
+    x = torch.randn(2, 8, 12, 10) * 3 + 1
+    for norm in (make_norm("instance", 8), make_norm("instance_tracked", 8).eval(), make_norm("batch", 8).eval()):
+        assert_close(apply_norm(norm, x), norm(x), atol=1e-5, rtol=1e-5)
+    # the group-norm path is taken (the module is not called) for the untracked instance norm
+    calls = []
     norm = make_norm("instance", 8)
-    x = torch.randn(1, 8, 12, 10).contiguous(memory_format=torch.channels_last) * 3 + 1
-    y = apply_norm(norm, x, channels_last=True)
-    assert_close(y, norm(x.contiguous()), atol=1e-5, rtol=1e-5)
-    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
-    # two samples (per-sample statistics differ from batch statistics) or no request: the module
-    xb = torch.randn(2, 8, 12, 10).contiguous(memory_format=torch.channels_last)
-    assert_close(apply_norm(norm, xb, channels_last=True), norm(xb), atol=1e-6, rtol=1e-6)
-    assert apply_norm(norm, x).is_contiguous()
+    norm.register_forward_hook(lambda *a: calls.append(1))
+    apply_norm(norm, x)
+    assert not calls
+    apply_norm(norm, x.contiguous(memory_format=torch.channels_last))  # channels-last: the module
+    assert calls

@@ -140,18 +140,14 @@ def _plain_local(m: LocalEnhancer, x: torch.Tensor) -> torch.Tensor:
     return h
 
 
-def test_cpu_enhancer_runs_channels_last_and_matches_plain_modules() -> None:
+def test_cpu_fast_paths_match_plain_modules() -> None:
+    # GEMM / channels-last convolutions and instance norms as group norms vs the modules as they are
     torch.manual_seed(0)
     m = build_model("pix2pixhd_local", {**get_model("pix2pixhd_local").tiny, "ngf": 8}).eval()
-    (x,) = m.dummy_inputs(1, _gen())
+    (x,) = m.dummy_inputs(2, _gen())
     with torch.inference_mode():
         y = m(x)
         ref = _plain_local(m, x)
     assert_close(y, ref, atol=1e-5, rtol=1e-4)
     assert y.is_contiguous()
-    stage = m.enhancers[0]
-    # the enhancer's convs ran channels-last with cached weights (its 8x8-pixel transposed conv
-    # as a GEMM with a cached matrix); the global generator's did not
-    assert "_weight_cache_cl" in stage.blocks[0].conv1.__dict__ and "_weight_cache_cl" in stage.stem.conv.__dict__
-    assert "_weight_cache_gemm_t" in stage.up.conv.__dict__
     assert "_weight_cache_cl" not in m.global_net.blocks[0].conv1.__dict__
