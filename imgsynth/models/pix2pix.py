@@ -64,9 +64,14 @@ class UnetDown(nn.Module):
         self.norm = make_norm(norm, out_channels) if norm is not None else None
 
     def forward(self, x: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
-        """(N, Cin, H, W) -> (N, Cout, H/2, W/2); ``channels_last``: see :func:`fast_conv2d`."""
+        """(N, Cin, H, W) -> (N, Cout, H/2, W/2); ``channels_last``: see :func:`fast_conv2d`.
+
+        Without autograd the activation runs in place on ``x`` (the previous stage's output)."""
         if self.activation:
-            x = F.leaky_relu(x, 0.2)
+            # in place without autograd, as the official nn.LeakyReLU(0.2, True): this rewrites the
+            # skip tensor too, which the decoder's ReLU makes irrelevant (relu(lrelu(s)) == relu(s));
+            # it saves allocating (and page-faulting) a fresh tensor per stage
+            x = F.leaky_relu(x, 0.2) if torch.is_grad_enabled() else F.leaky_relu_(x, 0.2)
         h = fast_conv2d(x, self.conv, channels_last)
         return self.norm(h) if self.norm is not None else h
 
@@ -85,10 +90,13 @@ class UnetUp(nn.Module):
     def forward(self, x: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
         """(N, Cin, H, W) -> (N, Cout, 2H, 2W); the outermost stage (no norm) ends in tanh, [-1, 1].
 
-        ``channels_last``: see :func:`~imgsynth.models.cyclegan.fast_conv_transpose2d`."""
-        h = fast_conv_transpose2d(F.relu(x), self.conv, channels_last)
+        ``channels_last``: see :func:`~imgsynth.layers.fast_conv.fast_conv_transpose2d`. Without
+        autograd the ReLU runs in place on ``x`` (the previous stage's output)."""
+        # the input is the previous stage's output or its concatenation with a skip: ours to overwrite
+        x = F.relu(x) if torch.is_grad_enabled() else F.relu_(x)
+        h = fast_conv_transpose2d(x, self.conv, channels_last)
         if self.norm is None:
-            return torch.tanh(h)
+            return torch.tanh(h) if torch.is_grad_enabled() else h.tanh_()
         h = self.norm(h)
         if self.dropout is not None and self.dropout.training and channels_last:
             # dropout draws its mask in memory order: draw it in NCHW order, as the official code
