@@ -236,3 +236,14 @@ def test_dummy_inputs_run() -> None:
 def test_bad_config_is_a_config_error(config: dict) -> None:
     with pytest.raises(ConfigError):
         build_model("pconv_unet", {**TINY, **config})
+
+
+def test_upsample_cat_is_nearest_upsampling_then_concatenation() -> None:
+    from imgsynth.models.pconv import _upsample_cat
+
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(2, 5, 3, 4, generator=g).contiguous(memory_format=torch.channels_last)
+    skip = torch.randn(2, 3, 6, 8, generator=g)
+    got = _upsample_cat(low, skip)
+    want = torch.cat([F.interpolate(low, scale_factor=2.0, mode="nearest"), skip], 1)
+    assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last)
