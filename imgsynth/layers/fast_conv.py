@@ -190,3 +190,59 @@ def fast_conv_transpose2d(
     if square and (hw <= _SMALL_GRID or conv.out_channels < 8):
         return conv_transpose2d_gemm(x, conv)
     return _conv_cl(x, conv).contiguous()
+
+
+def fold_batch_norm(conv: nn.Module, norm: nn.Module | None) -> nn.Module | None:
+    """``conv`` followed by an eval-mode ``BatchNorm2d`` as one convolution, cached; else None.
+
+    At inference BatchNorm is a per-channel affine map ``y * s + t`` (``s = gamma / sqrt(var +
+    eps)``, ``t = beta - mean * s``), so scaling the weight's output channels by ``s`` and using
+    ``t`` (plus ``b * s``) as the bias gives the same numbers up to float32 rounding, without a pass
+    over the activations. Returns a detached copy of ``conv`` (not a submodule, not in the state
+    dict) with the folded weight and bias, rebuilt whenever a source tensor changes (version
+    counter or storage); None in training mode, with autograd, while exporting, or for anything
+    but a ``BatchNorm2d`` with running statistics.
+    """
+    if (
+        not isinstance(norm, nn.BatchNorm2d)
+        or norm.training
+        or norm.running_mean is None
+        or norm.running_var is None
+        or not isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d))
+        or conv.groups != 1
+        or torch.is_grad_enabled()
+        or torch.compiler.is_exporting()
+    ):
+        return None
+    sources = (conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    key = tuple(None if t is None else (t._version, t.data_ptr()) for t in sources) + (
+        conv.weight.dtype, conv.weight.device, norm.eps,
+    )
+    hit = conv.__dict__.get("_bn_folded")
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.inference_mode(False), torch.no_grad():  # ordinary tensors: they carry versions
+        s = (norm.running_var + norm.eps).rsqrt()
+        if norm.weight is not None:
+            s = s * norm.weight
+        t = -norm.running_mean * s
+        if norm.bias is not None:
+            t = t + norm.bias
+        if conv.bias is not None:
+            t = t + conv.bias * s
+        transposed = isinstance(conv, nn.ConvTranspose2d)
+        weight = conv.weight * (s.view(1, -1, 1, 1) if transposed else s.view(-1, 1, 1, 1))
+        if transposed:
+            folded: nn.Module = nn.ConvTranspose2d(
+                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                conv.output_padding, 1, True, conv.dilation, device="meta",
+            )
+        else:
+            folded = nn.Conv2d(
+                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                conv.dilation, 1, True, conv.padding_mode, device="meta",
+            )
+        folded.weight = nn.Parameter(weight.contiguous(), requires_grad=False)
+        folded.bias = nn.Parameter(t.contiguous(), requires_grad=False)
+    conv.__dict__["_bn_folded"] = (key, folded)
+    return folded

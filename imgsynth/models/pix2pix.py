@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgsynth.errors import ConfigError
+from imgsynth.layers.fast_conv import fold_batch_norm
 from imgsynth.models.cyclegan import fast_conv2d, fast_conv_transpose2d, make_norm
 from imgsynth.models.registry import register_model
 
@@ -72,6 +73,9 @@ class UnetDown(nn.Module):
             # skip tensor too, which the decoder's ReLU makes irrelevant (relu(lrelu(s)) == relu(s));
             # it saves allocating (and page-faulting) a fresh tensor per stage
             x = F.leaky_relu(x, 0.2) if torch.is_grad_enabled() else F.leaky_relu_(x, 0.2)
+        folded = fold_batch_norm(self.conv, self.norm) if channels_last else None
+        if folded is not None:  # CPU inference: eval BatchNorm folded into the conv
+            return fast_conv2d(x, folded, channels_last)
         h = fast_conv2d(x, self.conv, channels_last)
         return self.norm(h) if self.norm is not None else h
 
@@ -94,10 +98,12 @@ class UnetUp(nn.Module):
         autograd the ReLU runs in place on ``x`` (the previous stage's output)."""
         # the input is the previous stage's output or its concatenation with a skip: ours to overwrite
         x = F.relu(x) if torch.is_grad_enabled() else F.relu_(x)
-        h = fast_conv_transpose2d(x, self.conv, channels_last)
+        folded = fold_batch_norm(self.conv, self.norm) if channels_last else None
+        h = fast_conv_transpose2d(x, self.conv if folded is None else folded, channels_last)
         if self.norm is None:
             return torch.tanh(h) if torch.is_grad_enabled() else h.tanh_()
-        h = self.norm(h)
+        if folded is None:  # else CPU inference: eval BatchNorm folded into the transposed conv
+            h = self.norm(h)
         if self.dropout is not None and self.dropout.training and channels_last:
             # dropout draws its mask in memory order: draw it in NCHW order, as the official code
             # does, so that torch.manual_seed(s) still reproduces the official train-mode output

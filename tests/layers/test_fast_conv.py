@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from imgsynth.layers.fast_conv import fast_conv2d, fast_conv_transpose2d
+from imgsynth.layers.fast_conv import fast_conv2d, fast_conv_transpose2d, fold_batch_norm
 from imgsynth.layers.partial_conv import PartialConv2d
 
 from tolerance import assert_close
@@ -71,3 +71,27 @@ def test_bias_false_is_the_plain_convolution_even_for_a_subclass(size: int, chan
         y = fast_conv2d(x, conv, bias=False)
         assert_close(y, nn.functional.conv2d(x, conv.weight, None, padding=1), atol=1e-5, rtol=1e-5)
     assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_fold_batch_norm_is_conv_then_eval_batch_norm(transposed: bool, bias: bool) -> None:
+    torch.manual_seed(0)
+    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(6, 5, 4, 2, 1, bias=bias)
+    bn = nn.BatchNorm2d(5).eval()
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.normal_(1, 0.3)
+        bn.bias.normal_(0, 0.3)
+    x = torch.randn(2, 6, 9, 7)
+    with torch.inference_mode():
+        folded = fold_batch_norm(conv, bn)
+        assert_close(folded(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
+        assert fold_batch_norm(conv, bn) is folded  # cached
+    assert not any(n.startswith("_bn") for n, _ in conv.named_modules()) and "weight" in dict(conv.named_parameters())
+    assert set(conv.state_dict()) == ({"weight", "bias"} if bias else {"weight"})
+    assert fold_batch_norm(conv, bn) is None  # autograd on: the modules as they are
+    with torch.no_grad():
+        assert fold_batch_norm(conv, bn.train()) is None  # batch statistics: nothing to fold
+        assert fold_batch_norm(conv, nn.InstanceNorm2d(5)) is None

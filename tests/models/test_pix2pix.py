@@ -145,25 +145,39 @@ def test_cpu_fast_paths_match_plain_modules(train: bool) -> None:
     assert fast.is_contiguous()
 
 
-def test_cpu_forward_runs_channels_last_with_cached_weights() -> None:
-    # 256 px: the outer levels (> 8x8 inputs) take the channels-last oneDNN path with a cached
-    # channels-last weight; the inner ones the GEMM path with a cached transposed matrix
+def test_cpu_forward_runs_channels_last_with_folded_batch_norm_and_cached_weights() -> None:
+    # 256 px: eval BatchNorm folded into each conv; the outer levels (> 8x8 inputs) take the
+    # channels-last oneDNN path with a cached channels-last weight, the inner ones the GEMM path
     m = _model(num_downs=8, ngf=8).eval()
+    with torch.no_grad():  # non-trivial statistics, so that folding them matters
+        for bn in m.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.running_mean.normal_(0, 0.2)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.normal_(1, 0.2)
+                bn.bias.normal_(0, 0.2)
     x = torch.rand(1, 3, 256, 256, generator=_gen()) * 2 - 1
     with torch.inference_mode():
         y1 = m(x)
-        cached = m.down[1].conv.__dict__.get("_weight_cache_cl")
+        folded = m.down[1].conv.__dict__["_bn_folded"][1]
+        cached = folded.__dict__["_weight_cache_cl"][1]
         y2 = m(x)
-    assert cached is not None and cached[1].is_contiguous(memory_format=torch.channels_last)
-    assert m.down[1].conv.__dict__["_weight_cache_cl"][1] is cached[1]  # reused, not rebuilt
-    assert "_weight_cache_cl" in m.up[2].conv.__dict__  # 32x32 -> 64x64 transposed conv
-    assert "_weight_cache_gemm_t" in m.up[5].conv.__dict__  # 4x4 -> 8x8: GEMM
-    assert y1.is_contiguous() and torch.equal(y1, y2)
     with torch.no_grad():
-        m.down[1].conv.weight.mul_(2)  # bumps the version: the cache is rebuilt
+        plain = _plain_forward(m, x)
+    assert_close(y1, plain, atol=1e-5, rtol=1e-5)
+    assert y1.is_contiguous() and torch.equal(y1, y2)
+    assert cached.is_contiguous(memory_format=torch.channels_last)
+    assert m.down[1].conv.__dict__["_bn_folded"][1] is folded and folded.__dict__["_weight_cache_cl"][1] is cached
+    assert "_weight_cache_cl" in m.up[2].conv.__dict__["_bn_folded"][1].__dict__  # 32x32 -> 64x64
+    assert "_weight_cache_gemm_t" in m.up[5].conv.__dict__["_bn_folded"][1].__dict__  # 4x4 -> 8x8: GEMM
+    assert "_bn_folded" not in m.down[0].conv.__dict__ and "_bn_folded" not in m.up[0].conv.__dict__  # no norm
+    with torch.no_grad():
+        m.down[1].norm.running_var.mul_(2)  # new statistics (version bump): the fold is rebuilt
     with torch.inference_mode():
-        m(x)
-    assert m.down[1].conv.__dict__["_weight_cache_cl"][1] is not cached[1]
+        y3 = m(x)
+    with torch.no_grad():
+        assert_close(y3, _plain_forward(m, x), atol=1e-5, rtol=1e-5)
+    assert m.down[1].conv.__dict__["_bn_folded"][1] is not folded
 
 
 def test_gradients_reach_every_parameter() -> None:
