@@ -122,7 +122,8 @@ class ConvBlock(nn.Module):
             h = fast_conv_transpose2d(x, self.conv)
         else:
             h = fast_conv2d(x, self.conv)
-        return F.relu(apply_norm(self.norm, h))
+        h = apply_norm(self.norm, h)
+        return F.relu(h) if torch.is_grad_enabled() else F.relu_(h)  # in place: a fresh tensor
 
 
 class ResnetBlock(nn.Module):
@@ -152,10 +153,14 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, H, W)."""
-        h = F.relu(apply_norm(self.norm1, fast_conv2d(x, self.conv1)))
-        if self.dropout is not None:
-            h = self.dropout(h)
-        return x + apply_norm(self.norm2, fast_conv2d(h, self.conv2))
+        if torch.is_grad_enabled():
+            h = F.relu(apply_norm(self.norm1, fast_conv2d(x, self.conv1)))
+            h = self.dropout(h) if self.dropout is not None else h
+            return x + apply_norm(self.norm2, fast_conv2d(h, self.conv2))
+        # inference: activation and residual sum in place on fresh tensors (no allocation)
+        h = F.relu_(apply_norm(self.norm1, fast_conv2d(x, self.conv1)))
+        h = self.dropout(h) if self.dropout is not None else h
+        return apply_norm(self.norm2, fast_conv2d(h, self.conv2)).add_(x)
 
 
 class ResnetEncoderDecoder(nn.Module):
