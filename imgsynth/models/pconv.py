@@ -26,6 +26,9 @@ Deviations from the original:
 - Features are multiplied by their mask once per level, before the nearest upsampling
   (``up(h) * up(m) == up(h * m)``), and reused for the encoder's next layer and the skip.
 - The returned mask is a broadcast view (N, input_channels, H, W) of a one-channel mask.
+- On CPU float32 the features run channels-last with cached channels-last weights, layers whose
+  input has 8x8 pixels or fewer as GEMM + im2col (:mod:`imgsynth.layers.fast_conv`), and each
+  decoder level's upsampling and concatenation are written in one pass; float32 rounding only.
 """
 
 from __future__ import annotations

@@ -36,10 +36,11 @@ Deviations from the original:
 - Flat ``down``/``up`` module lists instead of recursive blocks (same layers, same order of
   operations; the official in-place LeakyReLU also rewrites the skip tensor, which the following
   ReLU makes irrelevant: relu(leaky_relu(s)) == relu(s)).
-- On CPU the layers on small grids (<= 16x16 pixels, where oneDNN spends its time re-laying out
-  the 4-33 MB weights) run as GEMM + im2col/col2im, and the larger transposed convs in
-  channels-last format (:func:`imgsynth.models.cyclegan.fast_conv2d` and
-  :func:`~imgsynth.models.cyclegan.fast_conv_transpose2d`); same sums, float32 rounding.
+- On CPU float32 the network runs channels-last end to end with cached channels-last weights;
+  layers whose input has 8x8 pixels or fewer run as GEMM + im2col/col2im, and at inference an
+  eval-mode BatchNorm is folded into the conv before it (:mod:`imgsynth.layers.fast_conv`).
+  Without autograd the activations run in place. Same sums, float32 rounding; dropout masks are
+  drawn in NCHW order as officially.
 - ``norm="none"`` is not offered (no released model uses it).
 """
 
