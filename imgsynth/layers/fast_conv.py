@@ -73,8 +73,8 @@ def _cached_weight(conv: nn.Module, tag: str, make: Callable[[torch.Tensor], tor
     enabled (training) or while exporting, ``make`` runs on every call so autograd sees it.
     """
     w = conv.weight
-    if not CACHE_TRANSPOSED or torch.is_grad_enabled() or torch.compiler.is_exporting():
-        return make(w)
+    if not CACHE_TRANSPOSED or torch.is_grad_enabled() or torch.compiler.is_exporting() or w.is_inference():
+        return make(w)  # (an inference tensor has no version counter to key a cache on)
     key = (w._version, w.data_ptr(), w.dtype, w.device, torch.is_inference_mode_enabled())
     slot = f"_weight_cache_{tag}"
     hit = conv.__dict__.get(slot)
@@ -215,6 +215,8 @@ def fold_batch_norm(conv: nn.Module, norm: nn.Module | None) -> nn.Module | None
     ):
         return None
     sources = (conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    if any(t is not None and t.is_inference() for t in sources):
+        return None  # built under inference mode: no version counters to key the cache on
     key = tuple(None if t is None else (t._version, t.data_ptr()) for t in sources) + (
         conv.weight.dtype, conv.weight.device, norm.eps,
     )

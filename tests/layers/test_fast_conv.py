@@ -95,3 +95,16 @@ def test_fold_batch_norm_is_conv_then_eval_batch_norm(transposed: bool, bias: bo
     with torch.no_grad():
         assert fold_batch_norm(conv, bn.train()) is None  # batch statistics: nothing to fold
         assert fold_batch_norm(conv, nn.InstanceNorm2d(5)) is None
+
+
+def test_layers_built_under_inference_mode_run_uncached() -> None:
+    with torch.inference_mode():
+        conv = nn.Conv2d(8, 8, 3, padding=1)
+        convt = nn.ConvTranspose2d(8, 8, 4, 2, 1)
+        bn = nn.BatchNorm2d(8).eval()
+        x = torch.randn(1, 8, 12, 12).contiguous(memory_format=torch.channels_last)
+        small = torch.randn(1, 8, 4, 4)
+        assert_close(fast_conv2d(x, conv), conv(x), atol=1e-5, rtol=1e-5)
+        assert_close(fast_conv_transpose2d(small, convt), convt(small), atol=1e-5, rtol=1e-5)
+        assert fold_batch_norm(conv, bn) is None
+    assert not any(k.startswith("_weight_cache") for k in (*conv.__dict__, *convt.__dict__))
