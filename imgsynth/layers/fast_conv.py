@@ -25,8 +25,10 @@ from torch import nn
 # - everything else, above all the 3x3 residual convs that dominate the ResNet generators: plain
 #   NCHW oneDNN, which already runs near the CPU's peak there.
 # - networks that keep their activations channels-last (the pix2pix and PConv U-Nets): oneDNN
-#   channels-last with a cached channels-last weight everywhere except inputs of 8x8 pixels or
-#   fewer (GEMM). Without the cached weight, oneDNN converted 4-33 MB weights on every call; with
+#   channels-last with a cached channels-last weight, except for convs with 8x8 output pixels or
+#   fewer and transposed convs with 8x8 input pixels or fewer (GEMM; measured on a quiet machine:
+#   a 512 -> 512 4x4 stride-2 conv on 16x16, 10.1 ms GEMM against 12.8 ms oneDNN; a 1024 -> 512
+#   3x3 conv on 16x16, 39.7 ms against 36.9 ms). Without the cached weight, oneDNN converted 4-33 MB weights on every call; with
 #   it, the U-Nets' 4x4 stride-2 and 3x3 convs ran 10-50 % faster than in NCHW and the 8x8 to
 #   16x16 layers up to 2x (interleaved A/B on a 2-core AVX2 EPYC).
 # All paths compute the same sums in another order (float32 rounding differences only). Other
@@ -108,6 +110,13 @@ def _channels_last_weight(conv: nn.Module) -> torch.Tensor:
     return _cached_weight(conv, "cl", lambda w: w.contiguous(memory_format=torch.channels_last))
 
 
+def _conv_out_pixels(x: torch.Tensor, conv: nn.Conv2d) -> int:
+    if isinstance(conv.padding, str):  # "same" / "valid": at most the input's pixels
+        return x.shape[-2] * x.shape[-1]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    return ((x.shape[-2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1) * ((x.shape[-1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+
+
 def _is_channels_last(x: torch.Tensor) -> bool:
     """Stored channels-last and not also plain contiguous (one channel or one pixel is both)."""
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -161,7 +170,7 @@ def fast_conv2d(
     small = x.shape[-2] * x.shape[-1] <= _SMALL_GRID
     gemm_ok = conv.padding_mode == "zeros" and _square(conv.kernel_size, conv.stride, conv.padding, conv.dilation)
     if _is_channels_last(x) if channels_last is None else channels_last:
-        if gemm_ok and x.shape[-2] * x.shape[-1] <= _GEMM_GRID_CL:
+        if gemm_ok and _conv_out_pixels(x, conv) <= _GEMM_GRID_CL:
             return conv2d_gemm(x, conv, bias).contiguous(memory_format=torch.channels_last)
         return _conv_cl(x, conv, bias)
     if small and gemm_ok:
