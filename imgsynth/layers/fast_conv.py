@@ -117,11 +117,6 @@ def _conv_out_pixels(x: torch.Tensor, conv: nn.Conv2d) -> int:
     return ((x.shape[-2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1) * ((x.shape[-1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
-    """Stored channels-last and not also plain contiguous (one channel or one pixel is both)."""
-    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
 def _conv_cl(x: torch.Tensor, conv: nn.Module, bias: bool = True) -> torch.Tensor:
     """``conv(x)`` on a channels-last copy of ``x`` with the cached channels-last weight (channels-last out)."""
     x = x.contiguous(memory_format=torch.channels_last)
@@ -156,12 +151,13 @@ def conv_transpose2d_gemm(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Te
 
 
 def fast_conv2d(
-    x: torch.Tensor, conv: nn.Conv2d, channels_last: bool | None = None, *, bias: bool = True
+    x: torch.Tensor, conv: nn.Conv2d, channels_last: bool = False, *, bias: bool = True
 ) -> torch.Tensor:
     """``conv(x)``, on CPU float32 in the form fastest for the layer's shape (see above).
 
-    A channels-last input (as the U-Nets run) gives a channels-last output, an NCHW input an NCHW
-    output; ``channels_last`` says which for inputs that are both (one pixel or one channel).
+    ``channels_last=True`` (the U-Nets, which keep their activations channels-last): the output
+    is channels-last. Otherwise the output is NCHW, except where oneDNN itself keeps a
+    channels-last input's layout (the plain NCHW path, as ``conv(x)``).
     ``bias=False``: the layer's plain convolution without its bias (``conv._conv_forward(x,
     weight, None)``, also for subclasses with their own ``forward``, such as a partial conv).
     """
@@ -169,7 +165,7 @@ def fast_conv2d(
         return conv(x) if bias else conv._conv_forward(x, conv.weight, None)
     small = x.shape[-2] * x.shape[-1] <= _SMALL_GRID
     gemm_ok = conv.padding_mode == "zeros" and _square(conv.kernel_size, conv.stride, conv.padding, conv.dilation)
-    if _is_channels_last(x) if channels_last is None else channels_last:
+    if channels_last:
         if gemm_ok and _conv_out_pixels(x, conv) <= _GEMM_GRID_CL:
             return conv2d_gemm(x, conv, bias).contiguous(memory_format=torch.channels_last)
         return _conv_cl(x, conv, bias)
@@ -181,18 +177,17 @@ def fast_conv2d(
 
 
 def fast_conv_transpose2d(
-    x: torch.Tensor, conv: nn.ConvTranspose2d, channels_last: bool | None = None
+    x: torch.Tensor, conv: nn.ConvTranspose2d, channels_last: bool = False
 ) -> torch.Tensor:
     """``conv(x)``, on CPU float32 in the form fastest for the layer's shape (see above).
 
-    A channels-last input gives a channels-last output, an NCHW input an NCHW output;
-    ``channels_last`` says which for inputs that are both (one pixel or one channel).
+    ``channels_last=True``: channels-last output (see :func:`fast_conv2d`); otherwise NCHW.
     """
     if not _cpu_fp32(x) or conv.groups != 1:
         return conv(x)
     square = _square(conv.kernel_size, conv.stride, conv.padding, conv.output_padding, conv.dilation)
     hw = x.shape[-2] * x.shape[-1]
-    if _is_channels_last(x) if channels_last is None else channels_last:
+    if channels_last:
         if square and (hw <= _GEMM_GRID_CL or conv.out_channels < 8):
             return conv_transpose2d_gemm(x, conv).contiguous(memory_format=torch.channels_last)
         return _conv_cl(x, conv)

@@ -218,7 +218,7 @@ class PartialConv2d(nn.Conv2d):
         return window_sum(count, self.kernel_size, self.stride, self.padding, self.dilation)
 
     def partial_forward(
-        self, x_masked: torch.Tensor, mask_sum: torch.Tensor, channels_last: bool | None = None
+        self, x_masked: torch.Tensor, mask_sum: torch.Tensor, channels_last: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Renormalised convolution of an already-masked input given S (see :func:`renormalize`).
 

@@ -90,7 +90,7 @@ class PConvBlock(nn.Module):
         self.activation = activation
 
     def forward(
-        self, x_masked: torch.Tensor, count: torch.Tensor, channels_last: bool | None = None
+        self, x_masked: torch.Tensor, count: torch.Tensor, channels_last: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, Cin, H, W) masked input + (N, 1, H, W) valid channels per pixel ->
         ((N, Cout, H', W') features, (N, 1, H', W') updated 0/1 mask); ``channels_last``: see

@@ -65,7 +65,7 @@ class UnetDown(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
         self.norm = make_norm(norm, out_channels) if norm is not None else None
 
-    def forward(self, x: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
         """(N, Cin, H, W) -> (N, Cout, H/2, W/2); ``channels_last``: see :func:`fast_conv2d`.
 
         Without autograd the activation runs in place on ``x`` (the previous stage's output)."""
@@ -92,7 +92,7 @@ class UnetUp(nn.Module):
         self.norm = make_norm(norm, out_channels) if norm is not None else None
         self.dropout = nn.Dropout(0.5) if use_dropout else None
 
-    def forward(self, x: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
         """(N, Cin, H, W) -> (N, Cout, 2H, 2W); the outermost stage (no norm) ends in tanh, [-1, 1].
 
         ``channels_last``: see :func:`~imgsynth.layers.fast_conv.fast_conv_transpose2d`. Without

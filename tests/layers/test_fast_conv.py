@@ -29,7 +29,7 @@ def test_fast_dispatch_keeps_channels_last(conv: nn.Module, size: int) -> None:
     fast = fast_conv_transpose2d if isinstance(conv, nn.ConvTranspose2d) else fast_conv2d
     with torch.no_grad():
         want = conv(x)
-        y = fast(x.contiguous(memory_format=torch.channels_last), conv)
+        y = fast(x.contiguous(memory_format=torch.channels_last), conv, channels_last=True)
         assert_close(y, want, atol=1e-5, rtol=1e-5)
         assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
         if fast is fast_conv2d:
@@ -45,16 +45,16 @@ def test_channels_last_weight_is_cached_without_grad_only() -> None:
     conv = nn.Conv2d(16, 16, 3, padding=1)
     x = torch.randn(1, 16, 20, 20).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        fast_conv2d(x, conv)
+        fast_conv2d(x, conv, channels_last=True)
         first = conv.__dict__["_weight_cache_cl"][1]
-        fast_conv2d(x, conv)
+        fast_conv2d(x, conv, channels_last=True)
         assert conv.__dict__["_weight_cache_cl"][1] is first
         conv.weight.add_(1.0)  # in-place change: new version, new cache
-        assert_close(fast_conv2d(x, conv), conv(x), atol=1e-5, rtol=1e-5)
+        assert_close(fast_conv2d(x, conv, channels_last=True), conv(x), atol=1e-5, rtol=1e-5)
         assert conv.__dict__["_weight_cache_cl"][1] is not first
     # with gradients, the weight is converted inside the graph and gradients reach it
     conv.weight.grad = None
-    fast_conv2d(x, conv).sum().backward()
+    fast_conv2d(x, conv, channels_last=True).sum().backward()
     assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
 
 
@@ -68,7 +68,7 @@ def test_bias_false_is_the_plain_convolution_even_for_a_subclass(size: int, chan
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        y = fast_conv2d(x, conv, bias=False)
+        y = fast_conv2d(x, conv, channels_last, bias=False)
         assert_close(y, nn.functional.conv2d(x, conv.weight, None, padding=1), atol=1e-5, rtol=1e-5)
     assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
@@ -104,7 +104,17 @@ def test_layers_built_under_inference_mode_run_uncached() -> None:
         bn = nn.BatchNorm2d(8).eval()
         x = torch.randn(1, 8, 12, 12).contiguous(memory_format=torch.channels_last)
         small = torch.randn(1, 8, 4, 4)
-        assert_close(fast_conv2d(x, conv), conv(x), atol=1e-5, rtol=1e-5)
+        assert_close(fast_conv2d(x, conv, channels_last=True), conv(x), atol=1e-5, rtol=1e-5)
         assert_close(fast_conv_transpose2d(small, convt), convt(small), atol=1e-5, rtol=1e-5)
         assert fold_batch_norm(conv, bn) is None
     assert not any(k.startswith("_weight_cache") for k in (*conv.__dict__, *convt.__dict__))
+
+
+def test_without_the_flag_a_channels_last_input_gives_nchw_like_before() -> None:
+    # the ResNet generators get channels-last one-hot label maps; their norms want NCHW
+    conv = nn.Conv2d(36, 16, 7, padding=3, padding_mode="reflect")
+    x = torch.randn(1, 36, 20, 20).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y = fast_conv2d(x, conv)
+        assert_close(y, conv(x), atol=1e-5, rtol=1e-5)
+    assert y.is_contiguous()
