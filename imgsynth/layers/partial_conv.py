@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgsynth.errors import InputError
+from imgsynth.layers.fast_conv import fast_conv2d
 
 Variant = Literal["nvidia", "naoto"]
 VARIANTS: tuple[str, ...] = ("nvidia", "naoto")
@@ -217,14 +218,17 @@ class PartialConv2d(nn.Conv2d):
         return window_sum(count, self.kernel_size, self.stride, self.padding, self.dilation)
 
     def partial_forward(
-        self, x_masked: torch.Tensor, mask_sum: torch.Tensor
+        self, x_masked: torch.Tensor, mask_sum: torch.Tensor, channels_last: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Renormalised convolution of an already-masked input given S (see :func:`renormalize`).
 
         ``x_masked``: (N, Cin, H, W), holes already zeroed; ``mask_sum``: (N, 1, H', W').
-        Returns ``(out (N, Cout, H', W'), update (N, 1, H', W'))`` in ``x_masked``'s dtype.
+        Returns ``(out (N, Cout, H', W'), update (N, 1, H', W'))`` in ``x_masked``'s dtype. On CPU
+        float32 the convolution takes the fastest form for its shape
+        (:func:`~imgsynth.layers.fast_conv.fast_conv2d`): a channels-last input gives a
+        channels-last output, ``channels_last`` says which for inputs stored both ways.
         """
-        raw = self._conv_forward(x_masked, self.weight, None)
+        raw = fast_conv2d(x_masked, self, channels_last, bias=False)
         return renormalize(raw, mask_sum, self.window_size, self.bias, self.variant)
 
     def _count(self, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

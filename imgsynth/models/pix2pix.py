@@ -36,10 +36,11 @@ Deviations from the original:
 - Flat ``down``/``up`` module lists instead of recursive blocks (same layers, same order of
   operations; the official in-place LeakyReLU also rewrites the skip tensor, which the following
   ReLU makes irrelevant: relu(leaky_relu(s)) == relu(s)).
-- On CPU the layers on small grids (<= 16x16 pixels, where oneDNN spends its time re-laying out
-  the 4-33 MB weights) run as GEMM + im2col/col2im, and the larger transposed convs in
-  channels-last format (:func:`imgsynth.models.cyclegan.fast_conv2d` and
-  :func:`~imgsynth.models.cyclegan.fast_conv_transpose2d`); same sums, float32 rounding.
+- On CPU float32 the network runs channels-last end to end with cached channels-last weights;
+  layers whose input has 8x8 pixels or fewer run as GEMM + im2col/col2im, and at inference an
+  eval-mode BatchNorm is folded into the conv before it (:mod:`imgsynth.layers.fast_conv`).
+  Without autograd the activations run in place. Same sums, float32 rounding; dropout masks are
+  drawn in NCHW order as officially.
 - ``norm="none"`` is not offered (no released model uses it).
 """
 
@@ -50,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgsynth.errors import ConfigError
+from imgsynth.layers.fast_conv import fold_batch_norm
 from imgsynth.models.cyclegan import fast_conv2d, fast_conv_transpose2d, make_norm
 from imgsynth.models.registry import register_model
 
@@ -63,11 +65,19 @@ class UnetDown(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
         self.norm = make_norm(norm, out_channels) if norm is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, Cin, H, W) -> (N, Cout, H/2, W/2)."""
+    def forward(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        """(N, Cin, H, W) -> (N, Cout, H/2, W/2); ``channels_last``: see :func:`fast_conv2d`.
+
+        Without autograd the activation runs in place on ``x`` (the previous stage's output)."""
         if self.activation:
-            x = F.leaky_relu(x, 0.2)
-        h = fast_conv2d(x, self.conv)
+            # in place without autograd, as the official nn.LeakyReLU(0.2, True): this rewrites the
+            # skip tensor too, which the decoder's ReLU makes irrelevant (relu(lrelu(s)) == relu(s));
+            # it saves allocating (and page-faulting) a fresh tensor per stage
+            x = F.leaky_relu(x, 0.2) if torch.is_grad_enabled() else F.leaky_relu_(x, 0.2)
+        folded = fold_batch_norm(self.conv, self.norm) if channels_last else None
+        if folded is not None:  # CPU inference: eval BatchNorm folded into the conv
+            return fast_conv2d(x, folded, channels_last)
+        h = fast_conv2d(x, self.conv, channels_last)
         return self.norm(h) if self.norm is not None else h
 
 
@@ -82,13 +92,24 @@ class UnetUp(nn.Module):
         self.norm = make_norm(norm, out_channels) if norm is not None else None
         self.dropout = nn.Dropout(0.5) if use_dropout else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, Cin, H, W) -> (N, Cout, 2H, 2W); the outermost stage (no norm) ends in tanh, [-1, 1]."""
-        h = fast_conv_transpose2d(F.relu(x), self.conv)
+    def forward(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        """(N, Cin, H, W) -> (N, Cout, 2H, 2W); the outermost stage (no norm) ends in tanh, [-1, 1].
+
+        ``channels_last``: see :func:`~imgsynth.layers.fast_conv.fast_conv_transpose2d`. Without
+        autograd the ReLU runs in place on ``x`` (the previous stage's output)."""
+        # the input is the previous stage's output or its concatenation with a skip: ours to overwrite
+        x = F.relu(x) if torch.is_grad_enabled() else F.relu_(x)
+        folded = fold_batch_norm(self.conv, self.norm) if channels_last else None
+        h = fast_conv_transpose2d(x, self.conv if folded is None else folded, channels_last)
         if self.norm is None:
-            return torch.tanh(h)
-        h = self.norm(h)
-        if self.dropout is not None:
+            return torch.tanh(h) if torch.is_grad_enabled() else h.tanh_()
+        if folded is None:  # else CPU inference: eval BatchNorm folded into the transposed conv
+            h = self.norm(h)
+        if self.dropout is not None and self.dropout.training and channels_last:
+            # dropout draws its mask in memory order: draw it in NCHW order, as the official code
+            # does, so that torch.manual_seed(s) still reproduces the official train-mode output
+            h = self.dropout(h.contiguous()).contiguous(memory_format=torch.channels_last)
+        elif self.dropout is not None:
             h = self.dropout(h)
         return h
 
@@ -142,16 +163,19 @@ class UnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, input_nc, H, W) image in [-1, 1], H and W multiples of ``2**num_downs`` -> (N, output_nc, H, W) in [-1, 1]."""
         skips = []
-        h = x
+        # CPU float32: channels-last end to end, so oneDNN never re-lays out activations (the
+        # fast_conv* helpers keep the layout and cache channels-last weights); NCHW comes back out.
+        cl = x.device.type == "cpu" and x.dtype == torch.float32
+        h = x.contiguous(memory_format=torch.channels_last) if cl else x
         for stage in self.down:
-            h = stage(h)
+            h = stage(h, cl)
             skips.append(h)
         h = skips.pop()  # the bottleneck feeds the innermost decoder stage directly
         for j in range(self.num_downs - 1, -1, -1):
-            h = self.up[j](h)
+            h = self.up[j](h, cl)
             if j > 0:
                 h = torch.cat([skips[j - 1], h], dim=1)
-        return h
+        return h.contiguous() if cl else h
 
     def dummy_inputs(self, batch_size: int, generator: torch.Generator) -> tuple:
         """A batch of random images in [-1, 1] at the smallest valid size, ``2**num_downs``."""

@@ -11,10 +11,12 @@ from imgsynth.models import build_model, get_model
 from imgsynth.models.cyclegan import (
     ResnetBlock,
     ResnetGenerator,
+    apply_norm,
     conv2d_gemm,
     conv_transpose2d_gemm,
     fast_conv2d,
     fast_conv_transpose2d,
+    make_norm,
 )
 
 from tolerance import assert_close
@@ -135,3 +137,17 @@ def test_bfloat16_forward() -> None:
     assert x.dtype == torch.bfloat16
     y = m(x)
     assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+
+
+def test_apply_norm_is_the_instance_norm_as_group_norm() -> None:
+    x = torch.randn(2, 8, 12, 10) * 3 + 1
+    for norm in (make_norm("instance", 8), make_norm("instance_tracked", 8).eval(), make_norm("batch", 8).eval()):
+        assert_close(apply_norm(norm, x), norm(x), atol=1e-5, rtol=1e-5)
+    # the group-norm path is taken (the module is not called) for the untracked instance norm
+    calls = []
+    norm = make_norm("instance", 8)
+    norm.register_forward_hook(lambda *a: calls.append(1))
+    apply_norm(norm, x)
+    assert not calls
+    apply_norm(norm, x.contiguous(memory_format=torch.channels_last))  # channels-last: the module
+    assert calls

@@ -90,6 +90,19 @@ def test_matches_the_official_all_ones_mask_convolutions(renorm: str) -> None:
     assert torch.equal(out_mask, ref_mask)
 
 
+def test_cpu_runs_channels_last_with_cached_weights_and_matches_the_reference() -> None:
+    model = _model(renorm="naoto", layer_size=5)
+    x, mask = _inputs(1, 64, 96)
+    with torch.inference_mode():
+        out, out_mask = model(x, mask)
+        ref, ref_mask = _reference(model, x, mask)
+    assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out_mask, ref_mask) and out.is_contiguous()
+    # grids above 8x8 pixels: oneDNN channels-last with a cached weight; at or below: GEMM
+    assert "_weight_cache_cl" in model.enc_1.conv.__dict__ and "_weight_cache_cl" in model.dec_1.conv.__dict__
+    assert "_weight_cache_cl" not in model.enc_5.conv.__dict__  # input 4x6
+
+
 def test_variants_differ() -> None:
     x, mask = _inputs(1, 32, 32)
     a = _model(renorm="naoto")
@@ -223,3 +236,14 @@ def test_dummy_inputs_run() -> None:
 def test_bad_config_is_a_config_error(config: dict) -> None:
     with pytest.raises(ConfigError):
         build_model("pconv_unet", {**TINY, **config})
+
+
+def test_upsample_cat_is_nearest_upsampling_then_concatenation() -> None:
+    from imgsynth.models.pconv import _upsample_cat
+
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(2, 5, 3, 4, generator=g).contiguous(memory_format=torch.channels_last)
+    skip = torch.randn(2, 3, 6, 8, generator=g)
+    got = _upsample_cat(low, skip)
+    want = torch.cat([F.interpolate(low, scale_factor=2.0, mode="nearest"), skip], 1)
+    assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last)

@@ -112,25 +112,72 @@ def test_invalid_options_raise_config_error() -> None:
         build_model("pix2pix_unet", {**TINY, "norm": "layer"})
 
 
-def test_cpu_fast_paths_match_plain_modules() -> None:
+def _plain_forward(m: UnetGenerator, x: torch.Tensor) -> torch.Tensor:
+    """The U-Net through its modules as they are (no CPU fast paths, NCHW throughout)."""
+    h, skips = x, []
+    for stage in m.down:
+        h = nn.functional.leaky_relu(h, 0.2) if stage.activation else h
+        h = stage.conv(h)
+        h = stage.norm(h) if stage.norm is not None else h
+        skips.append(h)
+    h = skips.pop()
+    for j in range(m.num_downs - 1, -1, -1):
+        stage = m.up[j]
+        h = stage.conv(nn.functional.relu(h))
+        h = stage.norm(h) if stage.norm is not None else torch.tanh(h)
+        h = stage.dropout(h) if stage.dropout is not None else h
+        h = torch.cat([skips[j - 1], h], 1) if j else h
+    return h
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_cpu_fast_paths_match_plain_modules(train: bool) -> None:
     # unet_256 widths at a reduced ngf: small inner grids (GEMM paths), larger outer ones
-    m = _model(num_downs=8, ngf=2).eval()
-    (x,) = m.dummy_inputs(1, _gen())
+    # (channels-last); train mode: batch statistics and the same dropout masks for the same seed
+    m = _model(num_downs=8, ngf=8).train(train)
+    x = torch.rand(1, 3, 256, 256, generator=_gen()) * 2 - 1
     with torch.no_grad():
+        torch.manual_seed(3)
         fast = m(x)
-        h, skips = x, []
-        for stage in m.down:
-            h = nn.functional.leaky_relu(h, 0.2) if stage.activation else h
-            h = stage.conv(h)
-            h = stage.norm(h) if stage.norm is not None else h
-            skips.append(h)
-        h = skips.pop()
-        for j in range(7, -1, -1):
-            stage = m.up[j]
-            h = stage.conv(nn.functional.relu(h))
-            h = stage.norm(h) if stage.norm is not None else torch.tanh(h)
-            h = torch.cat([skips[j - 1], h], 1) if j else h
-    assert_close(fast, h, atol=1e-5, rtol=1e-5)
+        torch.manual_seed(3)
+        plain = _plain_forward(m, x)
+    assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    assert fast.is_contiguous()
+
+
+def test_cpu_forward_runs_channels_last_with_folded_batch_norm_and_cached_weights() -> None:
+    # 256 px: eval BatchNorm folded into each conv; the outer levels (> 8x8 inputs) take the
+    # channels-last oneDNN path with a cached channels-last weight, the inner ones the GEMM path
+    m = _model(num_downs=8, ngf=8).eval()
+    with torch.no_grad():  # non-trivial statistics, so that folding them matters
+        for bn in m.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.running_mean.normal_(0, 0.2)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.normal_(1, 0.2)
+                bn.bias.normal_(0, 0.2)
+    x = torch.rand(1, 3, 256, 256, generator=_gen()) * 2 - 1
+    with torch.inference_mode():
+        y1 = m(x)
+        folded = m.down[1].conv.__dict__["_bn_folded"][1]
+        cached = folded.__dict__["_weight_cache_cl"][1]
+        y2 = m(x)
+    with torch.no_grad():
+        plain = _plain_forward(m, x)
+    assert_close(y1, plain, atol=1e-5, rtol=1e-5)
+    assert y1.is_contiguous() and torch.equal(y1, y2)
+    assert cached.is_contiguous(memory_format=torch.channels_last)
+    assert m.down[1].conv.__dict__["_bn_folded"][1] is folded and folded.__dict__["_weight_cache_cl"][1] is cached
+    assert "_weight_cache_cl" in m.up[2].conv.__dict__["_bn_folded"][1].__dict__  # 32x32 -> 64x64
+    assert "_weight_cache_gemm_t" in m.up[5].conv.__dict__["_bn_folded"][1].__dict__  # 4x4 -> 8x8: GEMM
+    assert "_bn_folded" not in m.down[0].conv.__dict__ and "_bn_folded" not in m.up[0].conv.__dict__  # no norm
+    with torch.no_grad():
+        m.down[1].norm.running_var.mul_(2)  # new statistics (version bump): the fold is rebuilt
+    with torch.inference_mode():
+        y3 = m(x)
+    with torch.no_grad():
+        assert_close(y3, _plain_forward(m, x), atol=1e-5, rtol=1e-5)
+    assert m.down[1].conv.__dict__["_bn_folded"][1] is not folded
 
 
 def test_gradients_reach_every_parameter() -> None:

@@ -114,3 +114,40 @@ def test_gradients_and_bfloat16() -> None:
     (xb,) = mb.dummy_inputs(1, _gen())
     y = mb(xb)
     assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+
+
+def _plain_block(block, h: torch.Tensor) -> torch.Tensor:
+    """A ConvBlock / ResnetBlock through its modules as they are (NCHW, no CPU fast paths)."""
+    if hasattr(block, "conv1"):
+        r = torch.relu(block.norm1(block.conv1(h)))
+        return h + block.norm2(block.conv2(r))
+    return torch.relu(block.norm(block.conv(h)))
+
+
+def _plain_local(m: LocalEnhancer, x: torch.Tensor) -> torch.Tensor:
+    pyramid = [x]
+    for _ in range(m.n_local_enhancers):
+        pyramid.append(torch.nn.functional.avg_pool2d(pyramid[-1], 3, 2, 1, count_include_pad=False))
+    g = m.global_net
+    h = _plain_block(g.stem, pyramid[-1])
+    for block in [*g.down, *g.blocks, *g.up]:
+        h = _plain_block(block, h)
+    for k, stage in enumerate(m.enhancers):
+        e = _plain_block(stage.down, _plain_block(stage.stem, pyramid[m.n_local_enhancers - 1 - k])) + h
+        for block in [*stage.blocks, stage.up]:
+            e = _plain_block(block, e)
+        h = torch.tanh(stage.head(e)) if stage.head is not None else e
+    return h
+
+
+def test_cpu_fast_paths_match_plain_modules() -> None:
+    # GEMM / channels-last convolutions and instance norms as group norms vs the modules as they are
+    torch.manual_seed(0)
+    m = build_model("pix2pixhd_local", {**get_model("pix2pixhd_local").tiny, "ngf": 8}).eval()
+    (x,) = m.dummy_inputs(2, _gen())
+    with torch.inference_mode():
+        y = m(x)
+        ref = _plain_local(m, x)
+    assert_close(y, ref, atol=1e-5, rtol=1e-4)
+    assert y.is_contiguous()
+    assert "_weight_cache_cl" not in m.global_net.blocks[0].conv1.__dict__
