@@ -366,25 +366,46 @@ def numba_available() -> bool:
 # --- levels ----------------------------------------------------------------------------------------
 
 
+def _halve_known(known: np.ndarray) -> np.ndarray:
+    """The known mask of the halved level: a coarse pixel is known only when its four children are
+    (odd sizes: the last row/column replicated)."""
+    h, w = known.shape
+    if h % 2 or w % 2:
+        known = np.pad(known, ((0, h % 2), (0, w % 2)), mode="edge")
+    return known[0::2, 0::2] & known[0::2, 1::2] & known[1::2, 0::2] & known[1::2, 1::2]
+
+
 def _halve(img: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Halve with a 2x2 box filter over known pixels only; a coarse pixel is known only when its
-    four children are, so coarse source patches hold only genuinely known content. Works in uint16
-    on quarter-size slices (no full-size float temporaries)."""
+    """Halve with a 2x2 box filter over known pixels only, the mean rounded half up; a coarse pixel
+    is known only when its four children are, so coarse source patches hold only genuinely known
+    content. Works in uint16 on quarter-size slices (no full-size float temporaries); only the few
+    coarse pixels with one to three known children are summed again over their known ones."""
     h, w = known.shape
     if h % 2 or w % 2:  # replicate the last row/column so odd sizes map onto 2x2 blocks
         img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         known = np.pad(known, ((0, h % 2), (0, w % 2)), mode="edge")
-    hc, wc = known.shape[0] // 2, known.shape[1] // 2
-    total = np.zeros((hc, wc, img.shape[2]), np.uint16)
-    count = np.zeros((hc, wc), np.uint8)
+    total = img[0::2, 0::2].astype(np.uint16)
+    total += img[0::2, 1::2]
+    total += img[1::2, 0::2]
+    total += img[1::2, 1::2]
+    total += 2
+    total >>= 2
+    coarse = total.astype(np.uint8)  # right wherever all four children are known
+    del total
+    if known.all():
+        return coarse, np.ones(coarse.shape[:2], bool)
+    k = known.view(np.uint8)
+    count = k[0::2, 0::2] + k[0::2, 1::2] + k[1::2, 0::2] + k[1::2, 1::2]
+    full = count == 4
+    coarse[count == 0] = 0
+    cy, cx = np.nonzero(~full & (count > 0))  # the few coarse pixels on the hole's edge
+    part = np.zeros((cy.size, img.shape[2]), np.uint16)
     for a in (0, 1):
         for b in (0, 1):
-            k = known[a::2, b::2]
-            total += img[a::2, b::2] * k[..., None].astype(np.uint8)
-            count += k
-    half = (count // 2)[..., None].astype(np.uint16)
-    coarse = (total + half) // np.maximum(count, 1)[..., None].astype(np.uint16)
-    return coarse.astype(np.uint8), count == 4
+            part += img[2 * cy + a, 2 * cx + b] * k[2 * cy + a, 2 * cx + b][:, None]
+    n = count[cy, cx].astype(np.uint16)[:, None]
+    coarse[cy, cx] = (part + n // 2) // n
+    return coarse, full
 
 
 @dataclass
@@ -502,7 +523,7 @@ def _num_levels(hole: np.ndarray, patch_size: int) -> int:
         h, w = known.shape
         if min((h + 1) // 2, (w + 1) // 2) < 3 * patch_size:
             break
-        known = _halve(np.zeros(known.shape + (1,), np.uint8), known)[1]
+        known = _halve_known(known)
         sources = cv2.erode(known.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8),
                             borderType=cv2.BORDER_CONSTANT, borderValue=0)
         if not sources.any():
