@@ -617,6 +617,12 @@ class Trainer:
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
         saved = state["config"]
+        try:  # a setting added to the recipe schema after the checkpoint was written takes its default
+            from imgsynth.training.config import from_dict
+
+            saved = from_dict(saved).to_dict()
+        except ConfigError:
+            pass  # a setting since removed: compare as written
         now = self.cfg.to_dict()
         if saved["model"] != now["model"]:
             raise ConfigError(

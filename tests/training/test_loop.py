@@ -83,6 +83,33 @@ def test_resume_with_other_model_is_refused(tmp_path, tiny):
         train(cfg, resume=True)
 
 
+def test_resume_from_a_checkpoint_older_than_a_new_recipe_setting(tmp_path, tiny):
+    """A checkpoint written before a setting joined the recipe schema (``model.init_from`` here)
+    resumes: the missing setting is its default, not a change of model."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    first = tiny(tmp_path, run={"steps": 1})
+    train(first)
+    _, path = list_checkpoints(os.path.join(first.run.out_dir, "checkpoints"))[-1]
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    skeleton = json.loads(meta["state"])
+    del skeleton["config"]["model"]["init_from"]  # as an older imgsynth wrote it
+    meta["state"] = json.dumps(skeleton)
+    save_file(tensors, str(path), metadata=meta)
+    result = train(tiny(tmp_path, run={"steps": 2}), resume=True)
+    assert len(result.history) >= 1
+    # a real change of model is still refused
+    other = tiny(tmp_path, run={"steps": 3}, model={"family": "dcgan", "generator": {"z_dim": 4, "ngf": 8},
+                                                     "discriminator": {"ndf": 4}})
+    with pytest.raises(ConfigError, match=r"\[model\] differs"):
+        train(other, resume=True)
+
+
 def test_generator_that_does_not_fit_the_data(tmp_path, tiny):
     cfg = tiny(tmp_path, model={"generator": {"z_dim": 4, "ngf": 4, "img_channels": 3}})
     with pytest.raises(ConfigError, match=r"model.generator.img_channels = 3 does not match the data"):
