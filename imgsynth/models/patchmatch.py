@@ -423,11 +423,10 @@ def _texture_channels(image: np.ndarray, hole: np.ndarray, window: int, weight: 
     only, times ``weight``. Where fewer than half the box's pairs are known (the hole and its rim)
     a feature is a smooth interpolation of the reliable ones around it (:func:`_fill_unreliable`):
     the surroundings' texture level, which the search then asks the hole's patches to have. OpenCV
-    passes over uint8 and uint16 planes (a few bytes per pixel; floats only around the hole)."""
+    passes over uint8 and uint16 planes (a few bytes per pixel; floats only around the hole); the
+    box sums fit uint16 for ``window`` <= 16, which :func:`patchmatch_inpaint` checks."""
     import cv2
 
-    if window * window * 255 > np.iinfo(np.uint16).max:
-        raise InpaintInputError(f"texture_window must be at most 16, got {window}")
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.shape[2] == 3 else image[..., 0].copy()
     known = (~hole).view(np.uint8)
     h, w = hole.shape

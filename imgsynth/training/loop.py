@@ -53,7 +53,7 @@ from imgsynth.training.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from imgsynth.training.config import TrainConfig, dumps_config
+from imgsynth.training.config import TrainConfig, dumps_config, from_dict
 from imgsynth.training.data import (
     BatchStream,
     ResumableBatchSampler,
@@ -618,11 +618,9 @@ class Trainer:
     def _check_compatible(self, state: dict[str, Any]) -> None:
         saved = state["config"]
         try:  # a setting added to the recipe schema after the checkpoint was written takes its default
-            from imgsynth.training.config import from_dict
-
             saved = from_dict(saved).to_dict()
         except ConfigError:
-            pass  # a setting since removed: compare as written
+            pass  # a setting since removed, or a value no longer accepted: compare as written
         now = self.cfg.to_dict()
         if saved["model"] != now["model"]:
             raise ConfigError(
