@@ -880,6 +880,7 @@ def patchmatch_inpaint(
     pyramid_levels: int | None = None,
     guide_weight: float = 1.0,
     guide_decay: float = 0.5,
+    guide_floor: float = 0.0,
     texture_weight: float = 0.0,
     texture_window: int = 8,
     seed: int = 0,
@@ -913,8 +914,13 @@ def patchmatch_inpaint(
             hole thickness and image size.
         guide_weight: ``g`` at the coarsest level, in [0, 1] (1: match the guide alone inside
             the hole). Ignored without a guide.
-        guide_decay: factor applied to ``g`` at each finer level (1: the same weight at every
-            level; 0.5: halved per level, so the full-resolution texture comes from the photo).
+        guide_decay: factor applied to ``g - guide_floor`` at each finer level (1: the same
+            weight at every level; 0.5: halved per level, so with no floor the full-resolution
+            texture comes from the photo).
+        guide_floor: the weight ``g`` decays towards, in [0, guide_weight]: the level ``d``
+            steps below the coarsest matches with ``floor + (guide_weight - floor) * decay**d``.
+            A strong guide at the coarse levels fixes the layout, the floor keeps the fine
+            levels from drifting away from it.
         texture_weight: weight of two texture channels added to every patch comparison
             (Newson et al. 2014): the mean absolute horizontal and vertical luminance differences
             over ``texture_window`` pixels, computed once at full resolution (so the coarse levels
@@ -939,6 +945,8 @@ def patchmatch_inpaint(
     if guide is not None:
         guide = np.asarray(guide)
     _check(image, hole, guide, patch_size, iterations, em_steps, pyramid_levels, guide_weight, backend)
+    if not 0.0 <= guide_floor <= guide_weight:
+        raise InpaintInputError(f"guide_floor must lie in [0, guide_weight={guide_weight}], got {guide_floor}")
     if texture_weight < 0.0 or not 2 <= texture_window <= 16:
         raise InpaintInputError(
             f"texture_weight must be >= 0 and texture_window in [2, 16], got {texture_weight} and {texture_window}"
@@ -998,7 +1006,7 @@ def patchmatch_inpaint(
     for index in range(len(levels) - 1, -1, -1):
         level = levels[index]
         depth_from_top = len(levels) - 1 - index
-        g = guide_weight * guide_decay**depth_from_top if level.guide is not None else 0.0
+        g = guide_floor + (guide_weight - guide_floor) * guide_decay**depth_from_top if level.guide is not None else 0.0
         solver = _Solver(level, patch_size, _FILLED_WEIGHT + (1.0 - _FILLED_WEIGHT) * g)
         level_seed = seed * 1000 + index
         if not solver.num_sources_ok:

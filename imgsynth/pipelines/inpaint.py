@@ -63,19 +63,24 @@ SHARP_MAX_PIXELS = 600_000
 # by the ``residual`` texture stage.
 SHARP_GAIN = 0.75
 # ``sharp``: how the full-resolution texture is made. ``patchmatch``: a PatchMatch whose search
-# inside the hole matches three quarters of the current estimate and a quarter of the network's
-# upsampled fill (Yang et al. 2017), plus two texture channels (Newson et al. 2014: the local mean
-# absolute luminance differences, set inside the hole to the surroundings' level), at every level
-# of a pyramid deep enough for the hole; its full-resolution field is voted once (the mode), so the
-# hole gets whole full-resolution patches of the photo laid out as the network says, with the
-# texture of the hole's surroundings. Then the copied detail (above a 3-pixel Gaussian) is kept at
-# ``SHARP_PATCHMATCH_GAIN`` of its contrast: the least-squares estimate of detail that is right in
-# kind but not in place. Without the texture channels (and with half the fill matched, the
-# previous setting) the search took the photo's flattest patches wherever the fill was smooth and
-# dark: a smooth band where a trunk was removed. ``residual``: contextual residual aggregation (Yi
-# et al. 2020), the network's fill low-passed plus the photo's detail copied cell by cell.
-# ``auto``: ``patchmatch`` when numba is installed (the numpy backend is several times slower),
-# else ``residual``. Measured on 17 held-out photos at 2048 px: benchmarks/results/inpaint_photos.md.
+# inside the hole matches a blend of the current estimate and the network's upsampled fill (Yang
+# et al. 2017), plus two texture channels (Newson et al. 2014: the local mean absolute luminance
+# differences, set inside the hole to the surroundings' level), at every level of a pyramid deep
+# enough for the hole; its full-resolution field is voted once (the mode), so the hole gets whole
+# full-resolution patches of the photo laid out as the network says, with the texture of the
+# hole's surroundings. The fill's share of the match is 0.9 at the coarsest level, where the
+# layout is decided, and its excess over 0.3 halves at each finer level, so the fine levels take the
+# photo's texture without drifting from that layout. Then the copied detail (above a 3-pixel
+# Gaussian) is kept at ``SHARP_PATCHMATCH_GAIN`` of its contrast: the least-squares estimate of
+# detail that is right in kind but not in place. With a quarter of the fill matched at every
+# level (the previous setting) the coarse layout followed the estimate's own coherence: on
+# examples/inpaint/forest.jpg the ground's moss climbed 60-100 px up the removed trunk and a
+# patch of it floated higher up; without the texture channels the search took the photo's
+# flattest patches wherever the fill was smooth and dark. ``residual``: contextual residual
+# aggregation (Yi et al. 2020), the network's fill low-passed plus the photo's detail copied cell
+# by cell. ``auto``: ``patchmatch`` when numba is installed (the numpy backend is several times
+# slower), else ``residual``. Measured on 17 held-out photos at 2048 px:
+# benchmarks/results/inpaint_photos.md.
 SHARP_TEXTURES = ("auto", "patchmatch", "residual")
 # ``--model patchmatch`` (no network): the library's defaults plus the texture channels. On 17
 # held-out 2048-px photos with object-removal holes, through the CLI, PSNR / SSIM / texture went
@@ -84,8 +89,8 @@ SHARP_TEXTURES = ("auto", "patchmatch", "residual")
 # copy of a trunk, and the ground patch the forest floor's leaves.
 CLASSICAL_PATCHMATCH = {"texture_weight": 4.0}
 SHARP_PATCHMATCH = {"patch_size": 5, "iterations": 2, "em_steps": 0, "pyramid_levels": None,
-                    "guide_weight": 0.25, "guide_decay": 1.0, "texture_weight": 4.0}
-SHARP_PATCHMATCH_GAIN = 0.7
+                    "guide_weight": 0.9, "guide_decay": 0.5, "guide_floor": 0.3, "texture_weight": 4.0}
+SHARP_PATCHMATCH_GAIN = 0.65
 # ``sharp`` / ``patchmatch``: the Gaussian (pixels) that splits the copied fill into the part kept
 # as it is and the detail scaled by the gain.
 SHARP_DETAIL_SIGMA = 3.0

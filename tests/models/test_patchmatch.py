@@ -243,6 +243,29 @@ def test_guide_sets_the_layout_and_the_photo_the_texture(backend):
     assert np.abs(plain[top].mean(0) - plain[bottom].mean(0)).max() < 30
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_guide_floor_sets_the_weight_the_levels_decay_towards(backend):
+    """``g_d = floor + (weight - floor) * decay**d``: no floor is the plain decay, a floor equal to
+    the weight is the same weight at every level, and a floor between them differs from both."""
+    image, hole, top, bottom = _two_textures()
+    guide = image.astype(np.float32)
+    guide[top] = image[:, 64:].reshape(-1, 3).mean(0)
+    guide[bottom] = image[:, :64].reshape(-1, 3).mean(0)
+    common = dict(patch_size=5, iterations=2, em_steps=1, backend=backend)
+    no_floor = patchmatch_inpaint(image, hole, guide, guide_weight=0.8, guide_decay=0.5, **common)
+    assert np.array_equal(
+        no_floor, patchmatch_inpaint(image, hole, guide, guide_weight=0.8, guide_decay=0.5, guide_floor=0.0, **common))
+    flat = patchmatch_inpaint(image, hole, guide, guide_weight=0.8, guide_decay=1.0, **common)
+    assert np.array_equal(
+        flat, patchmatch_inpaint(image, hole, guide, guide_weight=0.8, guide_decay=0.5, guide_floor=0.8, **common))
+    floored = patchmatch_inpaint(image, hole, guide, guide_weight=0.8, guide_decay=0.5, guide_floor=0.4, **common)
+    assert not np.array_equal(floored, no_floor) and not np.array_equal(floored, flat)
+    np.testing.assert_array_equal(floored[~hole], image[~hole])
+    for bad in (-0.1, 0.9):  # below 0, above the weight
+        with pytest.raises(ImgsynthError, match="guide_floor"):
+            patchmatch_inpaint(image, hole, guide, guide_weight=0.8, guide_floor=bad, **common)
+
+
 def _smooth_and_grainy(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A flat left half and a grainy right half of the same mean colour (the same at any coarse
     level); returns the image and the right half's mask."""
