@@ -168,18 +168,24 @@ def _merge_touching(boxes: list[Box], shape: tuple[int, int]) -> list[Box]:
     """Bounding boxes of the connected unions of ``boxes`` (overlapping or sharing an edge)."""
     import cv2
 
-    h, w = shape
-    # Paint every box at once (+1/-1 at its corners, then two running sums): linear in boxes + pixels
-    # where pairwise overlap tests would be quadratic in the number of holes (a speckled mask has many).
+    del shape  # the boxes lie inside it; only their own edges matter
+    # Paint every box at once on the grid of the boxes' own edges (+1/-1 at its corners, then two
+    # running sums): each cell of that grid is a rectangle of the image covered alike, so the
+    # 4-connected cells are the 4-connected unions. Linear in boxes + cells, where pairwise overlap
+    # tests would be quadratic in the number of holes (a speckled mask has many) and a full-size
+    # grid costs two passes over the photo.
     corners = np.asarray(boxes, np.int64).reshape(-1, 4)
-    diff = np.zeros((h + 1, w + 1), np.int32)
-    np.add.at(diff, (corners[:, 0], corners[:, 1]), 1)
-    np.add.at(diff, (corners[:, 0], corners[:, 3]), -1)
-    np.add.at(diff, (corners[:, 2], corners[:, 1]), -1)
-    np.add.at(diff, (corners[:, 2], corners[:, 3]), 1)
-    cover = (diff.cumsum(0).cumsum(1)[:h, :w] > 0).astype(np.uint8)
+    ys, xs = np.unique(corners[:, [0, 2]]), np.unique(corners[:, [1, 3]])
+    iy0, iy1 = np.searchsorted(ys, corners[:, 0]), np.searchsorted(ys, corners[:, 2])
+    ix0, ix1 = np.searchsorted(xs, corners[:, 1]), np.searchsorted(xs, corners[:, 3])
+    diff = np.zeros((ys.size, xs.size), np.int32)
+    np.add.at(diff, (iy0, ix0), 1)
+    np.add.at(diff, (iy0, ix1), -1)
+    np.add.at(diff, (iy1, ix0), -1)
+    np.add.at(diff, (iy1, ix1), 1)
+    cover = (diff.cumsum(0).cumsum(1)[:-1, :-1] > 0).astype(np.uint8)
     _, _, stats, _ = cv2.connectedComponentsWithStats(cover, connectivity=4)
-    return [(int(y), int(x), int(y + bh), int(x + bw)) for x, y, bw, bh, _ in stats[1:]]
+    return [(int(ys[y]), int(xs[x]), int(ys[y + bh]), int(xs[x + bw])) for x, y, bw, bh, _ in stats[1:]]
 
 
 def crop_boxes(hole: np.ndarray, min_side: int, context: float = CROP_CONTEXT) -> list[Box]:

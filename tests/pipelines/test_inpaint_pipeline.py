@@ -206,6 +206,42 @@ def test_crop_boxes_context_and_fallbacks():
     assert crop_boxes(thin, 256) == [(0, 0, 100, 256)]  # an image thinner than the crop keeps its height
 
 
+def _merge_by_pairs(boxes):
+    """The reference for ``_merge_touching``: the bounding boxes of the groups of boxes linked by
+    overlapping or sharing an edge (a shared corner alone does not link), sorted."""
+    parent = list(range(len(boxes)))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, a in enumerate(boxes):
+        for j, b in enumerate(boxes[:i]):
+            rows = min(a[2], b[2]) - max(a[0], b[0])  # > 0: the row spans overlap, 0: they abut
+            cols = min(a[3], b[3]) - max(a[1], b[1])
+            if rows >= 0 and cols >= 0 and (rows > 0 or cols > 0):
+                parent[root(i)] = root(j)
+    groups = {}
+    for i, b in enumerate(boxes):
+        g = groups.setdefault(root(i), list(b))
+        groups[root(i)] = [min(g[0], b[0]), min(g[1], b[1]), max(g[2], b[2]), max(g[3], b[3])]
+    return sorted(tuple(g) for g in groups.values())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_merging_boxes_on_their_own_edge_grid_equals_pairwise_unions(seed):
+    from imgsynth.pipelines.inpaint import _merge_touching
+
+    rng = np.random.default_rng(seed)
+    boxes = []
+    for _ in range(int(rng.integers(1, 14))):
+        y0, x0 = (int(v) for v in rng.integers(0, 40, 2))
+        boxes.append((y0, x0, y0 + int(rng.integers(1, 12)), x0 + int(rng.integers(1, 12))))
+    boxes += [(0, 0, 5, 5), (5, 0, 8, 3), (60, 60, 62, 62), (62, 62, 64, 64)]  # an edge shared; a corner only
+    assert sorted(_merge_touching(boxes, (80, 80))) == _merge_by_pairs(boxes)
+
+
 def _counting(net):
     seen = []
     net.register_forward_hook(lambda mod, args, out: seen.append(tuple(args[0].shape)))
