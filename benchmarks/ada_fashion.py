@@ -51,37 +51,7 @@ def write_images(out: Path, n: int) -> Path:
 
 def quick_classifier():
     """fid_fashion's ``Classifier`` trained the same way for 1 epoch on the first 20,000 training images."""
-    import torch
-    import torch.nn.functional as F
-    from safetensors.torch import load_file, save_file
-
-    from benchmarks.fid_fashion import CACHE, Classifier
-
-    path = CACHE / "fmnist-classifier-quick-1x20k.safetensors"
-    net = Classifier()
-    if path.exists():
-        net.load_state_dict(load_file(str(path)))
-        return net.eval()
-    torch.manual_seed(0)
-    x, y = load_split("train")
-    x, y = x[:20000], y[:20000]
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    net.train()
-    perm = torch.randperm(len(x))
-    for i in range(0, len(x), 128):
-        idx = perm[i : i + 128]
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
-    xt, yt = load_split("test")
-    with torch.no_grad():
-        acc = float((net(xt[:2000]).argmax(1) == yt[:2000]).float().mean())
-    print(f"quick classifier test accuracy (2,000 images) {acc:.4f}", file=sys.stderr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(net.state_dict(), str(path))
-    return net
+    return classifier(items=20000, epochs=1, name="fmnist-classifier-quick-1x20k", test_items=2000)
 
 
 def recipe_args(work: Path, images: Path, ada: str, a: argparse.Namespace) -> list[str]:

@@ -45,19 +45,24 @@ def load_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return F.pad(x, (2, 2, 2, 2), value=-1.0), torch.from_numpy(y.copy()).long()
 
 
-def classifier(retrain: bool = False) -> Classifier:
+def classifier(retrain: bool = False, items: int | None = None, epochs: int = 3,
+               name: str = "fmnist-classifier", test_items: int | None = None) -> Classifier:
+    """The feature network, trained once (Adam 1e-3, batches of 128, seed 0) on the first ``items``
+    training images (all by default) for ``epochs`` epochs, cached as ``CACHE/<name>.safetensors``;
+    its accuracy on the first ``test_items`` test images (all by default) goes to stderr."""
     from safetensors.torch import load_file, save_file
 
-    path = CACHE / "fmnist-classifier.safetensors"
+    path = CACHE / f"{name}.safetensors"
     net = Classifier()
     if path.exists() and not retrain:
         net.load_state_dict(load_file(str(path)))
         return net.eval()
     torch.manual_seed(0)
     x, y = load_split("train")
+    x, y = x[:items], y[:items]
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     net.train()
-    for epoch in range(3):
+    for _ in range(epochs):
         perm = torch.randperm(len(x))
         for i in range(0, len(x), 128):
             idx = perm[i : i + 128]
@@ -67,9 +72,10 @@ def classifier(retrain: bool = False) -> Classifier:
             opt.step()
     net.eval()
     xt, yt = load_split("test")
+    xt, yt = xt[:test_items], yt[:test_items]
     with torch.no_grad():
         acc = float((torch.cat([net(xt[i:i + 1000]).argmax(1) for i in range(0, len(xt), 1000)]) == yt).float().mean())
-    print(f"classifier test accuracy {acc:.4f}", file=sys.stderr)
+    print(f"{name} test accuracy ({len(xt):,} images) {acc:.4f}", file=sys.stderr)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(net.state_dict(), str(path))
     return net
