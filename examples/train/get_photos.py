@@ -120,15 +120,18 @@ def lay_out(share: Path, wheels: Path, dest: Path) -> dict[str, list[str]]:
             raise SystemExit(f"error: {data}/{n}.*: missing from opencv-doc")
         return hits[0]
 
-    for n in MATE:
-        copy(share / "backgrounds" / "mate" / "nature" / f"{n}.jpg", "train", f"mate_{n}.jpg")
-    for n in LOMIRI:
-        copy(share / "backgrounds" / f"{n}.jpg", "train", f"lomiri_{n}.jpg")
-    for n in PLASMA:
-        copy(largest(share / "wallpapers" / n / "contents" / "images"), "train", f"plasma_{n}.jpg")
-    for n in OPENCV:
-        src = opencv(n)
-        copy(src, "train", f"opencv_{src.name}")
+    def wallpapers(split: str, mate: list[str], lomiri: list[str], plasma: list[str], samples: list[str]) -> None:
+        for n in mate:
+            copy(share / "backgrounds" / "mate" / "nature" / f"{n}.jpg", split, f"mate_{n}.jpg")
+        for n in lomiri:
+            copy(share / "backgrounds" / f"{n}.jpg", split, f"lomiri_{n}.jpg")
+        for n in plasma:
+            copy(largest(share / "wallpapers" / n / "contents" / "images"), split, f"plasma_{n}.jpg")
+        for n in samples:
+            src = opencv(n)
+            copy(src, split, f"opencv_{src.name}")
+
+    wallpapers("train", MATE, LOMIRI, PLASMA, OPENCV)
     copy(next(share.glob("doc/opencv-doc/**/alphamat/input_images/plant.jpg")), "train", "opencv_plant.jpg")
     copy(next(share.glob("doc/opencv-doc/**/hfs/data/000.jpg")), "train", "opencv_hfs_000.jpg")
     for n in EXTRA_LOMIRI:
@@ -151,15 +154,7 @@ def lay_out(share: Path, wheels: Path, dest: Path) -> dict[str, list[str]]:
         save_rgb_or_gray(Image.fromarray(arr.astype(np.uint8)), dest / "train" / f"pywt_{n}.png")
         got["train"].append(f"pywt_{n}.png")
 
-    for n in EVAL_MATE:
-        copy(share / "backgrounds" / "mate" / "nature" / f"{n}.jpg", "eval", f"mate_{n}.jpg")
-    for n in EVAL_LOMIRI:
-        copy(share / "backgrounds" / f"{n}.jpg", "eval", f"lomiri_{n}.jpg")
-    for n in EVAL_PLASMA:
-        copy(largest(share / "wallpapers" / n / "contents" / "images"), "eval", f"plasma_{n}.jpg")
-    for n in EVAL_OPENCV:
-        src = opencv(n)
-        copy(src, "eval", f"opencv_{src.name}")
+    wallpapers("eval", EVAL_MATE, EVAL_LOMIRI, EVAL_PLASMA, EVAL_OPENCV)
     return got
 
 
