@@ -1006,7 +1006,9 @@ def patchmatch_inpaint(
     for index in range(len(levels) - 1, -1, -1):
         level = levels[index]
         depth_from_top = len(levels) - 1 - index
-        g = guide_floor + (guide_weight - guide_floor) * guide_decay**depth_from_top if level.guide is not None else 0.0
+        g = 0.0
+        if level.guide is not None:
+            g = guide_floor + (guide_weight - guide_floor) * guide_decay**depth_from_top
         solver = _Solver(level, patch_size, _FILLED_WEIGHT + (1.0 - _FILLED_WEIGHT) * g)
         level_seed = seed * 1000 + index
         if not solver.num_sources_ok:

@@ -164,11 +164,10 @@ def _square(box: Box, side: int, shape: tuple[int, int]) -> Box:
     return top, left, top + sh, left + sw
 
 
-def _merge_touching(boxes: list[Box], shape: tuple[int, int]) -> list[Box]:
+def _merge_touching(boxes: list[Box]) -> list[Box]:
     """Bounding boxes of the connected unions of ``boxes`` (overlapping or sharing an edge)."""
     import cv2
 
-    del shape  # the boxes lie inside it; only their own edges matter
     # Paint every box at once on the grid of the boxes' own edges (+1/-1 at its corners, then two
     # running sums): each cell of that grid is a rectangle of the image covered alike, so the
     # 4-connected cells are the 4-connected unions. Linear in boxes + cells, where pairwise overlap
@@ -217,7 +216,7 @@ def crop_boxes(hole: np.ndarray, min_side: int, context: float = CROP_CONTEXT) -
     ]
     while True:
         # the union of crops already holds its holes' context: squaring it is enough
-        merged = [_square(b, max(b[2] - b[0], b[3] - b[1]), hole.shape) for b in _merge_touching(boxes, hole.shape)]
+        merged = [_square(b, max(b[2] - b[0], b[3] - b[1]), hole.shape) for b in _merge_touching(boxes)]
         if len(merged) == len(boxes):  # nothing merged: every box came back unchanged
             return sorted(merged)
         boxes = merged

@@ -239,7 +239,7 @@ def test_merging_boxes_on_their_own_edge_grid_equals_pairwise_unions(seed):
         y0, x0 = (int(v) for v in rng.integers(0, 40, 2))
         boxes.append((y0, x0, y0 + int(rng.integers(1, 12)), x0 + int(rng.integers(1, 12))))
     boxes += [(0, 0, 5, 5), (5, 0, 8, 3), (60, 60, 62, 62), (62, 62, 64, 64)]  # an edge shared; a corner only
-    assert sorted(_merge_touching(boxes, (80, 80))) == _merge_by_pairs(boxes)
+    assert sorted(_merge_touching(boxes)) == _merge_by_pairs(boxes)
 
 
 def _counting(net):
