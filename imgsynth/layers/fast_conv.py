@@ -9,6 +9,7 @@ the weight's version so optimiser steps and ``load_state_dict`` rebuild them.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -31,14 +32,13 @@ from torch import nn
 #   3x3 conv on 16x16, 39.7 ms against 36.9 ms). Without the cached weight, oneDNN converted 4-33 MB weights on every call; with
 #   it, the U-Nets' 4x4 stride-2 and 3x3 convs ran 10-50 % faster than in NCHW and the 8x8 to
 #   16x16 layers up to 2x (interleaved A/B on a 2-core AVX2 EPYC).
-# All paths compute the same sums in another order (float32 rounding differences only). Other
-# devices and dtypes use the modules unchanged.
 
 _SMALL_GRID = 16 * 16
 _GEMM_GRID_CL = 8 * 8
 
 
-def _cpu_fp32(x: torch.Tensor) -> bool:
+def cpu_fp32(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a CPU float32 tensor: the case the paths here are for."""
     return x.device.type == "cpu" and x.dtype == torch.float32
 
 
@@ -46,14 +46,22 @@ def _square(*pairs: tuple[int, int] | str) -> bool:
     return all(isinstance(p, tuple) and p[0] == p[1] for p in pairs)
 
 
+def _conv_out_hw(x: torch.Tensor, conv: nn.Conv2d) -> tuple[int, int]:
+    """The output grid of ``conv`` on ``x`` (numeric padding; "same" / "valid": at most the input's)."""
+    if isinstance(conv.padding, str):
+        return x.shape[-2], x.shape[-1]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    return (x.shape[-2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (x.shape[-1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+
+
 def conv2d_gemm(x: torch.Tensor, conv: nn.Conv2d, bias: bool = True) -> torch.Tensor:
     """``conv(x)`` (zero padding, no groups) as ``unfold`` (im2col) and one matrix product per sample.
 
     ``bias=False`` leaves the layer's bias out (a partial convolution adds it after renormalising).
     """
-    n, _, h, w = x.shape
+    n = x.shape[0]
     (k, _), (s, _), (p, _), (d, _) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-    hout, wout = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
+    hout, wout = _conv_out_hw(x, conv)
     cols = F.unfold(x, k, dilation=d, padding=p, stride=s)  # (N, Cin*k*k, L)
     weight = conv.weight.reshape(conv.out_channels, -1).expand(n, -1, -1)
     if conv.bias is None or not bias:
@@ -63,7 +71,7 @@ def conv2d_gemm(x: torch.Tensor, conv: nn.Conv2d, bias: bool = True) -> torch.Te
     return out.reshape(n, conv.out_channels, hout, wout)
 
 
-CACHE_TRANSPOSED = True
+CACHE_WEIGHTS = True
 """Cache the re-laid-out weights (GEMM matrix, channels-last copy) between inference calls."""
 
 
@@ -75,7 +83,7 @@ def _cached_weight(conv: nn.Module, tag: str, make: Callable[[torch.Tensor], tor
     enabled (training) or while exporting, ``make`` runs on every call so autograd sees it.
     """
     w = conv.weight
-    if not CACHE_TRANSPOSED or torch.is_grad_enabled() or torch.compiler.is_exporting() or w.is_inference():
+    if not CACHE_WEIGHTS or torch.is_grad_enabled() or torch.compiler.is_exporting() or w.is_inference():
         return make(w)  # (an inference tensor has no version counter to key a cache on)
     key = (w._version, w.data_ptr(), w.dtype, w.device, torch.is_inference_mode_enabled())
     slot = f"_weight_cache_{tag}"
@@ -108,13 +116,6 @@ def _channels_last_weight(conv: nn.Module) -> torch.Tensor:
     interleaved A/B on a 2-core AVX2 EPYC).
     """
     return _cached_weight(conv, "cl", lambda w: w.contiguous(memory_format=torch.channels_last))
-
-
-def _conv_out_pixels(x: torch.Tensor, conv: nn.Conv2d) -> int:
-    if isinstance(conv.padding, str):  # "same" / "valid": at most the input's pixels
-        return x.shape[-2] * x.shape[-1]
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-    return ((x.shape[-2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1) * ((x.shape[-1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
 
 
 def _conv_cl(x: torch.Tensor, conv: nn.Module, bias: bool = True) -> torch.Tensor:
@@ -150,6 +151,11 @@ def conv_transpose2d_gemm(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Te
     return out
 
 
+def _plain_conv(x: torch.Tensor, conv: nn.Conv2d, bias: bool) -> torch.Tensor:
+    """The module's own convolution, with or without its bias (a partial conv's forward differs)."""
+    return conv(x) if bias else conv._conv_forward(x, conv.weight, None)
+
+
 def fast_conv2d(
     x: torch.Tensor, conv: nn.Conv2d, channels_last: bool = False, *, bias: bool = True
 ) -> torch.Tensor:
@@ -161,19 +167,19 @@ def fast_conv2d(
     ``bias=False``: the layer's plain convolution without its bias (``conv._conv_forward(x,
     weight, None)``, also for subclasses with their own ``forward``, such as a partial conv).
     """
-    if not _cpu_fp32(x) or conv.groups != 1:
-        return conv(x) if bias else conv._conv_forward(x, conv.weight, None)
+    if not cpu_fp32(x) or conv.groups != 1:
+        return _plain_conv(x, conv, bias)
     small = x.shape[-2] * x.shape[-1] <= _SMALL_GRID
     gemm_ok = conv.padding_mode == "zeros" and _square(conv.kernel_size, conv.stride, conv.padding, conv.dilation)
     if channels_last:
-        if gemm_ok and _conv_out_pixels(x, conv) <= _GEMM_GRID_CL:
+        if gemm_ok and math.prod(_conv_out_hw(x, conv)) <= _GEMM_GRID_CL:
             return conv2d_gemm(x, conv, bias).contiguous(memory_format=torch.channels_last)
         return _conv_cl(x, conv, bias)
     if small and gemm_ok:
         return conv2d_gemm(x, conv, bias)
     if conv.out_channels < 8 or (conv.in_channels > 4 and conv.in_channels % 16):
         return _conv_cl(x, conv, bias).contiguous()
-    return conv(x) if bias else conv._conv_forward(x, conv.weight, None)
+    return _plain_conv(x, conv, bias)
 
 
 def fast_conv_transpose2d(
@@ -183,7 +189,7 @@ def fast_conv_transpose2d(
 
     ``channels_last=True``: channels-last output (see :func:`fast_conv2d`); otherwise NCHW.
     """
-    if not _cpu_fp32(x) or conv.groups != 1:
+    if not cpu_fp32(x) or conv.groups != 1:
         return conv(x)
     square = _square(conv.kernel_size, conv.stride, conv.padding, conv.output_padding, conv.dilation)
     hw = x.shape[-2] * x.shape[-1]

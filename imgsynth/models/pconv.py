@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgsynth.errors import ConfigError, InputError
+from imgsynth.layers.fast_conv import cpu_fp32
 from imgsynth.layers.partial_conv import VARIANTS, PartialConv2d
 from imgsynth.models.registry import register_model
 
@@ -237,7 +238,7 @@ class PConvUNet(nn.Module):
             count = mask.float().sum(1, keepdim=True)
         # CPU float32: channels-last features end to end (oneDNN's faster layout here, weights
         # cached in it, see imgsynth.layers.fast_conv); masks stay one-channel maps
-        cl = x.device.type == "cpu" and x.dtype == torch.float32
+        cl = cpu_fp32(x)
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
         hm = x * mask.to(x.dtype)

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgsynth.errors import ConfigError
-from imgsynth.layers.fast_conv import fold_batch_norm
+from imgsynth.layers.fast_conv import cpu_fp32, fold_batch_norm
 from imgsynth.models.cyclegan import fast_conv2d, fast_conv_transpose2d, make_norm
 from imgsynth.models.registry import register_model
 
@@ -165,7 +165,7 @@ class UnetGenerator(nn.Module):
         skips = []
         # CPU float32: channels-last end to end, so oneDNN never re-lays out activations (the
         # fast_conv* helpers keep the layout and cache channels-last weights); NCHW comes back out.
-        cl = x.device.type == "cpu" and x.dtype == torch.float32
+        cl = cpu_fp32(x)
         h = x.contiguous(memory_format=torch.channels_last) if cl else x
         for stage in self.down:
             h = stage(h, cl)
