@@ -844,7 +844,7 @@ def _upsample(fine: _Solver, coarse: _Solver, ops: Any, seed: int) -> None:
 
 def _check(image: np.ndarray, hole: np.ndarray, guide: np.ndarray | None, patch_size: int,
            iterations: int, em_steps: int, pyramid_levels: int | None, guide_weight: float,
-           backend: str) -> None:
+           guide_floor: float, backend: str) -> None:
     if image.ndim != 3 or image.dtype != np.uint8:
         raise InpaintInputError(
             f"image must be an (H, W, 3) uint8 array, got {image.dtype} of shape {image.shape}"
@@ -865,6 +865,8 @@ def _check(image: np.ndarray, hole: np.ndarray, guide: np.ndarray | None, patch_
         raise InpaintInputError(f"pyramid_levels must be >= 1, got {pyramid_levels}")
     if not 0.0 <= guide_weight <= 1.0:
         raise InpaintInputError(f"guide_weight must lie in [0, 1], got {guide_weight}")
+    if not 0.0 <= guide_floor <= guide_weight:
+        raise InpaintInputError(f"guide_floor must lie in [0, guide_weight={guide_weight}], got {guide_floor}")
     if backend not in BACKENDS:
         raise InpaintInputError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
 
@@ -944,9 +946,7 @@ def patchmatch_inpaint(
     hole = np.asarray(mask)
     if guide is not None:
         guide = np.asarray(guide)
-    _check(image, hole, guide, patch_size, iterations, em_steps, pyramid_levels, guide_weight, backend)
-    if not 0.0 <= guide_floor <= guide_weight:
-        raise InpaintInputError(f"guide_floor must lie in [0, guide_weight={guide_weight}], got {guide_floor}")
+    _check(image, hole, guide, patch_size, iterations, em_steps, pyramid_levels, guide_weight, guide_floor, backend)
     if texture_weight < 0.0 or not 2 <= texture_window <= 16:
         raise InpaintInputError(
             f"texture_weight must be >= 0 and texture_window in [2, 16], got {texture_weight} and {texture_window}"
