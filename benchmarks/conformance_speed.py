@@ -49,7 +49,7 @@ def machine_info() -> dict[str, Any]:
     """CPU model and flags, torch build, threads and the load average, as one record."""
     import torch
 
-    from imgsynth.engine.device import cpu_flags, cpu_native_precision
+    from imgsynth.engine.device import cpu_flags, cpu_native_precision, prepare_allocator
 
     flags = cpu_flags()
     return {
@@ -61,6 +61,7 @@ def machine_info() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "malloc_reuse": prepare_allocator(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -73,7 +74,8 @@ def machine_line(info: dict[str, Any]) -> str:
     return (f"CPU {info['model']} ({info['cores']} cores; AVX2 {yn(info['avx2'])}, AVX-512 {yn(info['avx512'])}, "
             f"AVX512-BF16 {yn(info['avx512_bf16'])}, AMX {yn(info['amx'])}), torch {info['torch']} "
             f"({info['torch_cpu_capability']} kernels), Python {info['python']}, {info['threads']} threads "
-            f"({info['interop_threads']} inter-op), OMP_WAIT_POLICY={info['omp_wait_policy']}, {load_txt}")
+            f"({info['interop_threads']} inter-op), OMP_WAIT_POLICY={info['omp_wait_policy']}, "
+            f"malloc {'keeps freed blocks' if info.get('malloc_reuse') else 'as the system sets it'}, {load_txt}")
 
 
 # ------------------------------------------------------------------ measuring
@@ -247,6 +249,8 @@ def build_and_inputs(name: str):
 CHILD = r"""
 import json, sys
 sys.path.insert(0, sys.argv[3])
+from imgsynth.engine.device import prepare_runtime
+prepare_runtime()  # as the CLI does, before torch is imported
 from benchmarks.conformance_speed import build_and_inputs, measure
 name, rounds = sys.argv[1], int(sys.argv[2])
 try:

@@ -18,9 +18,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does, before torch is imported
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from imgsynth.engine.device import prepare_runtime  # noqa: E402
+
+prepare_runtime()  # as the CLI does, before torch is imported
 
 
 def main() -> int:

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does, before torch is imported
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from imgsynth.engine.device import prepare_runtime  # noqa: E402
+
+prepare_runtime()  # as the CLI does, before torch is imported
 
 GROUPS = [
     ("convolution", ("conv", "mkldnn_convolution", "addmm", "mm", "bmm", "linear", "embedding_bag")),

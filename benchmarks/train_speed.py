@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import platform
 import struct
 import sys
@@ -40,8 +39,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = ap.parse_args()
 
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.path.insert(0, str(ROOT))
+    from imgsynth.engine.device import prepare_runtime
+
+    prepare_runtime()  # as `imgsynth train` does, before torch is imported
     import torch
 
     from imgsynth.training.config import load_recipe

@@ -92,9 +92,9 @@ def inpaint(
         raise UsageError(f"--ensemble must be one of {', '.join(map(str, INPAINT_ENSEMBLES))}, got {ensemble}")
     check_run_options(device, precision)
     check_model("inpaint", model, weights)
-    from imgsynth.engine.device import prepare_threads
+    from imgsynth.engine.device import prepare_runtime
 
-    prepare_threads()
+    prepare_runtime()
     from imgsynth.engine.inpaint import InpaintRequest, run_inpaint
 
     request = InpaintRequest(

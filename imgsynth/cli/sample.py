@@ -111,9 +111,9 @@ def sample(
         raise typer.BadParameter(f"--class {class_idx}: must be 0 or more")
     check_run_options(device, precision)
     check_model("sample", model, weights)
-    from imgsynth.engine.device import prepare_threads
+    from imgsynth.engine.device import prepare_runtime
 
-    prepare_threads()
+    prepare_runtime()
     from imgsynth.engine.sample import SampleRequest, run_sample
 
     request = SampleRequest(
@@ -163,9 +163,9 @@ def interpolate(
     check_choice("--noise-mode", noise_mode, NOISE_MODES)
     check_run_options(device, precision)
     check_model("sample", model, weights)
-    from imgsynth.engine.device import prepare_threads
+    from imgsynth.engine.device import prepare_runtime
 
-    prepare_threads()
+    prepare_runtime()
     from imgsynth.engine.sample import InterpolateRequest, run_interpolate
 
     request = InterpolateRequest(

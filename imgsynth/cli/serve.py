@@ -62,9 +62,9 @@ def serve(
 ) -> None:
     import socket
 
-    from imgsynth.engine.device import prepare_threads
+    from imgsynth.engine.device import prepare_runtime
 
-    prepare_threads()
+    prepare_runtime()
     try:
         import uvicorn
     except ImportError:

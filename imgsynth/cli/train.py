@@ -230,10 +230,10 @@ def train(
     json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    from imgsynth.engine.device import prepare_threads
+    from imgsynth.engine.device import prepare_runtime
 
     # before torch loads: spinning OpenMP threads made training up to 50x slower on a shared CPU
-    prepare_threads()
+    prepare_runtime()
     overrides = list(set_ or [])
     # command-line options win over the recipe and over --set
     for key, value in (("run.device", device), ("run.precision", precision),

@@ -77,9 +77,9 @@ def translate(
     check_run_options(device, precision)
     check_model("translate", model, weights)
     check_palette(palette)
-    from imgsynth.engine.device import prepare_threads
+    from imgsynth.engine.device import prepare_runtime
 
-    prepare_threads()
+    prepare_runtime()
     from imgsynth.engine.translate import TranslateRequest, run_translate
 
     request = TranslateRequest(

@@ -91,9 +91,9 @@ def translate_video(
     check_run_options(device, precision)
     check_model("translate-video", model, weights, also=("translate",))
     check_palette(palette)
-    from imgsynth.engine.device import prepare_threads
+    from imgsynth.engine.device import prepare_runtime
 
-    prepare_threads()
+    prepare_runtime()
     from imgsynth.engine.video import VideoRequest, run_translate_video
 
     request = VideoRequest(

@@ -294,9 +294,9 @@ class Worker:
 
         device = dtype = None
         if m.network:
-            from imgsynth.engine.device import prepare_threads, select_device, select_dtype
+            from imgsynth.engine.device import prepare_runtime, select_device, select_dtype
 
-            prepare_threads()
+            prepare_runtime()
             device = select_device(self.device_spec)
             dtype = select_dtype("fp32", device)
         loaded = load_model(m.task, model=m.card_id, weights=m.weights, offline=True, device=device, dtype=dtype)
@@ -365,9 +365,9 @@ class Worker:
     def warm(self) -> None:
         """Import the heavy modules and resolve the models ahead of the first request."""
         try:
-            from imgsynth.engine.device import prepare_threads
+            from imgsynth.engine.device import prepare_runtime
 
-            prepare_threads()  # before the first import of torch
+            prepare_runtime()  # before the first import of torch
             import imgsynth.pipelines.inpaint  # noqa: F401
             import imgsynth.pipelines.translate  # noqa: F401
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,54 @@ def test_check_precision_names_the_refused_thing(native_precision):
         check_precision("bf16", torch.device("cpu"), what="bf16 autocast", fix="use precision fp32")
     check_precision("bf16", torch.device("meta"))  # not a CPU: no oneDNN question to ask
     assert device_mod.cpu_native_precision("bf16") is False
+
+
+_FAULTS = r"""
+import resource, sys
+import numpy as np
+from imgsynth.engine.device import prepare_allocator
+print(prepare_allocator())
+faults = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = np.ones(50_000_000, np.float32)  # 200 MB, far over glibc's 32 MB mmap limit
+    del a
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(min(faults[1:]))
+"""
+
+
+def _allocations(env_extra):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith(("MALLOC_", "IMGSYNTH_MALLOC"))}
+    env.update(env_extra)
+    out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, check=True).stdout.split()
+    return out[0] == "True", int(out[1])
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_allocator_reuses_freed_large_blocks():
+    tuned, tuned_faults = _allocations({})
+    plain, plain_faults = _allocations({"IMGSYNTH_MALLOC": "system"})
+    assert tuned and not plain
+    # the second 200 MB block reuses the pages of the first instead of faulting in fresh ones
+    assert plain_faults > 20 and tuned_faults < plain_faults / 10
+
+
+@pytest.mark.parametrize("env", [{"IMGSYNTH_MALLOC": "system"}, {"MALLOC_ARENA_MAX": "2"}, {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0"}])
+def test_allocator_left_alone_when_the_user_chose(monkeypatch, env):
+    called = []
+    monkeypatch.setattr("ctypes.CDLL", lambda *a, **k: called.append(a))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert device_mod.prepare_allocator() is False and not called
+
+
+def test_prepare_runtime_sets_threads_and_allocator(monkeypatch):
+    calls = []
+    monkeypatch.setattr(device_mod, "prepare_threads", lambda: calls.append("threads"))
+    monkeypatch.setattr(device_mod, "prepare_allocator", lambda: calls.append("allocator"))
+    device_mod.prepare_runtime()
+    assert calls == ["threads", "allocator"]
