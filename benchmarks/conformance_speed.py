@@ -18,6 +18,18 @@ AVX2 / AVX-512 / AVX512-BF16 / AMX, torch build, threads, load average before an
 every table. The official CPU times stored in the manifests were measured on another machine (with
 AVX-512 and AVX512-BF16); they are printed only under that label and never divided by.
 
+Video generators (families ``vid2vid``, ``imaginaire_vid2vid``, ``imaginaire_fs_vid2vid``) are built
+by the converters' ``config_from_options`` from the ``full`` key/shape list and ``full.options``, and
+timed on one generation step at the released size, batch 1: vid2vid a full step of every spatial
+scale (the window of one-hot + edge label maps, each scale's own history of previous frames, the
+warp on); its first-frame ``netG_i`` on one one-hot label map; imaginaire vid2vid a steady-state
+frame (a full window of previous labels / frames: flow, warp and multi-SPADE combine); few-shot
+vid2vid a later frame with the references encoded once beforehand. The manifests' FLOP counts are of
+the same step (the warp is no counted op there nor here), but for one difference: the official
+few-shot model caches only the generated weights and re-encodes its references every frame (3.5 of
+593 GFLOP at 512x512), where imgsynth's ``references=`` keeps the encoding too (it depends on the
+references only).
+
 Each model runs in a fresh process so one model's memory and thread pools do not affect the next.
 """
 
@@ -192,17 +204,158 @@ def released_names() -> list[str]:
                   if p.name != "manifest.json" and "full" in json.loads(p.read_text()))
 
 
-def build_and_inputs(name: str):
+VIDEO_FAMILIES = ("vid2vid", "imaginaire_vid2vid", "imaginaire_fs_vid2vid")
+
+
+def _onehot_blocks(gen, classes: int, height: int, width: int, *, block: int = 8, lead: tuple = (1,)):
+    """(*lead, classes, height, width) float one-hot label maps of random ids constant on
+    ``block`` x ``block`` squares (label maps have regions, not per-pixel noise), and the ids."""
+    import torch
+
+    ids = torch.randint(0, classes, (*lead, -(-height // block), -(-width // block)), generator=gen)
+    ids = ids.repeat_interleave(block, -2).repeat_interleave(block, -1)[..., :height, :width]
+    return torch.nn.functional.one_hot(ids, classes).movedim(-1, -3).float(), ids
+
+
+def released_size(full: dict) -> tuple[int, int]:
+    """(H, W) of the released output: the recorded input shapes (finest scale), else the size
+    ``full.options`` names (``H``/``W``, imaginaire's ``data.val_resize_h_w`` / ``output_h_w``).
+
+    Raises ``KeyError`` when the manifest records none (no size is made up).
+    """
+    recorded = full.get("input_shapes_per_scale") or full.get("input_shapes")
+    if recorded:
+        return int(recorded[-1][-2]), int(recorded[-1][-1])
+    opts = full.get("options") or {}
+    if opts.get("H") and opts.get("W"):
+        return int(opts["H"]), int(opts["W"])
+    data = opts.get("data") or {}
+    for key in ("val_resize_h_w", "output_h_w", "resize_h_w"):
+        if data.get(key):
+            h, w = (int(v) for v in str(data[key]).split(","))
+            return h, w
+    raise KeyError("the manifest records no input shapes and full.options names no image size "
+                   "(H/W, data.val_resize_h_w, data.output_h_w)")
+
+
+class _CachedReferences:
+    """Few-shot vid2vid at a later frame of a sequence (K = 1): the references are encoded once
+    (``encode_references``: the reference encoder and the hyper-network weights; the official eval
+    mode caches the weights until ``reset()``), each call generates one frame."""
+
+    def __init__(self, gen, ref_labels, ref_images) -> None:
+        import torch
+
+        self.gen = gen
+        with torch.no_grad():
+            self.references = gen.encode_references(ref_labels, ref_images)
+
+    def eval(self) -> "_CachedReferences":
+        self.gen.eval()
+        return self
+
+    def __call__(self, label, ref_labels, ref_images, prev_labels, prev_images):
+        return self.gen(label, ref_labels, ref_images, prev_labels, prev_images, references=self.references)
+
+
+def video_build_and_inputs(name: str, man: dict):
+    """(callable in eval mode with random weights, inputs of one generation step) for a video manifest.
+
+    The network is built from ``full.state_dict`` (shapes) and ``full.options`` by the converters'
+    ``config_from_options``, and the converter is run on the key/shape list (every key mapped,
+    every shape as the model has it), as the conformance tests load real weights.
+    """
+    import torch
+
+    from imgsynth.convert import imaginaire as imaginaire_convert
+    from imgsynth.convert import vid2vid as vid2vid_convert
+    from imgsynth.models.registry import build_model
+
+    full = man.get("full") or {}
+    if not full.get("state_dict"):
+        raise KeyError(f"{name}: no released config: the manifest's full section is empty "
+                       f"(a reduced-only conformance variant, {man.get('class', man.get('family'))}; released "
+                       f"checkpoint: {man.get('released_checkpoint') or 'none'})")
+    try:
+        h, w = released_size(full)
+    except KeyError as e:
+        raise KeyError(f"{name}: {e.args[0]}") from None
+    options = full.get("options") or {}
+    sd = _shapes(man)
+    if man["family"] == "vid2vid":
+        arch, cfg = vid2vid_convert.config_from_options(sd, options)
+        convert = vid2vid_convert.from_official if arch == "vid2vid" else vid2vid_convert.from_official_first_frame
+    else:
+        arch, cfg = imaginaire_convert.config_from_options(sd, options)
+        convert = (imaginaire_convert.from_vid2vid if arch == "imaginaire_vid2vid"
+                   else imaginaire_convert.from_fs_vid2vid)
+    convert(sd, cfg)  # raises unless the official keys map one to one onto the model's, shapes included
+    torch.manual_seed(0)
+    model = build_model(arch, cfg).eval()
+    gen = torch.Generator().manual_seed(0)
+
+    def frames(*lead: int, channels: int = 3):
+        return torch.rand(*lead, channels, h, w, generator=gen) * 2 - 1
+
+    if arch == "vid2vid":
+        window = []
+        for _ in range(model.n_frames):  # instance ids = the label regions (edges on their borders)
+            _, ids = _onehot_blocks(gen, max(model.label_nc, 2), h, w)
+            frame = ids[:, None] if model.label_nc > 0 else frames(1, channels=model.input_nc)
+            window.append(model.encode_frame(frame, ids[:, None] if model.use_instance else None))
+        labels = torch.cat(window, 1)
+        history = model.initial_history([frames(1, channels=model.output_nc) for _ in range(model.n_frames - 1)])
+        recorded = full.get("input_shapes_per_scale")
+        if recorded:
+            made = [[1, labels.shape[1], *x.shape[-2:]] for x in history]
+            if made != [list(r) for r in recorded]:
+                raise ValueError(f"{name}: one step's label pyramid {made} is not the recorded {recorded}")
+        return model, [labels, history]
+    if arch.startswith("pix2pixhd"):  # the first-frame netG_i: one-hot labels, no edge channel
+        labels = _onehot_blocks(gen, cfg["label_nc"], h, w)[0].contiguous()
+        _check_recorded(name, full, [labels])
+        return model, [labels]
+    if arch == "imaginaire_vid2vid":
+        c, k = model.label_channels, model.num_frames - 1
+        label, prev_labels = (_onehot_blocks(gen, c, h, w, lead=lead)[0].contiguous() for lead in ((1,), (1, k)))
+        _check_recorded(name, full, [label])
+        return model, [label, prev_labels, frames(1, k, channels=model.image_channels)]
+    # few-shot vid2vid: drawn landmark edges are thin 0/1 curves; a sparse random 0/1 map stands in
+    c, k, t = model.label_channels, model.few_shot_k, model.num_frames - 1
+
+    def edges(*lead: int):
+        return (torch.rand(*lead, c, h, w, generator=gen) < 0.05).float()
+
+    label, ref_labels, ref_images = edges(1), edges(1, k), frames(1, k, channels=model.image_channels)
+    _check_recorded(name, full, [label])
+    # K = 1: the hyper-weights are cached (official eval mode); K > 1: they depend on the current
+    # label (attention), so every frame recomputes them, as the official code does
+    step = _CachedReferences(model, ref_labels, ref_images) if k == 1 else model
+    return step, [label, ref_labels, ref_images, edges(1, t), frames(1, t, channels=model.image_channels)]
+
+
+def _check_recorded(name: str, full: dict, inputs: list) -> None:
+    """The leading inputs must have the manifest's recorded ``input_shapes`` (where recorded)."""
+    recorded = full.get("input_shapes") or []
+    made = [list(x.shape) for x in inputs[: len(recorded)]]
+    if made != [list(r) for r in recorded]:
+        raise ValueError(f"{name}: inputs {made} are not the recorded {recorded}")
+
+
+def build_and_inputs(name: str, data: Path = DATA):
     """(network in eval mode with random weights, forward inputs) for the released config of ``name``.
 
-    Raises ``KeyError`` for a family this build has no model class for.
+    ``data``: the folder of the manifests (a test passes reduced ones). Raises ``KeyError`` for a
+    family this build has no model class for, or a manifest with no released config.
     """
     import torch
 
     from imgsynth.convert import dcgan, pconv, pix2pix, pix2pixhd, progan, spade, stylegan2_pkl
     from imgsynth.models.registry import build_model
 
-    man = json.loads((DATA / f"{name}.manifest.json").read_text())
+    man = json.loads((data / f"{name}.manifest.json").read_text())
+    if man.get("family") in VIDEO_FAMILIES:
+        return video_build_and_inputs(name, man)
     shapes = (man.get("full") or {}).get("input_shapes")
     if not shapes:
         raise KeyError(f"{name}: the manifest records no batch-1 input shapes")
@@ -233,9 +386,7 @@ def build_and_inputs(name: str):
     inputs = []
     for i, shape in enumerate(shapes):
         if name.startswith(("spade_", "pix2pixhd_")):
-            lab = torch.randint(0, shape[1], (shape[0], shape[2] // 8, shape[3] // 8), generator=gen)
-            lab = lab.repeat_interleave(8, 1).repeat_interleave(8, 2)
-            inputs.append(torch.nn.functional.one_hot(lab, shape[1]).permute(0, 3, 1, 2).float())
+            inputs.append(_onehot_blocks(gen, shape[1], shape[2], shape[3], lead=(shape[0],))[0])
         elif name.startswith("pconv_unet") and i == 1:
             hole = torch.rand(shape[0], 1, shape[2] // 16, shape[3] // 16, generator=gen) < 0.3
             inputs.append((~hole).float().repeat_interleave(16, 2).repeat_interleave(16, 3).expand(shape).contiguous())

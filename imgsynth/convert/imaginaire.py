@@ -23,7 +23,7 @@ repeat ``flow_network_ref``); the duplicates are checked equal and dropped.
 What the shapes cannot tell: ``flow_output_multiplier`` (40 in the vid2vid Cityscapes config, 20 in
 the few-shot face config) and few-shot K (attention modules exist only for K > 1; their presence
 sets it to 2 unless ``few_shot_k`` is given). Pass ``flow_multiplier=`` to the ``infer_*`` functions
-for other configs.
+for other configs, or the yaml config to :func:`config_from_options`, which reads both from it.
 """
 
 from __future__ import annotations
@@ -226,6 +226,32 @@ def infer_fs_config(
         "sep_prev_flow": sep_flow,
         "sep_warp_embed": any(k.startswith("prev_image_embedding.") for k in sd),
     }
+
+
+_GENERATOR_TYPES = {"imaginaire.generators.vid2vid": "imaginaire_vid2vid",
+                    "imaginaire.generators.fs_vid2vid": "fs_vid2vid"}
+
+
+def config_from_options(checkpoint: Mapping[str, Any], options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(arch, constructor config) for imaginaire weights and their yaml config ``options`` (as
+    ``imaginaire.config.Config`` reads it): the generator from ``gen.type`` (else from the keys),
+    ``gen.flow.flow_output_multiplier`` and, for few-shot vid2vid, ``data.initial_few_shot_K``;
+    the rest is read off the shapes."""
+    gen = options.get("gen") or {}
+    arch = _GENERATOR_TYPES.get(gen.get("type", ""))
+    if arch is None and gen.get("type"):
+        raise WeightsError(f"{_SOURCE}: no imgsynth model for generator type {gen['type']!r}")
+    if arch is None:
+        fs = any(k.startswith("weight_generator.") for k in generator_state_dict(checkpoint))
+        arch = "fs_vid2vid" if fs else "imaginaire_vid2vid"
+    extra: dict[str, Any] = {}
+    multiplier = (gen.get("flow") or {}).get("flow_output_multiplier")
+    if multiplier is not None:
+        extra["flow_multiplier"] = float(multiplier)
+    if arch == "fs_vid2vid":
+        k = (options.get("data") or {}).get("initial_few_shot_K")
+        return arch, infer_fs_config(checkpoint, few_shot_k=None if k is None else int(k), **extra)
+    return arch, infer_vid2vid_config(checkpoint, **extra)
 
 
 def from_fs_vid2vid(checkpoint: Mapping[str, Any], config: dict[str, Any]) -> dict[str, torch.Tensor]:

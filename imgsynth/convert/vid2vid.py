@@ -29,7 +29,8 @@ Norm layers: ``--norm batch`` keeps weight, bias and running statistics; ``--nor
 
 What the shapes cannot tell: ``use_instance`` (default True: each frame's last channel is the
 instance-edge map, as in every released street model) and ``fg_labels`` (default ``[26]``,
-Cityscapes cars; the labels are not in the weights). Pass them to :func:`infer_config`.
+Cityscapes cars; the labels are not in the weights). Pass them to :func:`infer_config`, or the
+official options to :func:`config_from_options` (which also recognises a first-frame ``netG_i``).
 """
 
 from __future__ import annotations
@@ -259,6 +260,22 @@ def from_official_files(checkpoint: Mapping[str, Any], config: dict[str, Any]) -
     """Card converter for an archive with several members: {member: state dict} (every scale's
     ``latest_net_G<s>.pth`` and optionally ``netG_i``) -> imgsynth ``vid2vid`` state dict."""
     return from_official(merge_files(checkpoint), config)
+
+
+def is_first_frame(checkpoint: Mapping[str, Any]) -> bool:
+    """Whether ``checkpoint`` is a first-frame ``netG_i`` (a flat pix2pixHD ``model.<i>.*``
+    Sequential) rather than composite scales (``model_down_seg.*`` / ``netG<s>.*``)."""
+    return not any(k.startswith(("model_down_seg", "netG0.")) for k in checkpoint)
+
+
+def config_from_options(checkpoint: Mapping[str, Any], options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(arch, constructor config) of the network in ``checkpoint``: a first-frame ``netG_i`` or the
+    composite generator, read off the shapes, with what the shapes cannot tell taken from the
+    official options (``TestOptions`` names: ``use_instance``, default True; ``fg_labels``)."""
+    if is_first_frame(checkpoint):
+        return first_frame_config(checkpoint)
+    return _ARCH, infer_config(checkpoint, use_instance=bool(options.get("use_instance", True)),
+                               fg_labels=options.get("fg_labels"))
 
 
 def first_frame_config(checkpoint: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Every model is built from its weights (``infer_config`` on the official state dict) plus the
 few options the shapes cannot tell, which come from the model's manifest ``options``
-(``fg_labels``, ``flow_output_multiplier``, ``initial_few_shot_K``). The wrappers below only map
+(``fg_labels``, ``flow_output_multiplier``, ``initial_few_shot_K``), through the converters'
+``config_from_options`` (which ``benchmarks/conformance_speed.py`` uses too). The wrappers below only map
 the recorded call conventions (``../shared/conformance/README.md``, "Video synthesis") onto the
 imgsynth forward signatures; all real work is in the package.
 """
@@ -78,9 +79,10 @@ class NonNoneOutputs(nn.Module):
 def vid2vid_generator(state_dict: dict, options: dict) -> nn.Module:
     """The imgsynth ``vid2vid`` generator for official weights; ``options`` are the manifest's
     (what the weights cannot tell: instance maps in the input, the foreground labels)."""
-    cfg = vid2vid_convert.infer_config(state_dict, use_instance=options.get("use_instance", True),
-                                       fg_labels=options.get("fg_labels"))
-    gen = build_model("vid2vid", cfg)
+    arch, cfg = vid2vid_convert.config_from_options(state_dict, options)
+    if arch != "vid2vid":
+        raise ValueError(f"not composite vid2vid weights (they build {arch})")
+    gen = build_model(arch, cfg)
     gen.load_state_dict(vid2vid_convert.from_official(state_dict, cfg), strict=True)
     return gen
 
@@ -95,30 +97,22 @@ def first_frame_generator(state_dict: dict) -> nn.Module:
 
 def imaginaire_generator(state_dict: dict, options: dict) -> nn.Module:
     """The imgsynth ``imaginaire_vid2vid`` generator; ``options`` is the manifest's imaginaire config."""
-    cfg = imaginaire_convert.infer_vid2vid_config(
-        state_dict, flow_multiplier=options["gen"]["flow"]["flow_output_multiplier"])
-    gen = build_model("imaginaire_vid2vid", cfg)
+    arch, cfg = imaginaire_convert.config_from_options(state_dict, options)
+    gen = build_model(arch, cfg)
     gen.load_state_dict(imaginaire_convert.from_vid2vid(state_dict, cfg), strict=True)
     return gen
 
 
 def fs_generator(state_dict: dict, options: dict) -> nn.Module:
     """The imgsynth ``fs_vid2vid`` generator; ``options`` is the manifest's imaginaire config."""
-    cfg = imaginaire_convert.infer_fs_config(state_dict,
-                                             flow_multiplier=options["gen"]["flow"]["flow_output_multiplier"],
-                                             few_shot_k=options["data"]["initial_few_shot_K"])
-    gen = build_model("fs_vid2vid", cfg)
+    arch, cfg = imaginaire_convert.config_from_options(state_dict, options)
+    gen = build_model(arch, cfg)
     gen.load_state_dict(imaginaire_convert.from_fs_vid2vid(state_dict, cfg), strict=True)
     return gen
 
 
-def _is_first_frame(state_dict: dict) -> bool:
-    """netG_i is a flat pix2pixHD ``model.<i>.*`` Sequential; composite generators have named parts."""
-    return not any(k.startswith(("model_down_seg", "netG0.")) for k in state_dict)
-
-
 def _build_vid2vid(state_dict: dict, man: dict) -> nn.Module:
-    if _is_first_frame(state_dict):
+    if vid2vid_convert.is_first_frame(state_dict):
         return first_frame_generator(state_dict)
     gen = vid2vid_generator(state_dict, man.get("options", {}))
     return OfficialTwoScaleCall(gen) if gen.n_scales == 2 else OfficialCompositeCall(gen)
