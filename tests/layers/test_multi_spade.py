@@ -71,7 +71,7 @@ def test_flow_network_shapes_and_ranges():
                       num_res_blocks=1, res_order="CNACN", multiplier=20)
     flow, mask = net(torch.randn(2, 6, 16, 16), torch.randn(2, 3, 16, 16))
     assert flow.shape == (2, 2, 16, 16) and mask.shape == (2, 1, 16, 16)
-    assert 0 <= float(mask.min()) and float(mask.max()) <= 1
+    assert 0 <= float(mask.detach().min()) and float(mask.detach().max()) <= 1
     with pytest.raises(ValueError):
         FlowNetwork([("x", 1)], num_filters=4, max_num_filters=8, num_downsamples=1, num_res_blocks=1,
                     res_order="CCC", multiplier=1)
