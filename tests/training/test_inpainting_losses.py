@@ -113,3 +113,23 @@ def test_ssim_matches_the_benchmark_definition():
     assert ssim_loss(ta, ta).item() == pytest.approx(0, abs=1e-12)
     # same window and constants; the benchmark rounds luminance to uint8, hence the tolerance
     assert 1 - ssim_loss(ta, tb).item() == pytest.approx(bench_ssim(a, b), abs=0.01)
+
+
+def test_lowpass_mse_compares_block_means_including_partial_edge_blocks():
+    from imgsynth.training.losses import lowpass_mse
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 3, 10, 9, generator=g), torch.randn(2, 3, 10, 9, generator=g)
+    want = 0.0
+    count = 0
+    for y in range(0, 10, 4):
+        for x in range(0, 9, 4):
+            da = a[..., y:y + 4, x:x + 4].mean((-1, -2)) - b[..., y:y + 4, x:x + 4].mean((-1, -2))
+            want += float(da.pow(2).sum())
+            count += da.numel()
+    assert abs(float(lowpass_mse(a, b, 4)) - want / count) < 1e-6
+    # texture moved around inside each block leaves the block means alone; a brightness offset does not
+    swapped = b.clone()
+    swapped[..., 0:4, 0:4] = b[..., 0:4, 0:4].flip(-1)
+    assert float(lowpass_mse(swapped, b, 4)) < 1e-12
+    assert abs(float(lowpass_mse(b + 0.5, b, 4)) - 0.25) < 1e-6

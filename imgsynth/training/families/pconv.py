@@ -102,7 +102,12 @@ class PConvFamily(Family):
     weights cannot be downloaded here). ``ssim`` > 0 adds ``ssim`` * (1 - SSIM) of the composited
     luminance, a structure term that needs no pretrained network (not in the paper); ``border`` > 0
     adds ``border`` * L1 over the hole pixels within ``border_px`` pixels of the known region (not
-    in the paper either: that band is where a fill must continue the surrounding structure).
+    in the paper either: that band is where a fill must continue the surrounding structure);
+    ``lowpass`` > 0 adds ``lowpass`` * the mean squared error between the ``lowpass_px`` x
+    ``lowpass_px`` block means of the composited result and of the photo (:func:`~imgsynth.training.
+    losses.lowpass_mse`; not in the paper): an L1 fill of a skewed texture (dark moss with bright
+    leaves) takes its median, darker than its mean, and a squared error on local means pulls the
+    fill's low frequencies to the mean.
 
     Holes: the data source's seeded free-form hole, grown with more strokes until it covers a
     ratio drawn uniformly from [``min_hole``, ``max_hole``] (0 and 0: the data's holes as they are).
@@ -135,7 +140,8 @@ class PConvFamily(Family):
     adversarial = False
     option_defaults = {
         "valid": 1.0, "hole": 6.0, "perceptual": 0.05, "style": 120.0, "tv": 0.1, "ssim": 0.0,
-        "border": 0.0, "border_px": 3, "vgg_weights": "", "min_hole": 0.0, "max_hole": 0.0,
+        "border": 0.0, "border_px": 3, "lowpass": 0.0, "lowpass_px": 8, "vgg_weights": "",
+        "min_hole": 0.0, "max_hole": 0.0,
         "freeze_encoder_bn": False, "freeze_decoder_bn": False, "init_from": "", "adversarial": 0.0,
     }
     #: the PatchGAN of ``adversarial`` > 0 unless ``[model.discriminator]`` says otherwise
@@ -150,11 +156,13 @@ class PConvFamily(Family):
         opts = super().options(cfg)
         if not 0.0 <= opts["min_hole"] <= opts["max_hole"] < 1.0:
             raise ConfigError("model.options: need 0 <= min_hole <= max_hole < 1")
-        for key in ("valid", "hole", "perceptual", "style", "tv", "ssim", "border", "adversarial"):
+        for key in ("valid", "hole", "perceptual", "style", "tv", "ssim", "border", "lowpass", "adversarial"):
             if opts[key] < 0:
                 raise ConfigError(f"model.options.{key} must not be negative")
         if not isinstance(opts["border_px"], int) or opts["border_px"] < 1:
             raise ConfigError("model.options.border_px must be a whole number of pixels >= 1")
+        if not isinstance(opts["lowpass_px"], int) or opts["lowpass_px"] < 2:
+            raise ConfigError("model.options.lowpass_px must be a whole number of pixels >= 2")
         if cfg.data.channels not in (0, 3):
             raise ConfigError("the pconv family inpaints RGB photos: set data.channels = 3 (or 0)")
         if opts["vgg_weights"]:
@@ -287,7 +295,7 @@ class PConvFamily(Family):
         return torch.cat([comp, hole * 2 - 1], 1)
 
     def extra_g_losses(self, cfg: TrainConfig, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
-        from imgsynth.training.losses import inpainting_losses, ssim_loss
+        from imgsynth.training.losses import inpainting_losses, lowpass_mse, ssim_loss
 
         opts = self._opts or self.option_defaults
         gt = _imagenet(batch["image"].float())
@@ -304,6 +312,9 @@ class PConvFamily(Family):
             terms["ssim"] = opts["ssim"] * ssim_loss(
                 ((_from_imagenet(comp) + 1) / 2), ((batch["image"].float() + 1) / 2)
             )
+        if opts["lowpass"] > 0:
+            comp = mask * gt + (1 - mask) * fake.float()
+            terms["lowpass"] = opts["lowpass"] * lowpass_mse(comp, gt, opts["lowpass_px"])
         return terms
 
     def validation_pair(

@@ -243,3 +243,34 @@ def test_adversarial_run_exports_the_generator_only(tmp_path):
     export(tmp_path / "adv", tmp_path / "export")
     loaded = load_model("inpaint", weights=tmp_path / "export")
     assert loaded.arch == "pconv_unet"
+
+
+def test_lowpass_term_is_the_weighted_block_mean_error_of_the_composite(tmp_path):
+    from imgsynth.training.families.pconv import _imagenet
+    from imgsynth.training.losses import lowpass_mse
+    from imgsynth.training.loop import Trainer, _cast_batch
+
+    cfg = recipe(tmp_path, lowpass=3.0, lowpass_px=4)
+    trainer = Trainer(cfg)
+    trainer._setup()
+    batch = _cast_batch(trainer.stream.next(), trainer.device)
+    fake = trainer._generate(batch, grad=False)
+    fam = trainer.family
+    terms = fam.extra_g_losses(cfg, batch, fake)
+    gt = _imagenet(batch["image"].float())
+    hole = batch["used_hole"]
+    comp = hole * fake + (1 - hole) * gt
+    assert torch.isclose(terms["lowpass"], 3.0 * lowpass_mse(comp, gt, 4), rtol=1e-6)
+    # a fill that is the photo shifted in brightness inside the hole: the term sees it, and only there
+    brighter = fam.extra_g_losses(cfg, batch, gt + 0.3)["lowpass"]
+    exact = fam.extra_g_losses(cfg, batch, gt)["lowpass"]
+    assert float(exact) < 1e-10 < float(brighter)
+
+
+def test_lowpass_option_runs_and_is_checked(tmp_path):
+    result = train(recipe(tmp_path, steps=2, lowpass=2.0))
+    assert "lowpass" in result.history[-1]
+    assert "lowpass" not in train(recipe(tmp_path, "off", steps=2)).history[-1]
+    for bad in ({"lowpass": -1.0}, {"lowpass": 1.0, "lowpass_px": 1}, {"lowpass": 1.0, "lowpass_px": 2.5}):
+        with pytest.raises(ConfigError, match="lowpass"):
+            train(recipe(tmp_path, "bad", steps=1, **bad))
