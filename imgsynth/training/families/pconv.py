@@ -307,13 +307,12 @@ class PConvFamily(Family):
             perceptual=opts["perceptual"], style=opts["style"], vgg=self._vgg,
             border=opts["border"], border_px=opts["border_px"],
         )
+        comp = mask * gt + (1 - mask) * fake.float()  # the photo with G's fill in its holes
         if opts["ssim"] > 0:
-            comp = mask * gt + (1 - mask) * fake.float()
             terms["ssim"] = opts["ssim"] * ssim_loss(
                 ((_from_imagenet(comp) + 1) / 2), ((batch["image"].float() + 1) / 2)
             )
         if opts["lowpass"] > 0:
-            comp = mask * gt + (1 - mask) * fake.float()
             terms["lowpass"] = opts["lowpass"] * lowpass_mse(comp, gt, opts["lowpass_px"])
         return terms
 
