@@ -97,6 +97,10 @@ def count_flops(fn: Callable[[], Any]) -> int:
     """Executed FLOPs of one call of ``fn``, as ``torch.utils.flop_counter`` counts them (2 per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from imgsynth.layers.fast_conv import register_flop_formulas
+
+    register_flop_formulas()  # the oneDNN fused convs of the CPU inference paths count too
+
     class _Global:
         """Count every op under "Global" only: the per-module tracker's autograd hooks fail on
         parameters used through views under inference mode (StyleGAN2's constant input)."""

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgsynth.errors import ConfigError
-from imgsynth.layers.fast_conv import cpu_fp32, fold_batch_norm
+from imgsynth.layers.fast_conv import activate, cpu_fp32, fold_batch_norm
 from imgsynth.models.cyclegan import fast_conv2d, fast_conv_transpose2d, make_norm
 from imgsynth.models.registry import register_model
 
@@ -65,20 +65,24 @@ class UnetDown(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
         self.norm = make_norm(norm, out_channels) if norm is not None else None
 
-    def forward(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, channels_last: bool = False, *, activated: bool = False, post: str | None = None
+    ) -> torch.Tensor:
         """(N, Cin, H, W) -> (N, Cout, H/2, W/2); ``channels_last``: see :func:`fast_conv2d`.
 
-        Without autograd the activation runs in place on ``x`` (the previous stage's output)."""
-        if self.activation:
+        Without autograd the activation runs in place on ``x`` (the previous stage's output).
+        ``activated``: ``x`` already had this stage's activation applied (the previous stage's
+        ``post``); ``post``: ``"relu"`` / ``"leaky_relu"`` (slope 0.2) applied to the output,
+        fused into the convolution where BatchNorm is folded into it."""
+        if self.activation and not activated:
             # in place without autograd, as the official nn.LeakyReLU(0.2, True): this rewrites the
             # skip tensor too, which the decoder's ReLU makes irrelevant (relu(lrelu(s)) == relu(s));
             # it saves allocating (and page-faulting) a fresh tensor per stage
             x = F.leaky_relu(x, 0.2) if torch.is_grad_enabled() else F.leaky_relu_(x, 0.2)
         folded = fold_batch_norm(self.conv, self.norm) if channels_last else None
-        if folded is not None:  # CPU inference: eval BatchNorm folded into the conv
-            return fast_conv2d(x, folded, channels_last)
-        h = fast_conv2d(x, self.conv, channels_last)
-        return self.norm(h) if self.norm is not None else h
+        if folded is not None or self.norm is None:  # CPU inference: eval BatchNorm folded into the conv
+            return fast_conv2d(x, folded or self.conv, channels_last, post=post, slope=0.2)
+        return activate(self.norm(fast_conv2d(x, self.conv, channels_last)), post, 0.2)
 
 
 class UnetUp(nn.Module):
@@ -92,19 +96,27 @@ class UnetUp(nn.Module):
         self.norm = make_norm(norm, out_channels) if norm is not None else None
         self.dropout = nn.Dropout(0.5) if use_dropout else None
 
-    def forward(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, channels_last: bool = False, *, activated: bool = False, post: str | None = None
+    ) -> torch.Tensor:
         """(N, Cin, H, W) -> (N, Cout, 2H, 2W); the outermost stage (no norm) ends in tanh, [-1, 1].
 
         ``channels_last``: see :func:`~imgsynth.layers.fast_conv.fast_conv_transpose2d`. Without
-        autograd the ReLU runs in place on ``x`` (the previous stage's output)."""
-        # the input is the previous stage's output or its concatenation with a skip: ours to overwrite
-        x = F.relu(x) if torch.is_grad_enabled() else F.relu_(x)
+        autograd the ReLU runs in place on ``x`` (the previous stage's output). ``activated``:
+        ``x`` is already ReLU'd; ``post``: ``"relu"`` applied to the output (before dropout, with
+        which it commutes), fused into the transposed conv where BatchNorm is folded into it."""
+        if not activated:
+            # the input is the previous stage's output or its concatenation with a skip: ours to overwrite
+            x = F.relu(x) if torch.is_grad_enabled() else F.relu_(x)
         folded = fold_batch_norm(self.conv, self.norm) if channels_last else None
-        h = fast_conv_transpose2d(x, self.conv if folded is None else folded, channels_last)
         if self.norm is None:
-            return torch.tanh(h) if torch.is_grad_enabled() else h.tanh_()
-        if folded is None:  # else CPU inference: eval BatchNorm folded into the transposed conv
-            h = self.norm(h)
+            h = fast_conv_transpose2d(x, self.conv, channels_last)
+            h = torch.tanh(h) if torch.is_grad_enabled() else h.tanh_()
+            return activate(h, post)
+        if folded is not None:  # CPU inference: eval BatchNorm folded into the transposed conv
+            h = fast_conv_transpose2d(x, folded, channels_last, post=post)
+        else:
+            h = activate(self.norm(fast_conv_transpose2d(x, self.conv, channels_last)), post)
         if self.dropout is not None and self.dropout.training and channels_last:
             # dropout draws its mask in memory order: draw it in NCHW order, as the official code
             # does, so that torch.manual_seed(s) still reproduces the official train-mode output
@@ -167,14 +179,23 @@ class UnetGenerator(nn.Module):
         # fast_conv* helpers keep the layout and cache channels-last weights); NCHW comes back out.
         cl = cpu_fp32(x)
         h = x.contiguous(memory_format=torch.channels_last) if cl else x
-        for stage in self.down:
-            h = stage(h, cl)
+        # CPU inference: each stage's activation is fused into the convolution before it (oneDNN
+        # post-ops): an encoder output leaves its conv LeakyReLU'd (the next stage's activation,
+        # which the official in-place LeakyReLU also applies to the skip) and the bottleneck and
+        # decoder outputs ReLU'd; a concatenation gets one in-place ReLU (relu(lrelu(s)) == relu(s))
+        fuse = cl and not torch.is_grad_enabled()
+        last = self.num_downs - 1
+        for j, stage in enumerate(self.down):
+            post = None if not fuse else ("relu" if j == last else "leaky_relu")
+            h = stage(h, cl, activated=fuse, post=post)
             skips.append(h)
         h = skips.pop()  # the bottleneck feeds the innermost decoder stage directly
-        for j in range(self.num_downs - 1, -1, -1):
-            h = self.up[j](h, cl)
+        for j in range(last, -1, -1):
+            h = self.up[j](h, cl, activated=fuse, post="relu" if fuse and j > 0 else None)
             if j > 0:
                 h = torch.cat([skips[j - 1], h], dim=1)
+                if fuse:
+                    h.relu_()
         return h.contiguous() if cl else h
 
     def dummy_inputs(self, batch_size: int, generator: torch.Generator) -> tuple:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from imgsynth.layers import fast_conv
 from imgsynth.layers.fast_conv import fast_conv2d, fast_conv_transpose2d, fold_batch_norm
 from imgsynth.layers.partial_conv import PartialConv2d
 
@@ -41,21 +42,93 @@ def test_fast_dispatch_keeps_channels_last(conv: nn.Module, size: int) -> None:
         assert y1.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_channels_last_weight_is_cached_without_grad_only() -> None:
+def _paths(monkeypatch: pytest.MonkeyPatch, packed: bool) -> str:
+    """Select oneDNN's packed weights or the channels-last / GEMM paths; the cache slot used."""
+    if packed and not fast_conv._onednn_ops():
+        pytest.skip("this torch build has no oneDNN fused convolution ops")
+    monkeypatch.setattr(fast_conv, "ONEDNN_PACKED", packed)
+    return "_weight_cache_onednn" if packed else "_weight_cache_cl"
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_channels_last_weight_is_cached_without_grad_only(packed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    slot = _paths(monkeypatch, packed)
     conv = nn.Conv2d(16, 16, 3, padding=1)
     x = torch.randn(1, 16, 20, 20).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         fast_conv2d(x, conv, channels_last=True)
-        first = conv.__dict__["_weight_cache_cl"][1]
+        first = conv.__dict__[slot][1]
         fast_conv2d(x, conv, channels_last=True)
-        assert conv.__dict__["_weight_cache_cl"][1] is first
+        assert conv.__dict__[slot][1] is first
         conv.weight.add_(1.0)  # in-place change: new version, new cache
         assert_close(fast_conv2d(x, conv, channels_last=True), conv(x), atol=1e-5, rtol=1e-5)
-        assert conv.__dict__["_weight_cache_cl"][1] is not first
+        assert conv.__dict__[slot][1] is not first
+        if packed:  # another input shape: packed again for it, same numbers
+            second = conv.__dict__[slot][1]
+            x2 = torch.randn(2, 16, 12, 9).contiguous(memory_format=torch.channels_last)
+            assert_close(fast_conv2d(x2, conv, channels_last=True), conv(x2), atol=1e-5, rtol=1e-5)
+            assert conv.__dict__[slot][1] is not second
     # with gradients, the weight is converted inside the graph and gradients reach it
     conv.weight.grad = None
     fast_conv2d(x, conv, channels_last=True).sum().backward()
     assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("post", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("size", [1, 4, 12])
+def test_post_activation_on_every_path(
+    packed: bool, transposed: bool, post: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fused into oneDNN's convolution (packed), or applied after it (GEMM, channels-last, NCHW,
+    # autograd): the same numbers as the activation after the module
+    _paths(monkeypatch, packed)
+    torch.manual_seed(0)
+    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(16, 8, 4, 2, 1)
+    fast = fast_conv_transpose2d if transposed else fast_conv2d
+    x = torch.randn(2, 16, size, size) if transposed or size > 1 else torch.randn(2, 16, 2, 2)
+    act = (lambda y: nn.functional.relu(y)) if post == "relu" else (lambda y: nn.functional.leaky_relu(y, 0.2))
+    with torch.no_grad():
+        want = act(conv(x))
+        for cl in (True, False):
+            xin = x.contiguous(memory_format=torch.channels_last) if cl else x
+            assert_close(fast(xin, conv, cl, post=post, slope=0.2), want, atol=1e-5, rtol=1e-5)
+    y = fast(x, conv, post=post, slope=0.2)  # autograd: not in place, gradients flow
+    assert_close(y, act(conv(x)), atol=1e-5, rtol=1e-5)
+    y.sum().backward()
+    assert conv.weight.grad is not None
+    with pytest.raises(ValueError, match="post"):
+        fast(x, conv, post="tanh")
+
+
+def test_a_module_with_a_packed_weight_copies_and_pickles(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an EMA copy (deepcopy) or a pickled module after an inference call: the opaque oneDNN
+    # tensor is left behind and rebuilt on first use
+    import copy
+    import pickle
+
+    _paths(monkeypatch, True)
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    x = torch.randn(1, 8, 12, 12).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = fast_conv2d(x, conv, channels_last=True)
+        assert conv.__dict__["_weight_cache_onednn"][1].is_mkldnn
+        for twin in (copy.deepcopy(conv), pickle.loads(pickle.dumps(conv))):
+            assert twin.__dict__["_weight_cache_onednn"][1] is None
+            assert torch.equal(fast_conv2d(x, twin, channels_last=True), want)
+            assert twin.__dict__["_weight_cache_onednn"][1].is_mkldnn
+
+
+def test_packed_path_needs_zero_padding_and_no_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    _paths(monkeypatch, True)
+    reflect = nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect")
+    grouped = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+    x = torch.randn(1, 8, 12, 12).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        for conv in (reflect, grouped):
+            assert_close(fast_conv2d(x, conv, channels_last=True), conv(x), atol=1e-5, rtol=1e-5)
+            assert "_weight_cache_onednn" not in conv.__dict__
 
 
 @pytest.mark.parametrize("size", [6, 20])  # GEMM and oneDNN channels-last

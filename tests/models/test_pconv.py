@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from imgsynth.errors import ConfigError, InputError
+from imgsynth.layers import fast_conv
 from imgsynth.models.pconv import PConvUNet
 from imgsynth.models.registry import build_model
 
@@ -90,7 +91,13 @@ def test_matches_the_official_all_ones_mask_convolutions(renorm: str) -> None:
     assert torch.equal(out_mask, ref_mask)
 
 
-def test_cpu_runs_channels_last_with_cached_weights_and_matches_the_reference() -> None:
+@pytest.mark.parametrize("packed", [True, False])
+def test_cpu_runs_channels_last_with_cached_weights_and_matches_the_reference(
+    packed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if packed and not fast_conv._onednn_ops():
+        pytest.skip("this torch build has no oneDNN fused convolution ops")
+    monkeypatch.setattr(fast_conv, "ONEDNN_PACKED", packed)
     model = _model(renorm="naoto", layer_size=5)
     x, mask = _inputs(1, 64, 96)
     with torch.inference_mode():
@@ -98,6 +105,9 @@ def test_cpu_runs_channels_last_with_cached_weights_and_matches_the_reference() 
         ref, ref_mask = _reference(model, x, mask)
     assert_close(out, ref, atol=1e-5, rtol=1e-5)
     assert torch.equal(out_mask, ref_mask) and out.is_contiguous()
+    if packed:  # oneDNN's packed weights on every grid
+        assert all("_weight_cache_onednn" in m.conv.__dict__ for m in (model.enc_1, model.dec_1, model.enc_5))
+        return
     # grids above 8x8 pixels: oneDNN channels-last with a cached weight; at or below: GEMM
     assert "_weight_cache_cl" in model.enc_1.conv.__dict__ and "_weight_cache_cl" in model.dec_1.conv.__dict__
     assert "_weight_cache_cl" not in model.enc_5.conv.__dict__  # input 4x6

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from imgsynth.errors import ConfigError
+from imgsynth.layers import fast_conv
 from imgsynth.models import build_model, get_model
 from imgsynth.models.pix2pix import UnetGenerator
 
@@ -145,9 +146,18 @@ def test_cpu_fast_paths_match_plain_modules(train: bool) -> None:
     assert fast.is_contiguous()
 
 
-def test_cpu_forward_runs_channels_last_with_folded_batch_norm_and_cached_weights() -> None:
-    # 256 px: eval BatchNorm folded into each conv; the outer levels (> 8x8 inputs) take the
-    # channels-last oneDNN path with a cached channels-last weight, the inner ones the GEMM path
+@pytest.mark.parametrize("packed", [True, False])
+def test_cpu_forward_runs_channels_last_with_folded_batch_norm_and_cached_weights(
+    packed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 256 px: eval BatchNorm folded into each conv. With oneDNN's packed weights, every level but
+    # the 3-channel head runs on a cached packed weight with the activation fused; without them,
+    # the outer levels (> 8x8 inputs) take the channels-last path with a cached channels-last
+    # weight and the inner ones the GEMM path
+    if packed and not fast_conv._onednn_ops():
+        pytest.skip("this torch build has no oneDNN fused convolution ops")
+    monkeypatch.setattr(fast_conv, "ONEDNN_PACKED", packed)
+    tag = "_weight_cache_onednn" if packed else "_weight_cache_cl"
     m = _model(num_downs=8, ngf=8).eval()
     with torch.no_grad():  # non-trivial statistics, so that folding them matters
         for bn in m.modules():
@@ -160,16 +170,18 @@ def test_cpu_forward_runs_channels_last_with_folded_batch_norm_and_cached_weight
     with torch.inference_mode():
         y1 = m(x)
         folded = m.down[1].conv.__dict__["_bn_folded"][1]
-        cached = folded.__dict__["_weight_cache_cl"][1]
+        cached = folded.__dict__[tag][1]
         y2 = m(x)
     with torch.no_grad():
         plain = _plain_forward(m, x)
     assert_close(y1, plain, atol=1e-5, rtol=1e-5)
     assert y1.is_contiguous() and torch.equal(y1, y2)
-    assert cached.is_contiguous(memory_format=torch.channels_last)
-    assert m.down[1].conv.__dict__["_bn_folded"][1] is folded and folded.__dict__["_weight_cache_cl"][1] is cached
-    assert "_weight_cache_cl" in m.up[2].conv.__dict__["_bn_folded"][1].__dict__  # 32x32 -> 64x64
-    assert "_weight_cache_gemm_t" in m.up[5].conv.__dict__["_bn_folded"][1].__dict__  # 4x4 -> 8x8: GEMM
+    assert cached.is_mkldnn if packed else cached.is_contiguous(memory_format=torch.channels_last)
+    assert m.down[1].conv.__dict__["_bn_folded"][1] is folded and folded.__dict__[tag][1] is cached
+    assert tag in m.up[2].conv.__dict__["_bn_folded"][1].__dict__  # 32x32 -> 64x64
+    inner = "_weight_cache_onednn" if packed else "_weight_cache_gemm_t"  # 4x4 -> 8x8
+    assert inner in m.up[5].conv.__dict__["_bn_folded"][1].__dict__
+    assert "_weight_cache_gemm_t" in m.up[0].conv.__dict__  # 3 output channels: GEMM either way
     assert "_bn_folded" not in m.down[0].conv.__dict__ and "_bn_folded" not in m.up[0].conv.__dict__  # no norm
     with torch.no_grad():
         m.down[1].norm.running_var.mul_(2)  # new statistics (version bump): the fold is rebuilt
