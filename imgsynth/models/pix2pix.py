@@ -36,11 +36,12 @@ Deviations from the original:
 - Flat ``down``/``up`` module lists instead of recursive blocks (same layers, same order of
   operations; the official in-place LeakyReLU also rewrites the skip tensor, which the following
   ReLU makes irrelevant: relu(leaky_relu(s)) == relu(s)).
-- On CPU float32 the network runs channels-last end to end with cached channels-last weights;
-  layers whose input has 8x8 pixels or fewer run as GEMM + im2col/col2im, and at inference an
-  eval-mode BatchNorm is folded into the conv before it (:mod:`imgsynth.layers.fast_conv`).
-  Without autograd the activations run in place. Same sums, float32 rounding; dropout masks are
-  drawn in NCHW order as officially.
+- On CPU float32 the network runs channels-last end to end. At inference an eval-mode BatchNorm
+  is folded into the conv before it, the convs run on oneDNN's pre-packed weights with the next
+  stage's activation fused into them (where the build has oneDNN; else cached channels-last
+  weights, and GEMM + im2col/col2im for inputs of 8x8 pixels or fewer), see
+  :mod:`imgsynth.layers.fast_conv`. Without autograd the activations run in place. Same sums,
+  float32 rounding; dropout masks are drawn in NCHW order as officially.
 - ``norm="none"`` is not offered (no released model uses it).
 """
 
