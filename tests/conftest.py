@@ -217,3 +217,19 @@ def native_precision(monkeypatch):
         monkeypatch.setattr(device, "cpu_native_precision", lambda precision: answers[precision])
 
     return force
+
+
+@pytest.fixture
+def conv_paths(monkeypatch):
+    """``select(packed)``: run ``imgsynth.layers.fast_conv`` on oneDNN's packed weights (True; the
+    test is skipped on a build without the ops) or on the channels-last / GEMM paths (False).
+    Returns the cache slot the chosen path fills on a conv module."""
+    from imgsynth.layers import fast_conv
+
+    def select(packed: bool) -> str:
+        if packed and not fast_conv._onednn_ops():
+            pytest.skip("this torch build has no oneDNN fused convolution ops")
+        monkeypatch.setattr(fast_conv, "ONEDNN_PACKED", packed)
+        return "_weight_cache_onednn" if packed else "_weight_cache_cl"
+
+    return select

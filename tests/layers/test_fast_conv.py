@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from imgsynth.layers import fast_conv
 from imgsynth.layers.fast_conv import fast_conv2d, fast_conv_transpose2d, fold_batch_norm
 from imgsynth.layers.partial_conv import PartialConv2d
 
@@ -42,17 +41,9 @@ def test_fast_dispatch_keeps_channels_last(conv: nn.Module, size: int) -> None:
         assert y1.is_contiguous(memory_format=torch.channels_last)
 
 
-def _paths(monkeypatch: pytest.MonkeyPatch, packed: bool) -> str:
-    """Select oneDNN's packed weights or the channels-last / GEMM paths; the cache slot used."""
-    if packed and not fast_conv._onednn_ops():
-        pytest.skip("this torch build has no oneDNN fused convolution ops")
-    monkeypatch.setattr(fast_conv, "ONEDNN_PACKED", packed)
-    return "_weight_cache_onednn" if packed else "_weight_cache_cl"
-
-
 @pytest.mark.parametrize("packed", [True, False])
-def test_channels_last_weight_is_cached_without_grad_only(packed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    slot = _paths(monkeypatch, packed)
+def test_channels_last_weight_is_cached_without_grad_only(packed: bool, conv_paths) -> None:
+    slot = conv_paths(packed)
     conv = nn.Conv2d(16, 16, 3, padding=1)
     x = torch.randn(1, 16, 20, 20).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
@@ -79,11 +70,11 @@ def test_channels_last_weight_is_cached_without_grad_only(packed: bool, monkeypa
 @pytest.mark.parametrize("post", ["relu", "leaky_relu"])
 @pytest.mark.parametrize("size", [1, 4, 12])
 def test_post_activation_on_every_path(
-    packed: bool, transposed: bool, post: str, size: int, monkeypatch: pytest.MonkeyPatch
+    packed: bool, transposed: bool, post: str, size: int, conv_paths
 ) -> None:
     # fused into oneDNN's convolution (packed), or applied after it (GEMM, channels-last, NCHW,
     # autograd): the same numbers as the activation after the module
-    _paths(monkeypatch, packed)
+    conv_paths(packed)
     torch.manual_seed(0)
     conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(16, 8, 4, 2, 1)
     fast = fast_conv_transpose2d if transposed else fast_conv2d
@@ -102,13 +93,13 @@ def test_post_activation_on_every_path(
         fast(x, conv, post="tanh")
 
 
-def test_a_module_with_a_packed_weight_copies_and_pickles(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_module_with_a_packed_weight_copies_and_pickles(conv_paths) -> None:
     # an EMA copy (deepcopy) or a pickled module after an inference call: the opaque oneDNN
     # tensor is left behind and rebuilt on first use
     import copy
     import pickle
 
-    _paths(monkeypatch, True)
+    conv_paths(True)
     conv = nn.Conv2d(8, 8, 3, padding=1)
     x = torch.randn(1, 8, 12, 12).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
@@ -120,8 +111,8 @@ def test_a_module_with_a_packed_weight_copies_and_pickles(monkeypatch: pytest.Mo
             assert twin.__dict__["_weight_cache_onednn"][1].is_mkldnn
 
 
-def test_packed_path_needs_zero_padding_and_no_groups(monkeypatch: pytest.MonkeyPatch) -> None:
-    _paths(monkeypatch, True)
+def test_packed_path_needs_zero_padding_and_no_groups(conv_paths) -> None:
+    conv_paths(True)
     reflect = nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect")
     grouped = nn.Conv2d(8, 8, 3, padding=1, groups=2)
     x = torch.randn(1, 8, 12, 12).contiguous(memory_format=torch.channels_last)

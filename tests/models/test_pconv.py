@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from imgsynth.errors import ConfigError, InputError
-from imgsynth.layers import fast_conv
 from imgsynth.models.pconv import PConvUNet
 from imgsynth.models.registry import build_model
 
@@ -92,12 +91,8 @@ def test_matches_the_official_all_ones_mask_convolutions(renorm: str) -> None:
 
 
 @pytest.mark.parametrize("packed", [True, False])
-def test_cpu_runs_channels_last_with_cached_weights_and_matches_the_reference(
-    packed: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if packed and not fast_conv._onednn_ops():
-        pytest.skip("this torch build has no oneDNN fused convolution ops")
-    monkeypatch.setattr(fast_conv, "ONEDNN_PACKED", packed)
+def test_cpu_runs_channels_last_with_cached_weights_and_matches_the_reference(packed: bool, conv_paths) -> None:
+    conv_paths(packed)
     model = _model(renorm="naoto", layer_size=5)
     x, mask = _inputs(1, 64, 96)
     with torch.inference_mode():

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from imgsynth.errors import ConfigError
-from imgsynth.layers import fast_conv
 from imgsynth.models import build_model, get_model
 from imgsynth.models.pix2pix import UnetGenerator
 
@@ -147,17 +146,12 @@ def test_cpu_fast_paths_match_plain_modules(train: bool) -> None:
 
 
 @pytest.mark.parametrize("packed", [True, False])
-def test_cpu_forward_runs_channels_last_with_folded_batch_norm_and_cached_weights(
-    packed: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cpu_forward_runs_channels_last_with_folded_batch_norm_and_cached_weights(packed: bool, conv_paths) -> None:
     # 256 px: eval BatchNorm folded into each conv. With oneDNN's packed weights, every level but
     # the 3-channel head runs on a cached packed weight with the activation fused; without them,
     # the outer levels (> 8x8 inputs) take the channels-last path with a cached channels-last
     # weight and the inner ones the GEMM path
-    if packed and not fast_conv._onednn_ops():
-        pytest.skip("this torch build has no oneDNN fused convolution ops")
-    monkeypatch.setattr(fast_conv, "ONEDNN_PACKED", packed)
-    tag = "_weight_cache_onednn" if packed else "_weight_cache_cl"
+    tag = conv_paths(packed)
     m = _model(num_downs=8, ngf=8).eval()
     with torch.no_grad():  # non-trivial statistics, so that folding them matters
         for bn in m.modules():
