@@ -82,7 +82,7 @@ class UnetDown(nn.Module):
             x = F.leaky_relu(x, 0.2) if torch.is_grad_enabled() else F.leaky_relu_(x, 0.2)
         folded = fold_batch_norm(self.conv, self.norm) if channels_last else None
         if folded is not None or self.norm is None:  # CPU inference: eval BatchNorm folded into the conv
-            return fast_conv2d(x, folded or self.conv, channels_last, post=post, slope=0.2)
+            return fast_conv2d(x, self.conv if folded is None else folded, channels_last, post=post, slope=0.2)
         return activate(self.norm(fast_conv2d(x, self.conv, channels_last)), post, 0.2)
 
 

@@ -111,6 +111,29 @@ def test_a_module_with_a_packed_weight_copies_and_pickles(conv_paths) -> None:
             assert twin.__dict__["_weight_cache_onednn"][1].is_mkldnn
 
 
+def test_flop_counter_counts_the_fused_ops_as_convolutions(conv_paths) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from imgsynth.layers.fast_conv import register_flop_formulas
+
+    conv_paths(True)
+    register_flop_formulas()
+    register_flop_formulas()  # idempotent
+    conv, convt = nn.Conv2d(16, 8, 4, 2, 1), nn.ConvTranspose2d(16, 8, 4, 2, 1)
+    x = torch.randn(1, 16, 12, 12).contiguous(memory_format=torch.channels_last)
+    counts = []
+    for fused in (True, False):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            if fused:
+                fast_conv2d(x, conv, channels_last=True, post="relu")
+                fast_conv_transpose2d(x, convt, channels_last=True, post="relu")
+            else:
+                conv(x)
+                convt(x)
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] == 2 * (6 * 6 * 8 * 16 * 16 + 12 * 12 * 16 * 8 * 16)
+
+
 def test_packed_path_needs_zero_padding_and_no_groups(conv_paths) -> None:
     conv_paths(True)
     reflect = nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect")
