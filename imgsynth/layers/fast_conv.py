@@ -86,23 +86,41 @@ CACHE_WEIGHTS = True
 """Cache the re-laid-out weights (GEMM matrix, channels-last copy) between inference calls."""
 
 
-def _cached_weight(conv: nn.Module, tag: str, make: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _cached_weight(
+    conv: nn.Module, tag: str, make: Callable[[torch.Tensor], torch.Tensor], extra: tuple = ()
+) -> torch.Tensor:
     """``make(conv.weight)``, cached on the module while no gradient is taken.
 
-    The cache is keyed on the weight's version counter, storage, dtype, device and inference mode,
-    so optimiser steps and ``load_state_dict`` (both bump the version) rebuild it; with gradients
+    The cache is keyed on the weight's version counter, storage, dtype, device and inference mode
+    (plus ``extra``, such as the input shape a weight was laid out for; one entry per ``tag``), so
+    optimiser steps and ``load_state_dict`` (both bump the version) rebuild it; with gradients
     enabled (training) or while exporting, ``make`` runs on every call so autograd sees it.
     """
     w = conv.weight
     if not CACHE_WEIGHTS or torch.is_grad_enabled() or torch.compiler.is_exporting() or w.is_inference():
         return make(w)  # (an inference tensor has no version counter to key a cache on)
-    key = (w._version, w.data_ptr(), w.dtype, w.device, torch.is_inference_mode_enabled())
+    key = (w._version, w.data_ptr(), w.dtype, w.device, torch.is_inference_mode_enabled(), *extra)
     slot = f"_weight_cache_{tag}"
     hit = conv.__dict__.get(slot)
     if hit is None or hit[0] != key:
-        hit = (key, make(w))
+        hit = _CacheSlot(key, make(w))
         conv.__dict__[slot] = hit
     return hit[1]
+
+
+class _CacheSlot(tuple):
+    """``(key, weight)`` cached on a module. A copy of the module (``copy.deepcopy``, as for an EMA
+    generator, or pickling) gets an empty slot, rebuilt on first use: a cache is derived data, and
+    oneDNN's packed (opaque) tensors cannot be copied at all."""
+
+    def __new__(cls, key: object, value: object) -> "_CacheSlot":
+        return super().__new__(cls, (key, value))
+
+    def __deepcopy__(self, memo: dict) -> "_CacheSlot":
+        return _CacheSlot(None, None)
+
+    def __reduce__(self) -> tuple:
+        return (_CacheSlot, (None, None))
 
 
 def _transposed_weight(conv: nn.ConvTranspose2d) -> torch.Tensor:
@@ -181,38 +199,16 @@ def _packed_weight(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``conv``'s weight re-laid out by oneDNN for inputs shaped like ``x``, cached (one input
     shape per layer: another shape re-packs, which costs what oneDNN does on every plain call)."""
     shape = list(x.shape)
-    args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, shape)
-    if isinstance(conv, nn.ConvTranspose2d):
-        p, s, d, g, shape = args
+    padding, stride, dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
 
-        def make(w: torch.Tensor) -> torch.Tensor:
+    def make(w: torch.Tensor) -> torch.Tensor:
+        if isinstance(conv, nn.ConvTranspose2d):
             return torch.ops.mkldnn._reorder_convolution_transpose_weight(
-                w.detach(), p, list(conv.output_padding), s, d, g, shape)
-    else:
-        def make(w: torch.Tensor) -> torch.Tensor:
-            return torch._C._nn.mkldnn_reorder_conv2d_weight(w.detach().to_mkldnn(), *args)
+                w.detach(), padding, list(conv.output_padding), stride, dilation, conv.groups, shape)
+        return torch._C._nn.mkldnn_reorder_conv2d_weight(
+            w.detach().to_mkldnn(), padding, stride, dilation, conv.groups, shape)
 
-    key = (conv.weight._version, conv.weight.data_ptr(), tuple(shape))
-    hit = conv.__dict__.get("_weight_cache_onednn")
-    if hit is None or hit[0] != key:
-        hit = _PackedSlot(key, make(conv.weight))
-        conv.__dict__["_weight_cache_onednn"] = hit
-    return hit[1]
-
-
-class _PackedSlot(tuple):
-    """``(key, packed weight)`` on a module; a copy of the module (``copy.deepcopy``, as for an
-    EMA generator, or pickling) gets an empty slot that is rebuilt on first use, because oneDNN's
-    opaque tensors cannot be copied."""
-
-    def __new__(cls, key: object, value: object) -> "_PackedSlot":
-        return super().__new__(cls, (key, value))
-
-    def __deepcopy__(self, memo: dict) -> "_PackedSlot":
-        return _PackedSlot(None, None)
-
-    def __reduce__(self) -> tuple:
-        return (_PackedSlot, (None, None))
+    return _cached_weight(conv, "onednn", make, tuple(shape))
 
 
 def _conv_packed(
@@ -258,8 +254,8 @@ def register_flop_formulas() -> None:
 
 
 def activate(y: torch.Tensor, post: str | None, slope: float = 0.01) -> torch.Tensor:
-    """``post`` (``"relu"``, ``"leaky_relu"`` with negative ``slope``, or None) applied to a
-    conv's fresh output, in place without autograd."""
+    """``post`` (``"relu"``, ``"leaky_relu"`` with negative ``slope``, or None) applied to ``y``,
+    a tensor the caller owns (a conv's fresh output, a stage's input): in place without autograd."""
     if post is None:
         return y
     inplace = not torch.is_grad_enabled()

@@ -48,7 +48,6 @@ Deviations from the original:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from imgsynth.errors import ConfigError
@@ -79,7 +78,7 @@ class UnetDown(nn.Module):
             # in place without autograd, as the official nn.LeakyReLU(0.2, True): this rewrites the
             # skip tensor too, which the decoder's ReLU makes irrelevant (relu(lrelu(s)) == relu(s));
             # it saves allocating (and page-faulting) a fresh tensor per stage
-            x = F.leaky_relu(x, 0.2) if torch.is_grad_enabled() else F.leaky_relu_(x, 0.2)
+            x = activate(x, "leaky_relu", 0.2)
         folded = fold_batch_norm(self.conv, self.norm) if channels_last else None
         if folded is not None or self.norm is None:  # CPU inference: eval BatchNorm folded into the conv
             return fast_conv2d(x, self.conv if folded is None else folded, channels_last, post=post, slope=0.2)
@@ -108,7 +107,7 @@ class UnetUp(nn.Module):
         which it commutes), fused into the transposed conv where BatchNorm is folded into it."""
         if not activated:
             # the input is the previous stage's output or its concatenation with a skip: ours to overwrite
-            x = F.relu(x) if torch.is_grad_enabled() else F.relu_(x)
+            x = activate(x, "relu")
         folded = fold_batch_norm(self.conv, self.norm) if channels_last else None
         if self.norm is None:
             h = fast_conv_transpose2d(x, self.conv, channels_last)
